@@ -1,0 +1,30 @@
+// Thin N-API surface. Argument checking lives in the TypeScript facade (src/rt/native.ts);
+// here we only convert and call.
+#include <napi.h>
+
+#include "notify.h"
+
+namespace {
+
+Napi::Value SdNotify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "sdNotify(path: string, message: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+#ifdef __linux__
+  int err = reflex::SendNotify(info[0].As<Napi::String>(), info[1].As<Napi::String>());
+#else
+  int err = 95;  // EOPNOTSUPP: systemd exists only on Linux
+#endif
+  return Napi::Number::New(env, err);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(reflex_native, Init)

@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// Idempotent bootstrap, run by npm's prestart/pretest/prebench hooks: installs what is missing
+// and rebuilds what is stale, and does nothing (in well under a second) when all is in place.
+// Plain JavaScript with no dependencies, because it runs before node_modules exists.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const quiet = process.argv.includes('--quiet');
+
+// Debian packages the build and the test suite need, with why.
+const DEBIAN_PACKAGES = [
+  'g++', 'make', 'python3', // node-gyp builds the native addon
+];
+
+// Skips onnxruntime-node's postinstall download of CUDA binaries, which fails offline.
+const NPM_ENV = { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' };
+
+function say(msg) {
+  if (!quiet) process.stderr.write(`bootstrap: ${msg}\n`);
+}
+
+function fail(msg) {
+  process.stderr.write(`bootstrap: ${msg}\n`);
+  process.exit(1);
+}
+
+function run(cmd, args, opts = {}) {
+  say(`running: ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], cwd: root, ...opts });
+  if (r.error) fail(`${cmd} could not start: ${r.error.message}`);
+  if (r.status !== 0) fail(`${cmd} ${args.join(' ')} exited with ${r.status ?? r.signal}`);
+}
+
+function checkNode() {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 20) fail(`Node.js ${process.versions.node} is too old: reflex needs 20 or later`);
+}
+
+function missingDebianPackages() {
+  if (!existsSync('/usr/bin/dpkg-query')) return [];
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${db:Status-Abbrev}\\n', ...DEBIAN_PACKAGES], { encoding: 'utf8' });
+  const installed = new Set(
+    r.stdout.split('\n').filter((l) => /^\S+ ii/.test(l)).map((l) => l.split(/[ :]/)[0]),
+  );
+  return DEBIAN_PACKAGES.filter((p) => !installed.has(p));
+}
+
+function ensureDebianPackages() {
+  if (!existsSync('/usr/bin/dpkg-query')) {
+    say('not a Debian-based system: install the equivalents of ' + DEBIAN_PACKAGES.join(' ') + ' yourself');
+    return;
+  }
+  const missing = missingDebianPackages();
+  if (missing.length === 0) return;
+  const cmd = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (process.getuid?.() !== 0) fail(`missing Debian packages; run as root:\n  sudo sh -c '${cmd}'`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  run('sh', ['-c', cmd], { env });
+}
+
+function sha256(file) {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
+function ensureNodeModules() {
+  const stamp = join(root, 'node_modules', '.reflex-lock.sha256');
+  const want = sha256(join(root, 'package-lock.json')) + ' ' + process.versions.modules;
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return;
+  run('npm', ['ci', '--no-audit', '--no-fund'], { env: NPM_ENV });
+  writeFileSync(stamp, want);
+}
+
+function newestMtime(paths) {
+  let newest = 0;
+  const visit = (p) => {
+    let st;
+    try { st = statSync(p); } catch { return; }
+    if (st.isDirectory()) for (const e of readdirSync(p)) visit(join(p, e));
+    else newest = Math.max(newest, st.mtimeMs);
+  };
+  for (const p of paths) visit(join(root, p));
+  return newest;
+}
+
+function stampIsFresh(stamp, inputs, extra = '') {
+  if (!existsSync(stamp)) return false;
+  if (readFileSync(stamp, 'utf8') !== extra) return false;
+  return statSync(stamp).mtimeMs >= newestMtime(inputs);
+}
+
+function writeStamp(stamp, extra = '') {
+  mkdirSync(dirname(stamp), { recursive: true });
+  writeFileSync(stamp, extra);
+}
+
+function nodeGyp() {
+  // npm puts its bundled node-gyp on PATH for lifecycle scripts; outside npm, find it beside npm.
+  const onPath = spawnSync('node-gyp', ['--version'], { stdio: 'ignore' });
+  if (!onPath.error && onPath.status === 0) return ['node-gyp', []];
+  const npmCli = process.env.npm_execpath;
+  const candidates = [
+    npmCli && join(dirname(npmCli), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+    '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js',
+    '/usr/local/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js',
+  ].filter(Boolean);
+  const found = candidates.find((c) => existsSync(c));
+  if (!found) fail('node-gyp not found: run this through npm (npm start / npm test)');
+  return [process.execPath, [found]];
+}
+
+function ensureNativeAddon() {
+  const stamp = join(root, 'native', 'build', '.reflex-stamp');
+  const abi = `${process.versions.modules} ${process.arch}`;
+  const addon = join(root, 'native', 'build', 'Release', 'reflex_native.node');
+  if (existsSync(addon) && stampIsFresh(stamp, ['native/binding.gyp', 'native/src'], abi)) return;
+  const [cmd, pre] = nodeGyp();
+  // Build against the headers that came with this Node when it has them, so node-gyp does not
+  // try to download them (there is no network on a robot or here).
+  const prefix = dirname(dirname(process.execPath));
+  const local = existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
+  const nodedir = process.env.npm_config_nodedir ? [] : local;
+  run(cmd, [...pre, 'rebuild', '--directory', 'native', ...nodedir]);
+  writeStamp(stamp, abi);
+}
+
+function ensureTypeScriptBuild() {
+  const stamp = join(root, 'dist', '.reflex-stamp');
+  const inputs = ['src', 'test', 'bench', 'tsconfig.json', 'package-lock.json'];
+  if (stampIsFresh(stamp, inputs)) return;
+  run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+  writeStamp(stamp);
+}
+
+checkNode();
+ensureDebianPackages();
+ensureNodeModules();
+ensureNativeAddon();
+ensureTypeScriptBuild();

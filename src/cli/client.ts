@@ -1,0 +1,34 @@
+import { createConnection, type Socket } from 'node:net';
+import { ReflexError, errorMessage } from '../core/index.js';
+import { isObject, type Response } from './protocol.js';
+
+/** Sends one request to the daemon's control socket and returns its result (throws on an error response). */
+export async function request(path: string, cmd: string, args: Record<string, unknown> = {}, timeoutMs = 5000): Promise<unknown> {
+  const sock: Socket = createConnection(path);
+  sock.setEncoding('utf8');
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      let buffered = '';
+      const timer = setTimeout(() => reject(new ReflexError('TIMEOUT', `no answer from ${path} in ${timeoutMs} ms`, { timeout: true })), timeoutMs);
+      sock.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new ReflexError('NOT_CONNECTED', `cannot reach the daemon at ${path}: ${errorMessage(err)}`, { disconnected: true }));
+      });
+      sock.on('data', (chunk: string) => {
+        buffered += chunk;
+        const nl = buffered.indexOf('\n');
+        if (nl >= 0) {
+          clearTimeout(timer);
+          resolve(buffered.slice(0, nl));
+        }
+      });
+      sock.once('connect', () => sock.write(`${JSON.stringify({ id: 1, cmd, args })}\n`));
+    });
+    const res = JSON.parse(line) as Response;
+    if (!isObject(res)) throw new ReflexError('COMMAND_FAILED', 'daemon sent a malformed response');
+    if (!res.ok) throw new ReflexError('COMMAND_FAILED', `${res.error.code}: ${res.error.message}`);
+    return res.result;
+  } finally {
+    sock.destroy();
+  }
+}

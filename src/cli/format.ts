@@ -1,0 +1,29 @@
+import type { DaemonStatus } from '../daemon.js';
+
+function table(rows: readonly (readonly [string, string])[]): string {
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n';
+}
+
+function duration(s: number): string {
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  return h > 0 ? `${h}h ${m}m ${sec}s` : m > 0 ? `${m}m ${sec}s` : `${s.toFixed(1)}s`;
+}
+
+/** `reflex status` as a technician reads it. */
+export function formatStatus(s: DaemonStatus): string {
+  const l = s.loop;
+  return table([
+    ['device', s.deviceId],
+    ['uptime', duration(s.uptimeS)],
+    ['loop', `${l.healthy ? l.state : 'STALLED'}, ${l.rateHz.toFixed(1)} Hz of ${l.targetHz} Hz, ${l.ticks} ticks`],
+    ['lateness', `p50 ${l.latenessUs.p50.toFixed(0)} us, p99 ${l.latenessUs.p99.toFixed(0)} us, max ${l.latenessUs.max.toFixed(0)} us`],
+    ['missed', `${l.missedDeadlines} deadlines, ${l.overruns} overruns`],
+    ['policy', s.policy.active ?? s.policy.state],
+    ['fleet link', s.fleet.state],
+    ['faults', s.faults.length === 0 ? 'none' : s.faults.join('; ')],
+    ['native addon', s.nativeAddon.available ? 'loaded' : `unavailable (${s.nativeAddon.reason ?? '?'})`],
+  ]);
+}

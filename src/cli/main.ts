@@ -1,0 +1,121 @@
+// The `reflex` command: `reflex run` is the daemon itself; the other verbs are the technician's
+// tools, which talk to a running daemon through its control socket.
+import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { DEFAULT_CONFIG_PATH, loadConfig, ConfigError, type Config } from '../config/index.js';
+import { EXIT, Logging, errorMessage, isLogLevel, LOG_LEVELS, ReflexError } from '../core/index.js';
+import { Daemon, type DaemonStatus } from '../daemon.js';
+import { request } from './client.js';
+import { formatStatus } from './format.js';
+
+const USAGE = `usage: reflex <command> [options]
+
+  run [--config FILE]                 run the daemon (default config ${DEFAULT_CONFIG_PATH})
+  status [--json]                     what the running daemon is doing
+  log level LEVEL [--module MOD]      change the daemon's log level (${LOG_LEVELS.join(', ')})
+  config check FILE                   validate a config file; exit 78 when it is invalid
+
+options for commands that talk to the daemon:
+  --socket PATH                       its control socket (else REFLEX_CONTROL_SOCKET, else the config's)
+  --config FILE                       read the socket path from this config
+`;
+
+function fail(code: number, message: string): never {
+  process.stderr.write(`reflex: ${message}\n`);
+  process.exit(code);
+}
+
+function readConfig(file: string): Config {
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(EXIT.CONFIG, err.message);
+    throw err;
+  }
+}
+
+function socketPath(opts: { socket?: string | undefined; config?: string | undefined }): string {
+  if (opts.socket) return opts.socket;
+  if (process.env.REFLEX_CONTROL_SOCKET) return process.env.REFLEX_CONTROL_SOCKET;
+  const file = opts.config ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null);
+  return file === null ? '/run/reflex/control.sock' : readConfig(file).socket.path;
+}
+
+async function runDaemon(configFile: string): Promise<never> {
+  const config = readConfig(configFile);
+  const logging = new Logging({ level: config.log.level, pretty: config.log.pretty });
+  const daemon = new Daemon({ config, logging, env: process.env });
+  const log = logging.child('daemon');
+
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => daemon.shutdown(sig));
+  process.on('SIGHUP', () => log.info('SIGHUP ignored: restart the service to apply a new config'));
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err: err.stack ?? err.message }, 'uncaught exception');
+    daemon.shutdown('uncaught exception', EXIT.FAILURE);
+  });
+  process.on('unhandledRejection', (err) => {
+    log.fatal({ err: errorMessage(err) }, 'unhandled rejection');
+    daemon.shutdown('unhandled rejection', EXIT.FAILURE);
+  });
+  // A stop that overruns every part's bound still ends the process: systemd restarts it, and
+  // the servos' own watchdog has already stopped them.
+  const hardStopMs = 15_000;
+  process.once('SIGTERM', () => setTimeout(() => process.exit(EXIT.FAILURE), hardStopMs).unref());
+
+  const code = await daemon.run();
+  process.exit(code);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      socket: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      module: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const [verb, ...rest] = positionals;
+  if (values.help || verb === undefined || verb === 'help') {
+    process.stdout.write(USAGE);
+    process.exit(verb === undefined && !values.help ? EXIT.USAGE : EXIT.OK);
+  }
+
+  switch (verb) {
+    case 'run':
+      return runDaemon(values.config ?? DEFAULT_CONFIG_PATH);
+    case 'config': {
+      const [sub, file] = rest;
+      if (sub !== 'check' || file === undefined) fail(EXIT.USAGE, 'usage: reflex config check FILE');
+      const config = readConfig(file);
+      process.stdout.write(`${file}: ok (device ${config.deviceId}, ${config.robot.joints.length} joints, ${config.buses.length} buses, ${config.cameras.length} cameras)\n`);
+      return;
+    }
+    case 'status': {
+      const status = (await request(socketPath(values), 'status')) as DaemonStatus;
+      process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+      return;
+    }
+    case 'log': {
+      const [sub, level] = rest;
+      if (sub !== 'level' || !isLogLevel(level)) fail(EXIT.USAGE, `usage: reflex log level ${LOG_LEVELS.join('|')} [--module MOD]`);
+      const args: Record<string, unknown> = { level };
+      if (values.module !== undefined) args.module = values.module;
+      const levels = await request(socketPath(values), 'log.level', args);
+      process.stdout.write(`${JSON.stringify(levels)}\n`);
+      return;
+    }
+    default:
+      fail(EXIT.USAGE, `unknown command "${verb}"\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ReflexError && (err.disconnected || err.timeout)) fail(EXIT.UNAVAILABLE, err.message);
+  if (err instanceof ReflexError) fail(EXIT.FAILURE, err.message);
+  if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) fail(EXIT.USAGE, err.message);
+  fail(EXIT.FAILURE, errorMessage(err));
+});

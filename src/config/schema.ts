@@ -1,0 +1,215 @@
+import { z } from 'zod';
+import { LOG_LEVELS } from '../core/index.js';
+
+// The one schema of the agent's config: the TypeScript types, the defaults and the validation
+// all come from here. Every object is strict, so a misspelt key is an error rather than a
+// setting silently ignored on a robot.
+
+const name = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]{0,31}$/, 'a lower-case name of letters, digits and _ (at most 32), starting with a letter');
+
+/** Dynamixel baud rates the X series supports (control table address 8). */
+export const DYNAMIXEL_BAUDS = [57600, 115200, 1000000, 2000000, 3000000, 4000000, 4500000] as const;
+
+const dynamixelBus = z
+  .object({
+    name,
+    kind: z.literal('dynamixel'),
+    /** Serial device: /dev/ttyUSB0, or better a stable /dev/serial/by-id/... path. */
+    port: z.string().min(1),
+    baud: z
+      .number()
+      .refine((b) => (DYNAMIXEL_BAUDS as readonly number[]).includes(b), `one of ${DYNAMIXEL_BAUDS.join(', ')}`)
+      .default(1000000),
+    /** Write Return Delay Time = 0 at start, so every reply comes back at once. */
+    zeroReturnDelay: z.boolean().default(true),
+  })
+  .strict();
+
+const canBus = z
+  .object({
+    name,
+    kind: z.literal('can'),
+    /** SocketCAN interface (can0), or a name on the virtual bus. */
+    interface: z.string().min(1),
+    transport: z.enum(['socketcan', 'virtual']).default('socketcan'),
+    bitrate: z.number().int().min(10_000).max(8_000_000).default(1_000_000),
+  })
+  .strict();
+
+const bus = z.discriminatedUnion('kind', [dynamixelBus, canBus]);
+
+const joint = z
+  .object({
+    name,
+    /** Name of an entry in `buses`. */
+    bus: name,
+    /** Motor id on that bus. */
+    id: z.number().int().min(0).max(252),
+    /** Motor model, e.g. xm430-w350 or ak80-9. */
+    model: z.string().min(1),
+    /** Position limits in radians, in the joint's calibrated frame. */
+    limits: z.object({ min: z.number().finite(), max: z.number().finite() }).strict(),
+    /** Fastest the safety filter lets the joint move, rad/s. */
+    maxVelocity: z.number().positive().finite().default(2),
+    calibration: z
+      .object({
+        /** Added to the motor's angle to give the joint's angle, radians. */
+        offset: z.number().finite().default(0),
+        /** -1 where the motor turns opposite to the joint's positive direction. */
+        direction: z.union([z.literal(1), z.literal(-1)]).default(1),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+const camera = z
+  .object({
+    name,
+    /** /dev/videoN, a /dev/v4l/by-id path, a device index, a GStreamer pipeline or a file. */
+    source: z.union([z.string().min(1), z.number().int().min(0)]),
+    width: z.number().int().positive().default(640),
+    height: z.number().int().positive().default(480),
+    fps: z.number().positive().max(240).default(30),
+    format: z.enum(['MJPG', 'YUYV']).default('MJPG'),
+    /** Older frames are stale: the policy path holds instead of acting on them. */
+    maxAgeMs: z.number().positive().default(100),
+  })
+  .strict();
+
+const policy = z
+  .object({
+    /** Directory of the policy bundle (policy.json + model.onnx); null runs the loop in hold. */
+    bundle: z.string().min(1).nullable().default(null),
+    /** Execution providers in the order tried; the first that loads is used. */
+    providers: z.array(z.enum(['tensorrt', 'cuda', 'cpu'])).nonempty().default(['cpu']),
+    /** onnxruntime build to load instead of the npm package (the Jetson's TensorRT build). */
+    onnxruntimePath: z.string().min(1).nullable().default(null),
+  })
+  .strict();
+
+const fleet = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** mqtt://host:1883 or mqtts://host:8883 */
+    url: z
+      .string()
+      .regex(/^(mqtts?|wss?):\/\/[^\s]+$/, 'a URL starting mqtt://, mqtts://, ws:// or wss://')
+      .nullable()
+      .default(null),
+    username: z.string().nullable().default(null),
+    /** File that holds the password, so the secret is not in the config itself. */
+    passwordFile: z.string().nullable().default(null),
+    caFile: z.string().nullable().default(null),
+    certFile: z.string().nullable().default(null),
+    keyFile: z.string().nullable().default(null),
+    telemetryHz: z.number().positive().max(50).default(1),
+  })
+  .strict();
+
+const octalMode = z
+  .string()
+  .regex(/^0?[0-7]{3}$/, 'an octal file mode such as "0660"');
+
+export const configSchema = z
+  .object({
+    /** Unique per robot; the fleet link's topics are reflex/v1/<deviceId>/... */
+    deviceId: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64), no / + # or spaces'),
+    log: z
+      .object({
+        level: z.enum(LOG_LEVELS).default('info'),
+        pretty: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+      })
+      .strict()
+      .default({}),
+    control: z
+      .object({
+        rateHz: z.number().int().min(1).max(1000).default(50),
+        /** The loop sleeps until this long before each deadline, then spins. */
+        spinUs: z.number().int().min(0).max(10_000).default(1500),
+        /** The loop is unhealthy (no systemd watchdog ping) when it has not ticked for this long. */
+        stallMs: z.number().int().min(20).max(60_000).default(500),
+        /** What e-stop does: hold position with torque on, or torque off. */
+        estop: z.enum(['hold', 'torque_off']).default('hold'),
+      })
+      .strict()
+      .default({}),
+    robot: z
+      .object({
+        name: z.string().min(1).default('robot'),
+        joints: z.array(joint).default([]),
+      })
+      .strict()
+      .default({}),
+    buses: z.array(bus).default([]),
+    cameras: z.array(camera).default([]),
+    policy: policy.default({}),
+    fleet: fleet.default({}),
+    paths: z
+      .object({
+        /** Persistent state: outbox, policies, engine caches, recordings. */
+        stateDir: z.string().min(1).default('/var/lib/reflex'),
+      })
+      .strict()
+      .default({}),
+    socket: z
+      .object({
+        path: z.string().min(1).default('/run/reflex/control.sock'),
+        mode: octalMode.default('0660'),
+        /** Group that may use the socket (technicians); null keeps the daemon's own group. */
+        group: z.string().min(1).nullable().default(null),
+      })
+      .strict()
+      .default({}),
+    debug: z
+      .object({
+        /** Enables control-socket commands that inject faults (tests, never production). */
+        faultInjection: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const dupes = (items: readonly { name: string }[], path: string) => {
+      const seen = new Set<string>();
+      items.forEach((it, i) => {
+        if (seen.has(it.name)) {
+          ctx.addIssue({ code: 'custom', path: [path, i, 'name'], message: `a name not used by another entry of ${path}` });
+        }
+        seen.add(it.name);
+      });
+    };
+    dupes(c.buses, 'buses');
+    dupes(c.cameras, 'cameras');
+    dupes(c.robot.joints, 'robot.joints');
+
+    const buses = new Map(c.buses.map((b) => [b.name, b]));
+    const ids = new Set<string>();
+    c.robot.joints.forEach((j, i) => {
+      const at = ['robot', 'joints', i];
+      if (!buses.has(j.bus)) {
+        const known = [...buses.keys()];
+        ctx.addIssue({ code: 'custom', path: [...at, 'bus'], message: `the name of a bus in buses (${known.length ? known.join(', ') : 'none defined'})` });
+      }
+      if (j.limits.min >= j.limits.max) {
+        ctx.addIssue({ code: 'custom', path: [...at, 'limits'], message: 'limits.min less than limits.max' });
+      }
+      const key = `${j.bus}/${j.id}`;
+      if (ids.has(key)) ctx.addIssue({ code: 'custom', path: [...at, 'id'], message: `an id not used by another joint on bus ${j.bus}` });
+      ids.add(key);
+    });
+    if (c.fleet.enabled && c.fleet.url === null) {
+      ctx.addIssue({ code: 'custom', path: ['fleet', 'url'], message: 'a broker URL when fleet.enabled is true' });
+    }
+  });
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type BusConfig = Config['buses'][number];
+export type JointConfig = Config['robot']['joints'][number];
+export type CameraConfig = Config['cameras'][number];

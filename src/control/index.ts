@@ -1,0 +1,1 @@
+export { ControlLoop, type ControlLoopOptions, type LoopStatus } from './loop.js';

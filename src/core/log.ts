@@ -1,0 +1,65 @@
+import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
+import pretty from 'pino-pretty';
+
+export type { Logger } from 'pino';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface LoggingOptions {
+  level: LogLevel;
+  /** Human-readable lines instead of JSON; 'auto' means when stdout is a terminal. */
+  pretty: boolean | 'auto';
+  /** Where lines go; stdout by default (journald takes it from there). */
+  destination?: DestinationStream;
+}
+
+/**
+ * One root logger and a child per module. pino's children copy their level when created, so
+ * changing the root's level later would not reach them: this keeps the children and sets
+ * their levels itself, which is what a run-time level change through the control socket needs.
+ */
+export class Logging {
+  readonly root: Logger;
+  private readonly children = new Map<string, Logger>();
+
+  constructor(opts: LoggingOptions) {
+    const usePretty = opts.pretty === 'auto' ? process.stdout.isTTY === true : opts.pretty;
+    const dest =
+      opts.destination ??
+      (usePretty
+        ? pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
+        : pino.destination({ dest: 1, sync: true }));
+    this.root = pino({ level: opts.level, base: null }, dest);
+  }
+
+  /** The logger of module `mod` (`{ mod: 'dxl' }` on every line). */
+  child(mod: string): Logger {
+    let log = this.children.get(mod);
+    if (!log) {
+      log = this.root.child({ mod });
+      this.children.set(mod, log);
+    }
+    return log;
+  }
+
+  /** Sets the level of one module, or of all of them when `mod` is omitted. */
+  setLevel(level: LogLevel, mod?: string): void {
+    if (mod !== undefined) {
+      this.child(mod).level = level;
+      return;
+    }
+    this.root.level = level;
+    for (const log of this.children.values()) log.level = level;
+  }
+
+  levels(): Record<string, LevelWithSilent | string> {
+    const out: Record<string, string> = { '*': this.root.level };
+    for (const [mod, log] of this.children) out[mod] = log.level;
+    return out;
+  }
+}
+
+export function isLogLevel(v: unknown): v is LogLevel {
+  return typeof v === 'string' && (LOG_LEVELS as readonly string[]).includes(v);
+}

@@ -1,0 +1,159 @@
+// The composition root: builds every part from the config, starts them in order, stops them
+// in reverse (motors made safe first), and turns the outcome into an exit status.
+import type { Config } from './config/index.js';
+import { EXIT, Lifecycle, errorMessage, isLogLevel, LOG_LEVELS, ReflexError, type Logging, type Part } from './core/index.js';
+import { ControlLoop } from './control/index.js';
+import { CommandRegistry, ControlSocketServer, numberArg, stringArg } from './cli/index.js';
+import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } from './rt/index.js';
+
+export interface DaemonDeps {
+  config: Config;
+  logging: Logging;
+  env: NodeJS.ProcessEnv;
+  /** How sd_notify messages are sent; the native addon unless a test substitutes one. */
+  notifySend?: NotifySend;
+  /** Bound on each part's stop. */
+  stopTimeoutMs?: number;
+}
+
+export interface DaemonStatus {
+  deviceId: string;
+  pid: number;
+  uptimeS: number;
+  loop: ReturnType<ControlLoop['status']>;
+  policy: { state: 'none'; active: null };
+  fleet: { state: 'disabled' };
+  faults: string[];
+  nativeAddon: { available: boolean; reason: string | null };
+  logLevels: Record<string, string>;
+}
+
+export class Daemon {
+  readonly loop: ControlLoop;
+  readonly commands = new CommandRegistry();
+  private readonly lifecycle: Lifecycle;
+  private readonly notifier: SystemdNotifier;
+  private readonly startedMs = monoMs();
+  private watchdogTimer: NodeJS.Timeout | null = null;
+  private exitCode: number = EXIT.OK;
+  private resolveDone!: (code: number) => void;
+  private readonly done = new Promise<number>((r) => (this.resolveDone = r));
+  private shuttingDown = false;
+
+  constructor(private readonly deps: DaemonDeps) {
+    const { config, logging } = deps;
+    this.notifier = new SystemdNotifier(deps.env, deps.notifySend);
+    this.loop = new ControlLoop(
+      { rateHz: config.control.rateHz, spinUs: config.control.spinUs, stallMs: config.control.stallMs },
+      logging.child('control'),
+    );
+    this.loop.on('died', (err: Error) => {
+      logging.child('daemon').fatal({ err: err.message }, 'control loop died; stopping so systemd restarts reflex');
+      this.shutdown('control loop died', EXIT.FAILURE);
+    });
+    const socket = new ControlSocketServer(config.socket, this.commands, logging.child('socket'));
+    this.registerCommands();
+    const parts: Part[] = [this.loop, socket, this.healthPart()];
+    this.lifecycle = new Lifecycle(parts, logging.child('lifecycle'), { stopTimeoutMs: deps.stopTimeoutMs ?? 3000 });
+  }
+
+  /** Starts everything, reports READY=1, and resolves with the exit status once stopped. */
+  async run(): Promise<number> {
+    const log = this.deps.logging.child('daemon');
+    try {
+      await this.lifecycle.start();
+    } catch (err) {
+      log.fatal({ err: errorMessage(err) }, 'start failed');
+      return EXIT.FAILURE;
+    }
+    if (this.shuttingDown) return this.done;
+    this.notifier.ready(this.summary());
+    log.info({ deviceId: this.deps.config.deviceId, socket: this.deps.config.socket.path }, 'reflex is running');
+    return this.done;
+  }
+
+  /** Stops everything (idempotent): STOPPING=1, motors safe, parts in reverse. */
+  shutdown(reason: string, exitCode: number = EXIT.OK): void {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.exitCode = exitCode;
+    const log = this.deps.logging.child('daemon');
+    log.info({ reason }, 'stopping');
+    this.notifier.stopping(`stopping: ${reason}`);
+    void this.lifecycle.stop().then((clean) => {
+      if (!clean && this.exitCode === EXIT.OK) this.exitCode = EXIT.FAILURE;
+      log.info({ exitCode: this.exitCode }, 'stopped');
+      this.resolveDone(this.exitCode);
+    });
+  }
+
+  status(): DaemonStatus {
+    const loop = this.loop.status();
+    const faults: string[] = [];
+    if (!loop.healthy && loop.state !== 'stopped') faults.push('control loop stalled');
+    const reason = nativeUnavailableReason();
+    return {
+      deviceId: this.deps.config.deviceId,
+      pid: process.pid,
+      uptimeS: Math.round((monoMs() - this.startedMs) / 100) / 10,
+      loop,
+      policy: { state: 'none', active: null },
+      fleet: { state: 'disabled' },
+      faults,
+      nativeAddon: { available: reason === null, reason },
+      logLevels: this.deps.logging.levels(),
+    };
+  }
+
+  /** One line for systemctl status (STATUS=). */
+  summary(): string {
+    const s = this.loop.status();
+    const health = s.healthy ? s.state : 'STALLED';
+    return `${health} ${s.rateHz.toFixed(1)}/${s.targetHz} Hz, lateness p99 ${s.latenessUs.p99.toFixed(0)} us, missed ${s.missedDeadlines}, policy none, fleet disabled`;
+  }
+
+  /** Feeds the systemd watchdog only while the loop ticks, so a stuck loop gets reflex restarted. */
+  private healthPart(): Part {
+    return {
+      name: 'systemd-health',
+      start: () => {
+        const every = Math.min(this.notifier.watchdogIntervalMs ?? 1000, 1000);
+        this.watchdogTimer = setInterval(() => {
+          if (this.loop.healthy()) this.notifier.watchdog();
+          this.notifier.status(this.summary());
+        }, every);
+        return Promise.resolve();
+      },
+      stop: () => {
+        if (this.watchdogTimer !== null) clearInterval(this.watchdogTimer);
+        this.watchdogTimer = null;
+        return Promise.resolve();
+      },
+    };
+  }
+
+  private registerCommands(): void {
+    const { logging, config } = this.deps;
+    this.commands.register('status', { summary: 'uptime, loop, policy, faults, fleet link', run: () => this.status() });
+    this.commands.register('ping', { summary: 'answers pong', run: () => 'pong' });
+    this.commands.register('log.level', {
+      summary: 'set the log level: {level, module?}',
+      run: (args) => {
+        const level = stringArg(args, 'level', LOG_LEVELS);
+        if (!isLogLevel(level)) throw new ReflexError('BAD_REQUEST', 'bad level');
+        const mod = args.module === undefined ? undefined : stringArg(args, 'module');
+        logging.setLevel(level, mod);
+        return logging.levels();
+      },
+    });
+    if (config.debug.faultInjection) {
+      this.commands.register('debug.stall', {
+        summary: 'fault injection: block the control loop for {ms}',
+        run: (args) => {
+          this.loop.stall(numberArg(args, 'ms', 1, 60_000));
+          return null;
+        },
+      });
+    }
+  }
+}

@@ -1,0 +1,60 @@
+// Typed facade over the N-API addon in native/. Arguments are checked here so that the C++ side
+// stays a thin conversion layer. The addon is optional at run time: without it the daemon runs,
+// and the parts that need it report that they are unavailable.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface Addon {
+  sdNotify(path: string, message: string): number;
+}
+
+const require = createRequire(import.meta.url);
+let addon: Addon | null | undefined;
+let loadError: string | null = null;
+
+function addonPath(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const p = join(dir, 'native', 'build', 'Release', 'reflex_native.node');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  return null;
+}
+
+function load(): Addon | null {
+  if (addon !== undefined) return addon;
+  const p = addonPath();
+  if (p === null) {
+    loadError = 'native addon not built (npm run build:native)';
+    addon = null;
+    return addon;
+  }
+  try {
+    addon = require(p) as Addon;
+  } catch (err) {
+    loadError = err instanceof Error ? err.message : String(err);
+    addon = null;
+  }
+  return addon;
+}
+
+/** Why the addon is unavailable, or null when it loaded. */
+export function nativeUnavailableReason(): string | null {
+  load();
+  return loadError;
+}
+
+/**
+ * Sends `message` as one datagram to the Unix socket `path` ("@x" = abstract). Returns 0 or
+ * an errno value; never throws for socket errors.
+ */
+export function sdNotify(path: string, message: string): number {
+  if (typeof path !== 'string' || path.length === 0 || path.length > 107) throw new TypeError('sdNotify: path must be 1..107 characters');
+  if (typeof message !== 'string' || message.includes('\0')) throw new TypeError('sdNotify: message must be a string without NUL');
+  const a = load();
+  if (a === null) return 38; // ENOSYS
+  return a.sdNotify(path, message);
+}
