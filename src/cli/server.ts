@@ -109,6 +109,7 @@ export class ControlSocketServer implements Part {
     try {
       const req = parseRequest(line);
       id = req.id;
+      this.log.debug({ cmd: req.cmd, id }, 'request');
       const result = await this.commands.run(req.cmd, req.args);
       this.reply(sock, { id, ok: true, result: result ?? null });
     } catch (err) {

@@ -24,7 +24,7 @@ function valueAt(input: unknown, path: readonly (string | number)[]): unknown {
 
 export function show(v: unknown): string {
   if (v === undefined) return 'nothing';
-  const s = JSON.stringify(v) ?? String(v);
+  const s = JSON.stringify(v) ?? typeof v;
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 

@@ -1,4 +1,4 @@
-import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
+import { pino, type Logger, type DestinationStream } from 'pino';
 import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
@@ -53,7 +53,7 @@ export class Logging {
     for (const log of this.children.values()) log.level = level;
   }
 
-  levels(): Record<string, LevelWithSilent | string> {
+  levels(): Record<string, string> {
     const out: Record<string, string> = { '*': this.root.level };
     for (const [mod, log] of this.children) out[mod] = log.level;
     return out;

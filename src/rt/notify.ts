@@ -35,11 +35,13 @@ export class SystemdNotifier {
   }
 
   ready(status: string): void {
+    status = oneLine(status);
     this.lastStatus = status;
     this.write(`READY=1\nSTATUS=${status}`);
   }
 
   stopping(status = 'stopping'): void {
+    status = oneLine(status);
     this.lastStatus = status;
     this.write(`STOPPING=1\nSTATUS=${status}`);
   }
@@ -50,6 +52,7 @@ export class SystemdNotifier {
 
   /** Sends STATUS= only when the text changed, so a steady state sends nothing. */
   status(text: string): void {
+    text = oneLine(text);
     if (text === this.lastStatus) return;
     this.lastStatus = text;
     this.write(`STATUS=${text}`);
@@ -59,4 +62,9 @@ export class SystemdNotifier {
     if (this.socket === null) return;
     this.lastError = this.send(this.socket, message.replace(/\0/g, ''));
   }
+}
+
+/** A newline would start a new assignment in the notify message. */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, ' ');
 }

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// Runs the compiled test files with node's test runner. Files are listed explicitly because
+// node 20, 22 and 24 differ in how they expand directories and globs.
+// `node scripts/test.mjs socket config` runs only the files whose names contain those words.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
+const filters = process.argv.slice(2);
+
+function find(dir) {
+  const out = [];
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) out.push(...find(p));
+    else if (e.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+const files = find(join(root, 'dist', 'test'))
+  .filter((f) => filters.length === 0 || filters.some((w) => relative(root, f).includes(w)))
+  .sort();
+if (files.length === 0) {
+  process.stderr.write(`no test files match ${filters.join(' ')}\n`);
+  process.exit(1);
+}
+const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit', cwd: root });
+process.exit(r.status ?? 1);

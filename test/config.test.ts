@@ -1,0 +1,154 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { parseConfig, loadConfig, ConfigError } from '../src/config/index.js';
+import { REPO } from './helpers/paths.js';
+import { runReflex, tempDir, writeConfig } from './helpers/daemon.js';
+
+const base = {
+  deviceId: 'arm-7',
+  buses: [{ name: 'arm', kind: 'dynamixel', port: '/dev/ttyUSB0' }],
+  robot: { joints: [{ name: 'j1', bus: 'arm', id: 1, model: 'xm430-w350', limits: { min: -1, max: 1 } }] },
+};
+
+function problemsOf(raw: unknown, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfig(raw, 'test.yaml', env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    assert.equal(err.code, 'CONFIG_INVALID');
+    return err.problems.map((p) => `${p.key}: got ${p.got}; want ${p.want}`);
+  }
+  assert.fail('config was accepted');
+}
+
+function withJoint(patch: Record<string, unknown>) {
+  return { ...base, robot: { joints: [{ ...base.robot.joints[0], ...patch }] } };
+}
+
+test('a minimal config gets every default', () => {
+  const c = parseConfig({ deviceId: 'arm-7' }, 'x');
+  assert.equal(c.control.rateHz, 50);
+  assert.equal(c.socket.path, '/run/reflex/control.sock');
+  assert.equal(c.socket.mode, '0660');
+  assert.equal(c.paths.stateDir, '/var/lib/reflex');
+  assert.deepEqual(c.policy.providers, ['cpu']);
+  assert.equal(c.fleet.enabled, false);
+  assert.equal(c.log.level, 'info');
+});
+
+test('joint defaults fill in calibration and max velocity', () => {
+  const j = parseConfig(base, 'x').robot.joints[0]!;
+  assert.deepEqual(j.calibration, { offset: 0, direction: 1 });
+  assert.equal(j.maxVelocity, 2);
+});
+
+test('the validated config is frozen, nested objects included', () => {
+  const c = parseConfig(base, 'x');
+  assert.throws(() => {
+    (c.control as { rateHz: number }).rateHz = 1000;
+  }, TypeError);
+  assert.throws(() => {
+    (c.robot.joints as unknown[]).push({});
+  }, TypeError);
+});
+
+test('a missing device id names the key and says what it wants', () => {
+  assert.deepEqual(problemsOf({}), ['deviceId: got nothing; want a string']);
+});
+
+test('a device id that cannot be an MQTT topic level is refused', () => {
+  const [p] = problemsOf({ deviceId: 'arm/7' });
+  assert.match(p!, /^deviceId: got "arm\/7"; want letters, digits/);
+});
+
+test('a wrong type names the nested key and the value it got', () => {
+  assert.deepEqual(problemsOf({ ...base, control: { rateHz: 'fast' } }), ['control.rateHz: got "fast"; want a number']);
+});
+
+test('an out-of-range number says the bound', () => {
+  assert.deepEqual(problemsOf({ ...base, control: { rateHz: 5000 } }), ['control.rateHz: got 5000; want a number <= 1000']);
+});
+
+test('a misspelt key is an error, not ignored', () => {
+  assert.deepEqual(problemsOf({ ...base, control: { rateHZ: 100 } }), ['control.rateHZ: got 100; want no such key (a misspelling?)']);
+});
+
+test('an enum lists the allowed values', () => {
+  assert.deepEqual(problemsOf({ ...base, log: { level: 'loud' } }), [
+    'log.level: got "loud"; want one of fatal, error, warn, info, debug, trace, silent',
+  ]);
+});
+
+test('an unsupported Dynamixel baud rate lists the supported ones', () => {
+  const [p] = problemsOf({ ...base, buses: [{ name: 'arm', kind: 'dynamixel', port: '/dev/ttyUSB0', baud: 9600 }] });
+  assert.equal(p, 'buses[0].baud: got 9600; want one of 57600, 115200, 1000000, 2000000, 3000000, 4000000, 4500000');
+});
+
+test('an unknown bus kind names the kinds there are', () => {
+  const [p] = problemsOf({ ...base, buses: [{ name: 'arm', kind: 'rs485', port: 'x' }] });
+  assert.equal(p, 'buses[0].kind: got "rs485"; want one of dynamixel, can');
+});
+
+test('a joint on a bus that does not exist names the buses that do', () => {
+  assert.deepEqual(problemsOf(withJoint({ bus: 'leg' })), ['robot.joints[0].bus: got "leg"; want the name of a bus in buses (arm)']);
+});
+
+test('inverted joint limits are refused', () => {
+  assert.deepEqual(problemsOf(withJoint({ limits: { min: 1, max: -1 } })), [
+    'robot.joints[0].limits: got {"min":1,"max":-1}; want limits.min less than limits.max',
+  ]);
+});
+
+test('two joints with one motor id on one bus are refused', () => {
+  const j = base.robot.joints[0]!;
+  const raw = { ...base, robot: { joints: [j, { ...j, name: 'j2' }] } };
+  assert.deepEqual(problemsOf(raw), ['robot.joints[1].id: got 1; want an id not used by another joint on bus arm']);
+});
+
+test('a calibration direction other than 1 or -1 is refused', () => {
+  assert.deepEqual(problemsOf(withJoint({ calibration: { direction: 2 } })), [
+    'robot.joints[0].calibration.direction: got 2; want 1 or -1',
+  ]);
+});
+
+test('fleet enabled without a broker URL is refused', () => {
+  assert.deepEqual(problemsOf({ ...base, fleet: { enabled: true } }), ['fleet.url: got nothing; want a broker URL when fleet.enabled is true']);
+});
+
+test('every problem is reported at once, not just the first', () => {
+  assert.equal(problemsOf({ deviceId: 'ok', control: { rateHz: 0, estop: 'maybe' }, socket: { mode: 'rw' } }).length, 3);
+});
+
+test('environment overrides apply, and a bad one is blamed on the variable', () => {
+  const c = parseConfig(base, 'x', { REFLEX_DEVICE_ID: 'arm-8', REFLEX_LOG_LEVEL: 'debug', REFLEX_CONTROL_SOCKET: '/tmp/x.sock' });
+  assert.equal(c.deviceId, 'arm-8');
+  assert.equal(c.log.level, 'debug');
+  assert.equal(c.socket.path, '/tmp/x.sock');
+  assert.deepEqual(problemsOf(base, { REFLEX_LOG_LEVEL: 'chatty' }), [
+    'log.level (from REFLEX_LOG_LEVEL): got "chatty"; want one of fatal, error, warn, info, debug, trace, silent',
+  ]);
+});
+
+test('YAML syntax errors and non-mapping documents are config errors', () => {
+  const dir = tempDir();
+  assert.throws(() => loadConfig(writeConfig(dir, 'deviceId: [unclosed\n')), (e: unknown) => e instanceof ConfigError && /\(yaml\)/.test(e.message));
+  assert.throws(() => loadConfig(writeConfig(dir, '- a\n- b\n')), (e: unknown) => e instanceof ConfigError && /want a mapping/.test(e.message));
+  assert.throws(() => loadConfig(writeConfig(dir, 'deviceId: a\ndeviceId: b\n')), ConfigError);
+  assert.throws(() => loadConfig(join(dir, 'missing.yaml')), (e: unknown) => e instanceof ConfigError && /a readable file/.test(e.message));
+});
+
+test('the shipped configs are valid', () => {
+  for (const f of ['dev.yaml', 'example.yaml']) loadConfig(join(REPO, 'config', f), {});
+});
+
+test('reflex config check exits 78 and prints the key at fault', async () => {
+  const dir = tempDir();
+  const bad = writeConfig(dir, { ...base, control: { rateHz: -3 } });
+  const r = await runReflex(['config', 'check', bad]);
+  assert.equal(r.code, 78);
+  assert.match(r.stderr, /control\.rateHz: got -3; want a number >= 1/);
+  const good = await runReflex(['config', 'check', writeConfig(dir, base, 'good.yaml')]);
+  assert.equal(good.code, 0, good.stderr);
+  assert.match(good.stdout, /ok \(device arm-7, 1 joints, 1 buses, 0 cameras\)/);
+});

@@ -1,0 +1,128 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createConnection } from 'node:net';
+import { statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { CommandRegistry, ControlSocketServer, MAX_LINE_BYTES, request, stringArg } from '../src/cli/index.js';
+import { tempDir } from './helpers/daemon.js';
+
+const silent = pino({ level: 'silent' });
+const dir = tempDir();
+const path = join(dir, 'control.sock');
+const commands = new CommandRegistry();
+let level = 'info';
+commands.register('status', { summary: 's', run: () => ({ up: true }) });
+commands.register('log.level', {
+  summary: 'l',
+  run: (args) => {
+    level = stringArg(args, 'level', ['info', 'debug']);
+    return { level };
+  },
+});
+commands.register('explode', { summary: 'x', run: () => Promise.reject(new Error('driver on fire')) });
+const server = new ControlSocketServer({ path, mode: '0660', group: null }, commands, silent);
+await server.start();
+after(() => server.stop());
+
+/** Sends raw bytes on one connection and collects `n` response lines. */
+function exchange(payload: string | string[], n: number): Promise<Record<string, unknown>[]> {
+  return new Promise((resolve, reject) => {
+    const sock = createConnection(path);
+    let buf = '';
+    const out: Record<string, unknown>[] = [];
+    const timer = setTimeout(() => reject(new Error(`only ${out.length} responses: ${buf}`)), 3000);
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        out.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+        buf = buf.slice(nl + 1);
+      }
+      if (out.length >= n) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(out);
+      }
+    });
+    sock.on('connect', () => {
+      for (const p of Array.isArray(payload) ? payload : [payload]) sock.write(p);
+    });
+  });
+}
+
+test('the socket file has the configured mode', () => {
+  assert.equal(statSync(path).mode & 0o777, 0o660);
+});
+
+test('a request gets its result with its id', async () => {
+  assert.deepEqual(await exchange('{"id":7,"cmd":"status"}\n', 1), [{ id: 7, ok: true, result: { up: true } }]);
+});
+
+test('the client helper returns the result', async () => {
+  assert.deepEqual(await request(path, 'status'), { up: true });
+});
+
+test('several requests in one write, and one request split across writes, are all answered in order', async () => {
+  const res = await exchange(['{"id":1,"cmd":"status"}\n{"id":2,"cmd":"sta', 'tus"}\n{"id":3,"cmd":"status"}\n'], 3);
+  assert.deepEqual(res.map((r) => r.id), [1, 2, 3]);
+});
+
+test('malformed requests get error responses and the connection keeps working', async () => {
+  const res = await exchange(
+    ['not json\n', '[1,2]\n', '{"id":4}\n', '{"id":5,"cmd":"status","args":[1]}\n', '{"id":{"x":1},"cmd":"status"}\n', '{"id":6,"cmd":"status"}\n'],
+    6,
+  );
+  assert.deepEqual(
+    res.map((r) => [r.id, (r.error as { message?: string } | undefined)?.message ?? r.ok]),
+    [
+      [null, 'request is not valid JSON'],
+      [null, 'request must be a JSON object'],
+      [4, 'cmd must be a non-empty string'],
+      [5, 'args must be a JSON object'],
+      [null, 'id must be a string or a number'],
+      [6, true],
+    ],
+  );
+  assert.ok(res.slice(0, 5).every((r) => r.ok === false && (r.error as { code: string }).code === 'BAD_REQUEST'));
+});
+
+test('an unknown command is an error that lists the known ones', async () => {
+  const [r] = await exchange('{"id":"a","cmd":"selfdestruct"}\n', 1);
+  assert.deepEqual(r, { id: 'a', ok: false, error: { code: 'UNKNOWN_COMMAND', message: 'unknown command "selfdestruct"; known: explode, log.level, status' } });
+});
+
+test('bad arguments are refused with what was wanted, and change nothing', async () => {
+  const [r] = await exchange('{"id":1,"cmd":"log.level","args":{"level":"loud"}}\n', 1);
+  assert.equal((r!.error as { message: string }).message, 'args.level: got "loud"; want one of info, debug');
+  assert.equal(level, 'info');
+});
+
+test('a command that throws becomes an error response, not a crash', async () => {
+  const [r] = await exchange('{"id":1,"cmd":"explode"}\n', 1);
+  assert.deepEqual(r, { id: 1, ok: false, error: { code: 'COMMAND_FAILED', message: 'driver on fire' } });
+  assert.deepEqual(await request(path, 'status'), { up: true });
+});
+
+test('an over-long line is refused and the connection closed, the server lives on', async () => {
+  const [r] = await exchange('x'.repeat(MAX_LINE_BYTES + 10), 1);
+  assert.equal((r!.error as { code: string }).code, 'BAD_REQUEST');
+  assert.deepEqual(await request(path, 'status'), { up: true });
+});
+
+test('a second server on a live socket refuses to start; a stale socket file is replaced', async () => {
+  const other = new ControlSocketServer({ path, mode: '0660', group: null }, commands, silent);
+  await assert.rejects(other.start(), /is in use/);
+  const stalePath = join(dir, 'stale.sock');
+  writeFileSync(stalePath, '');
+  const s = new ControlSocketServer({ path: stalePath, mode: '0600', group: null }, commands, silent);
+  await s.start();
+  assert.deepEqual(await request(stalePath, 'status'), { up: true });
+  await s.stop();
+  await s.stop();
+});
+
+test('a missing daemon is reported as not connected', async () => {
+  await assert.rejects(request(join(dir, 'nobody.sock'), 'status'), (e: unknown) => (e as { disconnected?: boolean }).disconnected === true);
+});
