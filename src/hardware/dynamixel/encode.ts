@@ -1,5 +1,5 @@
 import { crc16 } from './crc.js';
-import { BROADCAST_ID, Instruction, type InstructionCode } from './protocol.js';
+import { BROADCAST_ID, Instruction } from './protocol.js';
 
 /** Most bytes a packet can take once stuffed: every third byte may gain a 0xFD. */
 export function maxPacketBytes(paramBytes: number): number {
@@ -39,7 +39,7 @@ export function encodePacket(out: Uint8Array, id: number, instruction: number, p
 }
 
 /** Builds a packet in a new Buffer: for the occasional instruction, not for the tick. */
-export function packet(id: number, instruction: InstructionCode | number, params: ArrayLike<number> = []): Buffer {
+export function packet(id: number, instruction: number, params: ArrayLike<number> = []): Buffer {
   const p = Uint8Array.from(params);
   const out = Buffer.alloc(maxPacketBytes(p.length));
   return out.subarray(0, encodePacket(out, id, instruction, p, p.length));
