@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "notify.h"
+#include "pty.h"
 
 namespace {
 
@@ -20,8 +21,24 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, err);
 }
 
+Napi::Value OpenPty(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+#ifdef __linux__
+  reflex::PtyPair p = reflex::OpenRawPty();
+  out.Set("error", Napi::Number::New(env, p.error));
+  out.Set("master", Napi::Number::New(env, p.master));
+  out.Set("slave", Napi::Number::New(env, p.slave));
+  out.Set("path", Napi::String::New(env, p.path));
+#else
+  out.Set("error", Napi::Number::New(env, 95));
+#endif
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
+  exports.Set("openPty", Napi::Function::New(env, OpenPty));
   return exports;
 }
 

@@ -10,7 +10,13 @@ export type ErrorCode =
   | 'UNKNOWN_COMMAND'
   | 'COMMAND_FAILED'
   | 'NOT_CONNECTED'
-  | 'TIMEOUT';
+  | 'TIMEOUT'
+  /** A bus transaction failed: no reply, a corrupt reply, a port that went away. */
+  | 'BUS_ERROR'
+  /** A device answered with an error in its status (e.g. access error, hardware alert). */
+  | 'DEVICE_ERROR'
+  /** A bus failed for longer than its error budget: latched until reset. */
+  | 'BUS_FAULT';
 
 export interface ReflexErrorOptions {
   cause?: unknown;

@@ -8,6 +8,16 @@ import { fileURLToPath } from 'node:url';
 
 interface Addon {
   sdNotify(path: string, message: string): number;
+  openPty(): { error: number; master: number; slave: number; path: string };
+}
+
+export interface PtyPair {
+  /** The side the simulated device reads and writes. */
+  master: number;
+  /** Held open so the master sees no hang-up while no client is connected. */
+  slave: number;
+  /** /dev/pts/N: what a driver opens, as it would open /dev/ttyUSB0. */
+  path: string;
 }
 
 const require = createRequire(import.meta.url);
@@ -57,4 +67,13 @@ export function sdNotify(path: string, message: string): number {
   const a = load();
   if (a === null) return 38; // ENOSYS
   return a.sdNotify(path, message);
+}
+
+/** A pseudo-terminal pair with its slave side raw, for simulated serial devices. */
+export function openPty(): PtyPair {
+  const a = load();
+  if (a === null) throw new Error(`openPty: ${loadError ?? 'native addon unavailable'}`);
+  const r = a.openPty();
+  if (r.error !== 0) throw new Error(`openPty failed: errno ${r.error}`);
+  return { master: r.master, slave: r.slave, path: r.path };
 }

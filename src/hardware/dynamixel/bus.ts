@@ -1,0 +1,281 @@
+// A Dynamixel bus: one serial port, one transaction at a time, each bounded by a timeout
+// computed from the bytes on the wire. Replies are matched by a small waiter (an
+// Expectation), not by ad-hoc listeners.
+import { ReflexError, errorMessage } from '../../core/index.js';
+import { build } from './encode.js';
+import { PacketParser, type ParsedPacket } from './parser.js';
+import { BROADCAST_ID, Instruction, decodeStatusError } from './protocol.js';
+import type { SerialLink } from './serial.js';
+import { modelByNumber, type Field } from './tables.js';
+import { signed } from './units.js';
+
+/** What a transaction waits for. `accept` takes each packet that arrives; `done` ends the wait. */
+export interface Expectation {
+  accept(p: ParsedPacket): void;
+  done(): boolean;
+}
+
+export interface BusTiming {
+  baud: number;
+  /** Allowance for the USB adapter's latency per transaction, ms (1 with low latency, 16 without). */
+  usbLatencyMs: number;
+  /** Allowance for scheduling on both ends, ms. */
+  marginMs: number;
+  /** Return Delay Time of the servos, microseconds (0 once set up). */
+  returnDelayUs: number;
+}
+
+export const DEFAULT_TIMING: BusTiming = { baud: 1_000_000, usbLatencyMs: 1, marginMs: 3, returnDelayUs: 0 };
+
+/** Microseconds that `bytes` take on the wire: 10 bits per byte (start, 8 data, stop). */
+export function wireUs(bytes: number, baud: number): number {
+  return (bytes * 10 * 1e6) / baud;
+}
+
+export interface PingResult {
+  id: number;
+  modelNumber: number;
+  modelName: string | null;
+  firmware: number;
+}
+
+export interface BusStats {
+  transactions: number;
+  timeouts: number;
+  strayPackets: number;
+  deviceErrors: number;
+}
+
+class Collector implements Expectation {
+  readonly packets: { id: number; error: number; params: Uint8Array }[] = [];
+  constructor(
+    private readonly want: number,
+    private readonly fromId: number | null,
+  ) {}
+  accept(p: ParsedPacket): void {
+    if (p.instruction !== Instruction.STATUS) return;
+    if (this.fromId !== null && p.id !== this.fromId) return;
+    this.packets.push({ id: p.id, error: p.error, params: p.params.slice() });
+  }
+  done(): boolean {
+    return this.packets.length >= this.want;
+  }
+}
+
+export class DynamixelBus {
+  readonly parser = new PacketParser(8192);
+  readonly stats: BusStats = { transactions: 0, timeouts: 0, strayPackets: 0, deviceErrors: 0 };
+  timing: BusTiming;
+  private readonly rx = new Uint8Array(4096);
+  private waiting: Expectation | null = null;
+  private settle: ((ok: boolean) => void) | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private timerMs = -1;
+  private dirty = false;
+  private closed = false;
+  private busy = false;
+  private readLoopDone: Promise<void>;
+  /** Why the read loop ended, when the port went away. */
+  lostReason: string | null = null;
+
+  constructor(
+    readonly link: SerialLink,
+    timing: Partial<BusTiming> = {},
+  ) {
+    this.timing = { ...DEFAULT_TIMING, ...timing };
+    this.readLoopDone = this.readLoop();
+  }
+
+  private async readLoop(): Promise<void> {
+    try {
+      for (;;) {
+        const n = await this.link.read(this.rx);
+        this.parser.push(this.rx, 0, n);
+        while (this.parser.next()) this.dispatch(this.parser.packet);
+      }
+    } catch (err) {
+      if (!this.closed) this.lostReason = errorMessage(err);
+      this.finish(false);
+    }
+  }
+
+  private dispatch(p: ParsedPacket): void {
+    const w = this.waiting;
+    if (w === null) {
+      this.stats.strayPackets++;
+      return;
+    }
+    w.accept(p);
+    if (w.done()) this.finish(true);
+  }
+
+  private finish(ok: boolean): void {
+    const settle = this.settle;
+    this.waiting = null;
+    this.settle = null;
+    // The timer stays armed (onTimeout ignores it when nothing waits) so that the next
+    // transaction can refresh() it instead of allocating a new one; refresh() does not revive
+    // a cleared timer.
+    if (settle) settle(ok);
+  }
+
+  private onTimeout = (): void => {
+    if (this.settle === null) return;
+    this.stats.timeouts++;
+    // Whatever arrives late belongs to this transaction, not the next: flush before the next one.
+    this.dirty = true;
+    this.finish(false);
+  };
+
+  /** Timeout for a transaction of `txBytes` out and `rxBytes` back from `replies` devices. */
+  timeoutMs(txBytes: number, rxBytes: number, replies: number): number {
+    const t = this.timing;
+    const wire = wireUs(txBytes + rxBytes, t.baud) + replies * t.returnDelayUs;
+    return wire / 1000 + t.usbLatencyMs + t.marginMs;
+  }
+
+  /**
+   * Sends `length` bytes of `tx` and waits until `expect` is done (true) or the timeout (false).
+   * Allocates one promise; the tick path calls it with preallocated buffers.
+   */
+  async exchange(tx: Uint8Array, length: number, expect: Expectation | null, timeoutMs: number): Promise<boolean> {
+    if (this.closed) throw new ReflexError('BUS_ERROR', `${this.link.path} is closed`, { disconnected: true });
+    if (this.lostReason !== null) throw new ReflexError('BUS_ERROR', `${this.link.path} lost: ${this.lostReason}`, { disconnected: true });
+    if (this.busy) throw new ReflexError('BUS_ERROR', `${this.link.path}: one transaction at a time`);
+    this.busy = true;
+    try {
+      if (this.dirty) {
+        this.dirty = false;
+        await this.link.flushInput();
+        this.parser.discard();
+      }
+      this.stats.transactions++;
+      if (expect === null) {
+        this.link.write(tx, length);
+        return true;
+      }
+      const done = new Promise<boolean>((resolve) => {
+        this.settle = resolve;
+      });
+      this.waiting = expect;
+      this.link.write(tx, length);
+      if (this.timer !== null && this.timerMs === timeoutMs) this.timer.refresh();
+      else {
+        if (this.timer !== null) clearTimeout(this.timer);
+        this.timer = setTimeout(this.onTimeout, timeoutMs);
+        this.timer.unref();
+        this.timerMs = timeoutMs;
+      }
+      return await done;
+    } catch (err) {
+      throw new ReflexError('BUS_ERROR', `${this.link.path}: ${errorMessage(err)}`, { cause: err });
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** One instruction to one servo, its status packet back (allocating: not for the tick). */
+  private async unicast(id: number, pkt: Buffer, replyParams: number, retries = 1): Promise<{ error: number; params: Uint8Array }> {
+    const timeout = this.timeoutMs(pkt.length, 11 + replyParams, 1);
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      const c = new Collector(1, id);
+      if (await this.exchange(pkt, pkt.length, c, timeout)) {
+        const r = c.packets[0]!;
+        const e = decodeStatusError(r.error);
+        if (e.code !== 0) {
+          this.stats.deviceErrors++;
+          const err = new ReflexError('DEVICE_ERROR', `servo ${id}: ${e.name}`);
+          throw Object.assign(err, { statusError: e });
+        }
+        return r;
+      }
+    }
+    throw new ReflexError('BUS_ERROR', `servo ${id} did not answer on ${this.link.path}`, { timeout: true });
+  }
+
+  async ping(id: number, retries = 0): Promise<PingResult | null> {
+    try {
+      const r = await this.unicast(id, build.ping(id), 3, retries);
+      return pingResult(id, r.params);
+    } catch (err) {
+      if (err instanceof ReflexError && err.timeout) return null;
+      throw err;
+    }
+  }
+
+  /** Every servo that answers a broadcast ping within `windowMs`. */
+  async broadcastPing(windowMs = 100): Promise<PingResult[]> {
+    const pkt = build.ping(BROADCAST_ID);
+    const c = new Collector(253, null);
+    await this.exchange(pkt, pkt.length, c, windowMs);
+    const seen = new Map<number, PingResult>();
+    for (const p of c.packets) if (p.params.length >= 3) seen.set(p.id, pingResult(p.id, p.params));
+    return [...seen.values()].sort((a, b) => a.id - b.id);
+  }
+
+  async read(id: number, address: number, length: number): Promise<Uint8Array> {
+    const r = await this.unicast(id, build.read(id, address, length), length);
+    if (r.params.length !== length) throw new ReflexError('BUS_ERROR', `servo ${id}: read ${r.params.length} bytes, wanted ${length}`);
+    return r.params;
+  }
+
+  async write(id: number, address: number, data: ArrayLike<number>): Promise<void> {
+    await this.unicast(id, build.write(id, address, data), 0);
+  }
+
+  async readField(id: number, f: Field): Promise<number> {
+    const b = await this.read(id, f.address, f.size);
+    let raw = 0;
+    for (let i = f.size - 1; i >= 0; i--) raw = raw * 256 + b[i]!;
+    return f.signed ? signed(raw, f.size) : raw;
+  }
+
+  async writeField(id: number, f: Field, value: number): Promise<void> {
+    if (f.access === 'R') throw new ReflexError('BAD_REQUEST', `field at ${f.address} is read-only`);
+    if (!Number.isInteger(value) || value < f.min || value > f.max) {
+      throw new ReflexError('BAD_REQUEST', `value ${value} out of range ${f.min}..${f.max} for address ${f.address}`);
+    }
+    const bytes: number[] = [];
+    let v = value < 0 ? value + 2 ** (8 * f.size) : value;
+    for (let i = 0; i < f.size; i++) {
+      bytes.push(v & 0xff);
+      v = Math.floor(v / 256);
+    }
+    await this.write(id, f.address, bytes);
+  }
+
+  async reboot(id: number): Promise<void> {
+    await this.unicast(id, build.reboot(id), 0);
+  }
+
+  async factoryReset(id: number, mode: number): Promise<void> {
+    await this.unicast(id, build.factoryReset(id, mode), 0);
+  }
+
+  /** Sync Write: one packet, no replies. */
+  async syncWrite(address: number, length: number, items: readonly { id: number; data: ArrayLike<number> }[]): Promise<void> {
+    const pkt = build.syncWrite(address, length, items);
+    await this.exchange(pkt, pkt.length, null, 0);
+  }
+
+  /** Changes the port's baud rate (for scanning); the servos' own rate is a register. */
+  async setBaud(baud: number): Promise<void> {
+    await this.link.setBaud(baud);
+    this.timing = { ...this.timing, baud };
+    this.parser.discard();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.finish(false);
+    if (this.timer !== null) clearTimeout(this.timer);
+    await this.link.close();
+    await this.readLoopDone;
+  }
+}
+
+function pingResult(id: number, p: Uint8Array): PingResult {
+  const modelNumber = p[0]! | (p[1]! << 8);
+  return { id, modelNumber, modelName: modelByNumber(modelNumber)?.name ?? null, firmware: p[2]! };
+}
