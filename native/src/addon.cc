@@ -36,9 +36,23 @@ Napi::Value OpenPty(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value PtyBaud(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "ptyBaud(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+#ifdef __linux__
+  return Napi::Number::New(env, static_cast<double>(reflex::PtyBaud(info[0].As<Napi::Number>().Int32Value())));
+#else
+  return Napi::Number::New(env, -95);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("openPty", Napi::Function::New(env, OpenPty));
+  exports.Set("ptyBaud", Napi::Function::New(env, PtyBaud));
   return exports;
 }
 

@@ -14,4 +14,7 @@ struct PtyPair {
 // the way a USB serial adapter behaves. Used by the simulated servo bus.
 PtyPair OpenRawPty();
 
+// The baud rate a client set on the slave side, read through the master; -errno on failure.
+long PtyBaud(int master_fd);
+
 }  // namespace reflex

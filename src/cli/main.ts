@@ -7,6 +7,8 @@ import { EXIT, Logging, errorMessage, isLogLevel, LOG_LEVELS, ReflexError } from
 import { Daemon, type DaemonStatus } from '../daemon.js';
 import { request } from './client.js';
 import { formatStatus } from './format.js';
+import { motors } from './motors.js';
+import { simDynamixel } from './sim.js';
 
 const USAGE = `usage: reflex <command> [options]
 
@@ -14,6 +16,14 @@ const USAGE = `usage: reflex <command> [options]
   status [--json]                     what the running daemon is doing
   log level LEVEL [--module MOD]      change the daemon's log level (${LOG_LEVELS.join(', ')})
   config check FILE                   validate a config file; exit 78 when it is invalid
+  motors scan --port PATH [--baud B]  find Dynamixel servos (all usual bauds unless --baud)
+  motors info|reboot --port PATH --id N [--baud B]
+  motors torque on|off --port PATH --id N [--baud B]
+  motors set-id|set-baud|set-return-delay|set-mode --port PATH --id N --to V [--baud B]
+                                      (EEPROM: torque must be off; modes: position,
+                                      extended-position, velocity, current, current-position, pwm)
+  sim dynamixel [--link PATH] [--ids 1-6] [--model M] [--firmware F]
+                                      a simulated servo bus on a pseudo-terminal
 
 options for commands that talk to the daemon:
   --socket PATH                       its control socket (else REFLEX_CONTROL_SOCKET, else the config's)
@@ -75,6 +85,14 @@ async function main(argv: string[]): Promise<void> {
       socket: { type: 'string' },
       json: { type: 'boolean', default: false },
       module: { type: 'string' },
+      port: { type: 'string' },
+      baud: { type: 'string' },
+      id: { type: 'string' },
+      to: { type: 'string' },
+      link: { type: 'string' },
+      ids: { type: 'string' },
+      model: { type: 'string' },
+      firmware: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -108,12 +126,19 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${JSON.stringify(levels)}\n`);
       return;
     }
+    case 'motors':
+      process.stdout.write(await motors(rest[0], rest.slice(1), values));
+      return;
+    case 'sim':
+      if (rest[0] !== 'dynamixel') fail(EXIT.USAGE, 'usage: reflex sim dynamixel [--link PATH] [--ids 1-6]');
+      return simDynamixel(values);
     default:
       fail(EXIT.USAGE, `unknown command "${verb}"\n${USAGE}`);
   }
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ReflexError && err.code === 'BAD_REQUEST') fail(EXIT.USAGE, err.message);
   if (err instanceof ReflexError && (err.disconnected || err.timeout)) fail(EXIT.UNAVAILABLE, err.message);
   if (err instanceof ReflexError) fail(EXIT.FAILURE, err.message);
   if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) fail(EXIT.USAGE, err.message);

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 interface Addon {
   sdNotify(path: string, message: string): number;
   openPty(): { error: number; master: number; slave: number; path: string };
+  ptyBaud(fd: number): number;
 }
 
 export interface PtyPair {
@@ -76,4 +77,13 @@ export function openPty(): PtyPair {
   const r = a.openPty();
   if (r.error !== 0) throw new Error(`openPty failed: errno ${r.error}`);
   return { master: r.master, slave: r.slave, path: r.path };
+}
+
+/** The baud rate the client set on a pty (through its master fd), or null when unknown. */
+export function ptyBaud(masterFd: number): number | null {
+  if (!Number.isInteger(masterFd) || masterFd < 0) throw new TypeError('ptyBaud: fd must be a non-negative integer');
+  const a = load();
+  if (a === null) return null;
+  const r = a.ptyBaud(masterFd);
+  return r > 0 ? r : null;
 }

@@ -3,8 +3,8 @@
 import { ReadStream } from 'node:tty';
 import { closeSync, symlinkSync, unlinkSync, mkdirSync, lstatSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BROADCAST_ID, FAST_SYNC_READ_MIN_FIRMWARE, Instruction, PacketParser, build, crc16, encodePacket, maxPacketBytes, baudCode, modelByName, type ServoModel } from '../hardware/dynamixel/index.js';
-import { monoMs, openPty } from '../rt/index.js';
+import { BAUD_CODES, BROADCAST_ID, FAST_SYNC_READ_MIN_FIRMWARE, Instruction, PacketParser, build, crc16, encodePacket, maxPacketBytes, baudCode, modelByName, type ServoModel } from '../hardware/dynamixel/index.js';
+import { monoMs, openPty, ptyBaud } from '../rt/index.js';
 import { ERR, SimServo } from './servo.js';
 
 export interface SimBusFaults {
@@ -45,6 +45,9 @@ export class SimDynamixelBus {
   instructions = 0;
   private readonly stream: ReadStream;
   private readonly slaveFd: number;
+  private readonly masterFd: number;
+  /** Servos listening at the baud rate the host set: the others hear only noise. */
+  private active: SimServo[] = [];
   private readonly link: string | null;
   private physics: NodeJS.Timeout;
   private rand: () => number;
@@ -61,6 +64,7 @@ export class SimDynamixelBus {
     const pty = openPty();
     this.path = pty.path;
     this.slaveFd = pty.slave;
+    this.masterFd = pty.master;
     this.stream = new ReadStream(pty.master);
     this.stream.on('data', (chunk: Buffer) => this.receive(chunk));
     this.stream.on('error', () => undefined);
@@ -110,6 +114,9 @@ export class SimDynamixelBus {
   }
 
   private receive(chunk: Buffer): void {
+    const hostBaud = ptyBaud(this.masterFd);
+    this.active = hostBaud === null ? this.servos : this.servos.filter((s) => BAUD_CODES[s.baudCode] === hostBaud);
+    if (this.active.length === 0) return;
     this.parser.push(chunk);
     const replies: Buffer[] = [];
     while (this.parser.next()) {
@@ -121,7 +128,7 @@ export class SimDynamixelBus {
     }
     if (replies.length === 0 || this.faults.silent) return;
     const out = Buffer.concat(replies);
-    const delayMs = this.faults.lateMs + Math.max(...this.servos.map((s) => s.returnDelayUs)) / 1000;
+    const delayMs = this.faults.lateMs + Math.max(...this.active.map((s) => s.returnDelayUs)) / 1000;
     if (delayMs >= 1) setTimeout(() => this.send(out), delayMs);
     else this.send(out);
   }
@@ -131,7 +138,11 @@ export class SimDynamixelBus {
   }
 
   private addressed(id: number): SimServo[] {
-    return id === BROADCAST_ID ? this.servos : this.servos.filter((s) => s.id === id);
+    return id === BROADCAST_ID ? this.active : this.active.filter((s) => s.id === id);
+  }
+
+  private byId(id: number | undefined): SimServo | undefined {
+    return this.active.find((s) => s.id === id);
   }
 
   private reply(s: SimServo, error: number, params: ArrayLike<number>, replies: Buffer[], always = false): void {
@@ -202,7 +213,7 @@ export class SimDynamixelBus {
         if (id !== BROADCAST_ID || p.length < 5) return;
         const address = u16(0);
         const length = u16(2);
-        const order = [...p.subarray(4)].map((i) => this.servos.find((s) => s.id === i)).filter((s): s is SimServo => s !== undefined);
+        const order = [...p.subarray(4)].map((i) => this.byId(i)).filter((s): s is SimServo => s !== undefined);
         for (const s of order) s.touch(now);
         if (inst === Instruction.SYNC_READ) {
           for (const s of order) {
@@ -219,7 +230,7 @@ export class SimDynamixelBus {
         const address = u16(0);
         const length = u16(2);
         for (let i = 4; i + 1 + length <= p.length; i += 1 + length) {
-          const s = this.servos.find((x) => x.id === p[i]);
+          const s = this.byId(p[i]);
           if (!s) continue;
           s.touch(now);
           s.write(address, p.subarray(i + 1, i + 1 + length));
@@ -228,7 +239,7 @@ export class SimDynamixelBus {
       }
       case Instruction.BULK_READ:
         for (let i = 0; i + 5 <= p.length; i += 5) {
-          const s = this.servos.find((x) => x.id === p[i]);
+          const s = this.byId(p[i]);
           if (!s) continue;
           s.touch(now);
           const r = s.read(u16(i + 1), u16(i + 3));
@@ -238,7 +249,7 @@ export class SimDynamixelBus {
       case Instruction.BULK_WRITE:
         for (let i = 0; i + 5 <= p.length; ) {
           const length = u16(i + 3);
-          const s = this.servos.find((x) => x.id === p[i]);
+          const s = this.byId(p[i]);
           if (s) {
             s.touch(now);
             s.write(u16(i + 1), p.subarray(i + 5, i + 5 + length));
