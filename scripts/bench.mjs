@@ -13,5 +13,8 @@ if (!name || !known.includes(name)) {
   process.stderr.write(`usage: npm run bench -- NAME [args]; benchmarks: ${known.join(', ') || 'none yet'}\n`);
   process.exit(64);
 }
-const r = spawnSync(process.execPath, [join(dir, `${name}.js`), ...args], { stdio: 'inherit', cwd: root });
+// --expose-gc lets a benchmark start from a clean heap; a large young generation keeps
+// scavenges out of short measurement windows, so heap growth per tick can be read directly.
+const flags = ['--expose-gc', '--min-semi-space-size=64', '--max-semi-space-size=64'];
+const r = spawnSync(process.execPath, [...flags, join(dir, `${name}.js`), ...args], { stdio: 'inherit', cwd: root });
 process.exit(r.status ?? 1);

@@ -4,6 +4,7 @@
 
 #include "notify.h"
 #include "pty.h"
+#include "serial_io.h"
 
 namespace {
 
@@ -49,10 +50,51 @@ Napi::Value PtyBaud(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// serialWrite(fd, buf: Uint8Array, len, timeoutUs) -> bytes written | -errno
+Napi::Value SerialWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto buf = info[1].As<Napi::Uint8Array>();
+  size_t len = info[2].As<Napi::Number>().Uint32Value();
+  if (len > buf.ByteLength()) len = buf.ByteLength();
+#ifdef __linux__
+  long r = reflex::SerialWrite(info[0].As<Napi::Number>().Int32Value(), buf.Data(), len, info[3].As<Napi::Number>().Int32Value());
+#else
+  long r = -95;
+#endif
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
+// serialRead(fd, buf: Uint8Array, offset, minBytes, timeoutUs) -> bytes read | -errno
+Napi::Value SerialRead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto buf = info[1].As<Napi::Uint8Array>();
+  size_t off = info[2].As<Napi::Number>().Uint32Value();
+  if (off > buf.ByteLength()) off = buf.ByteLength();
+#ifdef __linux__
+  long r = reflex::SerialRead(info[0].As<Napi::Number>().Int32Value(), buf.Data() + off, buf.ByteLength() - off,
+                              info[3].As<Napi::Number>().Uint32Value(), info[4].As<Napi::Number>().Int32Value());
+#else
+  long r = -95;
+#endif
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
+Napi::Value SerialDiscardInput(const Napi::CallbackInfo& info) {
+#ifdef __linux__
+  int r = reflex::SerialDiscardInput(info[0].As<Napi::Number>().Int32Value());
+#else
+  int r = -95;
+#endif
+  return Napi::Number::New(info.Env(), r);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("openPty", Napi::Function::New(env, OpenPty));
   exports.Set("ptyBaud", Napi::Function::New(env, PtyBaud));
+  exports.Set("serialWrite", Napi::Function::New(env, SerialWrite));
+  exports.Set("serialRead", Napi::Function::New(env, SerialRead));
+  exports.Set("serialDiscardInput", Napi::Function::New(env, SerialDiscardInput));
   return exports;
 }
 

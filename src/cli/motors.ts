@@ -75,7 +75,7 @@ export async function motors(verb: string | undefined, rest: readonly string[], 
   switch (verb) {
     case 'scan': {
       const bauds = args.baud === undefined ? SCAN_BAUDS : [baud];
-      return formatScan(await withBus(args, bauds[0]!, (bus) => scan(bus, bauds)));
+      return formatScan(await withBus(args, bauds[0], (bus) => scan(bus, bauds)));
     }
     case 'set-id': {
       const id = int(args.id, 'id', 0, 252);

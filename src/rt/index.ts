@@ -1,3 +1,3 @@
 export { monoMs } from './clock.js';
-export { sdNotify, nativeUnavailableReason, openPty, ptyBaud, type PtyPair } from './native.js';
+export { sdNotify, nativeUnavailableReason, openPty, ptyBaud, serialIo, type PtyPair, type SerialIo } from './native.js';
 export { SystemdNotifier, type NotifySend } from './notify.js';

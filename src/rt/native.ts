@@ -6,10 +6,14 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// Plain functions of the addon: they do not use `this`.
 interface Addon {
-  sdNotify(path: string, message: string): number;
-  openPty(): { error: number; master: number; slave: number; path: string };
-  ptyBaud(fd: number): number;
+  sdNotify(this: void, path: string, message: string): number;
+  openPty(this: void): { error: number; master: number; slave: number; path: string };
+  ptyBaud(this: void, fd: number): number;
+  serialWrite(this: void, fd: number, buf: Uint8Array, len: number, timeoutUs: number): number;
+  serialRead(this: void, fd: number, buf: Uint8Array, offset: number, minBytes: number, timeoutUs: number): number;
+  serialDiscardInput(this: void, fd: number): number;
 }
 
 export interface PtyPair {
@@ -86,4 +90,20 @@ export function ptyBaud(masterFd: number): number | null {
   if (a === null) return null;
   const r = a.ptyBaud(masterFd);
   return r > 0 ? r : null;
+}
+
+/**
+ * Synchronous serial I/O on a non-blocking fd, for the control thread (no event loop, no
+ * allocation). Each returns a byte count or -errno.
+ */
+export interface SerialIo {
+  write(fd: number, buf: Uint8Array, len: number, timeoutUs: number): number;
+  read(fd: number, buf: Uint8Array, offset: number, minBytes: number, timeoutUs: number): number;
+  discardInput(fd: number): number;
+}
+
+export function serialIo(): SerialIo {
+  const a = load();
+  if (a === null) throw new Error(`synchronous serial I/O needs the native addon: ${loadError ?? 'unavailable'}`);
+  return { write: a.serialWrite, read: a.serialRead, discardInput: a.serialDiscardInput };
 }

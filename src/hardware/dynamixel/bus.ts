@@ -25,11 +25,19 @@ export interface BusTiming {
   returnDelayUs: number;
 }
 
+/** Extra patience for set-up transactions (ping, read, write), which are not in the tick. */
+const SETUP_GRACE_MS = 20;
+
 export const DEFAULT_TIMING: BusTiming = { baud: 1_000_000, usbLatencyMs: 1, marginMs: 3, returnDelayUs: 0 };
 
 /** Microseconds that `bytes` take on the wire: 10 bits per byte (start, 8 data, stop). */
 export function wireUs(bytes: number, baud: number): number {
   return (bytes * 10 * 1e6) / baud;
+}
+
+/** Timeout of a transaction of `txBytes` out and `rxBytes` back from `replies` devices, in microseconds. */
+export function timeoutUs(txBytes: number, rxBytes: number, replies: number, t: BusTiming): number {
+  return wireUs(txBytes + rxBytes, t.baud) + replies * t.returnDelayUs + (t.usbLatencyMs + t.marginMs) * 1000;
 }
 
 export interface PingResult {
@@ -46,15 +54,21 @@ export interface BusStats {
   deviceErrors: number;
 }
 
+/**
+ * Collects status packets. A reply of the wrong size is not ours (a late reply to an earlier,
+ * timed-out request, say) and is ignored; error replies carry no parameters and are kept.
+ */
 class Collector implements Expectation {
   readonly packets: { id: number; error: number; params: Uint8Array }[] = [];
   constructor(
     private readonly want: number,
     private readonly fromId: number | null,
+    private readonly paramLength: number,
   ) {}
   accept(p: ParsedPacket): void {
     if (p.instruction !== Instruction.STATUS) return;
     if (this.fromId !== null && p.id !== this.fromId) return;
+    if (p.length !== this.paramLength && !(p.length === 0 && (p.error & 0x7f) !== 0)) return;
     this.packets.push({ id: p.id, error: p.error, params: p.params.slice() });
   }
   done(): boolean {
@@ -66,7 +80,6 @@ export class DynamixelBus {
   readonly parser = new PacketParser(8192);
   readonly stats: BusStats = { transactions: 0, timeouts: 0, strayPackets: 0, deviceErrors: 0 };
   timing: BusTiming;
-  private readonly rx = new Uint8Array(4096);
   private waiting: Expectation | null = null;
   private settle: ((ok: boolean) => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -74,7 +87,6 @@ export class DynamixelBus {
   private dirty = false;
   private closed = false;
   private busy = false;
-  private readLoopDone: Promise<void>;
   /** Why the read loop ended, when the port went away. */
   lostReason: string | null = null;
 
@@ -83,21 +95,18 @@ export class DynamixelBus {
     timing: Partial<BusTiming> = {},
   ) {
     this.timing = { ...DEFAULT_TIMING, ...timing };
-    this.readLoopDone = this.readLoop();
+    link.start(this.onData, this.onLost);
   }
 
-  private async readLoop(): Promise<void> {
-    try {
-      for (;;) {
-        const n = await this.link.read(this.rx);
-        this.parser.push(this.rx, 0, n);
-        while (this.parser.next()) this.dispatch(this.parser.packet);
-      }
-    } catch (err) {
-      if (!this.closed) this.lostReason = errorMessage(err);
-      this.finish(false);
-    }
-  }
+  private onData = (buf: Uint8Array, n: number): void => {
+    this.parser.push(buf, 0, n);
+    while (this.parser.next()) this.dispatch(this.parser.packet);
+  };
+
+  private onLost = (reason: string): void => {
+    this.lostReason = reason;
+    this.finish(false);
+  };
 
   private dispatch(p: ParsedPacket): void {
     const w = this.waiting;
@@ -127,11 +136,8 @@ export class DynamixelBus {
     this.finish(false);
   };
 
-  /** Timeout for a transaction of `txBytes` out and `rxBytes` back from `replies` devices. */
   timeoutMs(txBytes: number, rxBytes: number, replies: number): number {
-    const t = this.timing;
-    const wire = wireUs(txBytes + rxBytes, t.baud) + replies * t.returnDelayUs;
-    return wire / 1000 + t.usbLatencyMs + t.marginMs;
+    return timeoutUs(txBytes, rxBytes, replies, this.timing) / 1000;
   }
 
   /**
@@ -174,11 +180,14 @@ export class DynamixelBus {
     }
   }
 
-  /** One instruction to one servo, its status packet back (allocating: not for the tick). */
+  /**
+   * One instruction to one servo, its status packet back (allocating: not for the tick). Set-up
+   * is not in a hurry, so it waits longer than a tick would: a loaded machine is not a dead servo.
+   */
   private async unicast(id: number, pkt: Buffer, replyParams: number, retries = 1): Promise<{ error: number; params: Uint8Array }> {
-    const timeout = this.timeoutMs(pkt.length, 11 + replyParams, 1);
+    const timeout = this.timeoutMs(pkt.length, 11 + replyParams, 1) + SETUP_GRACE_MS;
     for (let attempt = 0; attempt <= retries; attempt++) {
-      const c = new Collector(1, id);
+      const c = new Collector(1, id, replyParams);
       if (await this.exchange(pkt, pkt.length, c, timeout)) {
         const r = c.packets[0]!;
         const e = decodeStatusError(r.error);
@@ -206,10 +215,10 @@ export class DynamixelBus {
   /** Every servo that answers a broadcast ping within `windowMs`. */
   async broadcastPing(windowMs = 100): Promise<PingResult[]> {
     const pkt = build.ping(BROADCAST_ID);
-    const c = new Collector(253, null);
+    const c = new Collector(253, null, 3);
     await this.exchange(pkt, pkt.length, c, windowMs);
     const seen = new Map<number, PingResult>();
-    for (const p of c.packets) if (p.params.length >= 3) seen.set(p.id, pingResult(p.id, p.params));
+    for (const p of c.packets) seen.set(p.id, pingResult(p.id, p.params));
     return [...seen.values()].sort((a, b) => a.id - b.id);
   }
 
@@ -252,6 +261,16 @@ export class DynamixelBus {
     await this.unicast(id, build.factoryReset(id, mode), 0);
   }
 
+  /** Sync Read for tools (allocating): each servo's bytes, by id; missing servos are absent. */
+  async syncRead(address: number, length: number, ids: readonly number[]): Promise<Map<number, Uint8Array>> {
+    const pkt = build.syncRead(address, length, ids);
+    const c = new Collector(ids.length, null, length);
+    await this.exchange(pkt, pkt.length, c, this.timeoutMs(pkt.length, ids.length * (11 + length), ids.length) + SETUP_GRACE_MS);
+    const out = new Map<number, Uint8Array>();
+    for (const p of c.packets) if (decodeStatusError(p.error).code === 0 && p.params.length === length) out.set(p.id, p.params);
+    return out;
+  }
+
   /** Sync Write: one packet, no replies. */
   async syncWrite(address: number, length: number, items: readonly { id: number; data: ArrayLike<number> }[]): Promise<void> {
     const pkt = build.syncWrite(address, length, items);
@@ -271,7 +290,6 @@ export class DynamixelBus {
     this.finish(false);
     if (this.timer !== null) clearTimeout(this.timer);
     await this.link.close();
-    await this.readLoopDone;
   }
 }
 

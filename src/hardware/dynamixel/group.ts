@@ -1,17 +1,20 @@
 // The per-tick exchange of one bus: one Sync Read (Fast Sync Read where every servo's firmware
 // has it) of present current, velocity, position, voltage, temperature and hardware error
-// through indirect addresses, then one Sync Write of the goal positions. Everything is
-// allocated at construction; a tick allocates only the promise of its read.
+// through indirect addresses, then one Sync Write of the goal positions. It runs in the
+// control thread, synchronously: the request goes out and the thread waits for the replies
+// with a deadline computed from the bytes on the wire. Everything is allocated at
+// construction; a tick allocates nothing.
 import { ReflexError } from '../../core/index.js';
 import { monoMs } from '../../rt/index.js';
-import type { DynamixelBus, Expectation } from './bus.js';
+import { timeoutUs, type BusTiming } from './bus.js';
 import { encodePacket, maxPacketBytes } from './encode.js';
-import type { ParsedPacket } from './parser.js';
+import { PacketParser, type ParsedPacket } from './parser.js';
 import { BROADCAST_ID, Instruction } from './protocol.js';
+import type { TickIo } from './serial.js';
 import { FAST_SYNC_READ_MIN_FIRMWARE, INDIRECT, type ServoModel } from './tables.js';
 import { currentToAmps, ticksToRad, velocityToRadS } from './units.js';
 
-/** The registers read each tick, in order, mapped onto Indirect Data 1.. */
+/** The registers read each tick, in order, mapped onto Indirect Data 1.. (see mapTickRead). */
 export const TICK_READ = [
   { name: 'presentCurrent', address: 126, size: 2 },
   { name: 'presentVelocity', address: 128, size: 4 },
@@ -22,6 +25,8 @@ export const TICK_READ = [
 ] as const;
 export const TICK_READ_BYTES = TICK_READ.reduce((n, f) => n + f.size, 0);
 const GOAL_POSITION = 116;
+/** How long to wait for the tail of a reply once the expected byte count has arrived. */
+const FOLLOW_UP_US = 1000;
 
 export interface GroupServo {
   id: number;
@@ -74,7 +79,7 @@ export interface GroupStats {
   deviceErrors: number;
 }
 
-export class SyncGroup implements Expectation {
+export class SyncGroup {
   readonly state: GroupState;
   readonly stats: GroupStats = { reads: 0, failedReads: 0, retries: 0, missingReplies: 0, deviceErrors: 0 };
   readonly fast: boolean;
@@ -82,9 +87,12 @@ export class SyncGroup implements Expectation {
   fault: string | null = null;
   private readonly ids: Uint8Array;
   private readonly index = new Int16Array(256).fill(-1);
+  private readonly parser = new PacketParser(8192);
+  private readonly rx = new Uint8Array(4096);
   private readonly readTx: Uint8Array;
   private readonly readTxLen: number;
-  private readonly readTimeoutMs: number;
+  private readonly replyBytes: number;
+  private readonly readTimeoutUs: number;
   private readonly writeParams: Uint8Array;
   private readonly writeTx: Uint8Array;
   /** Servos that replied this read (with data or with an error). */
@@ -92,11 +100,14 @@ export class SyncGroup implements Expectation {
   private received = 0;
   private readonly seen: Uint8Array;
   private failingSinceMs = -1;
+  private dirty = false;
 
   constructor(
-    private readonly bus: DynamixelBus,
+    private readonly io: TickIo,
     private readonly servos: readonly GroupServo[],
     private readonly opts: GroupOptions,
+    timing: BusTiming,
+    private readonly label = 'bus',
   ) {
     const n = servos.length;
     this.state = new GroupState(n);
@@ -110,11 +121,12 @@ export class SyncGroup implements Expectation {
     readParams.set(this.ids, 4);
     this.readTx = new Uint8Array(maxPacketBytes(readParams.length));
     this.readTxLen = encodePacket(this.readTx, BROADCAST_ID, this.fast ? Instruction.FAST_SYNC_READ : Instruction.SYNC_READ, readParams, readParams.length);
-    const replyBytes = this.fast ? 11 + n * (TICK_READ_BYTES + 4) : n * (11 + TICK_READ_BYTES);
-    this.readTimeoutMs = bus.timeoutMs(this.readTxLen, replyBytes, n);
+    this.replyBytes = this.fast ? 8 + n * (TICK_READ_BYTES + 4) : n * (11 + TICK_READ_BYTES);
+    this.readTimeoutUs = Math.round(timeoutUs(this.readTxLen, this.replyBytes, n, timing));
 
     this.writeParams = new Uint8Array(4 + n * 5);
     this.writeParams.set([GOAL_POSITION, 0, 4, 0], 0);
+    for (let i = 0; i < n; i++) this.writeParams[4 + i * 5] = this.ids[i]!;
     this.writeTx = new Uint8Array(maxPacketBytes(this.writeParams.length));
   }
 
@@ -122,16 +134,13 @@ export class SyncGroup implements Expectation {
     return this.servos.length;
   }
 
-  /** Maps Indirect Data 1.. of every servo onto TICK_READ (done once, torque off or on). */
-  async setup(): Promise<void> {
-    const addrs: number[] = [];
-    for (const f of TICK_READ) for (let b = 0; b < f.size; b++) addrs.push(f.address + b);
-    const bytes = addrs.flatMap((a) => [a & 0xff, a >> 8]);
-    for (const s of this.servos) await this.bus.write(s.id, INDIRECT.addressBase, bytes);
+  /** Bytes that one read puts on the wire, request and replies. */
+  get readWireBytes(): number {
+    return this.readTxLen + this.replyBytes;
   }
 
-  /** Reads every servo once (retrying within the tick); true when all answered. */
-  async read(): Promise<boolean> {
+  /** Reads every servo once, retrying within the tick; true when all answered. Throws BUS_FAULT past the error budget. */
+  read(): boolean {
     if (this.fault !== null) throw new ReflexError('BUS_FAULT', this.fault);
     this.stats.reads++;
     this.state.fresh.fill(0);
@@ -139,9 +148,7 @@ export class SyncGroup implements Expectation {
     let ok = false;
     for (let attempt = 0; attempt <= this.opts.retries && !ok; attempt++) {
       if (attempt > 0) this.stats.retries++;
-      this.seen.set(this.state.fresh);
-      this.replied = this.received;
-      await this.bus.exchange(this.readTx, this.readTxLen, this, this.readTimeoutMs);
+      this.exchange();
       ok = this.received === this.servos.length;
     }
     if (ok) {
@@ -153,27 +160,54 @@ export class SyncGroup implements Expectation {
     const now = monoMs();
     if (this.failingSinceMs < 0) this.failingSinceMs = now;
     else if (now - this.failingSinceMs > this.opts.errorBudgetMs) {
-      this.fault = `bus ${this.bus.link.path}: reads failing for ${Math.round(now - this.failingSinceMs)} ms (budget ${this.opts.errorBudgetMs} ms); missing ${this.missingIds()}`;
+      this.fault = `${this.label}: reads failing for ${Math.round(now - this.failingSinceMs)} ms (budget ${this.opts.errorBudgetMs} ms); missing ${this.missingIds()}`;
       throw new ReflexError('BUS_FAULT', this.fault);
     }
     return false;
   }
 
+  /** One request and its replies, within the read timeout. */
+  private exchange(): void {
+    if (this.dirty) {
+      // Replies that came after the last timeout belong to it, not to this request.
+      this.io.discardInput();
+      this.parser.discard();
+      this.dirty = false;
+    }
+    this.seen.set(this.state.fresh);
+    this.replied = this.received;
+    this.io.write(this.readTx, this.readTxLen);
+    // Wait for exactly the bytes all replies take. Byte stuffing can make them longer; then
+    // the rest comes right behind, so the follow-up reads wait only briefly.
+    let n = this.io.read(this.rx, 0, this.replyBytes, this.readTimeoutUs);
+    this.take_(n);
+    while (this.replied < this.servos.length && n > 0) {
+      n = this.io.read(this.rx, 0, 1, FOLLOW_UP_US);
+      this.take_(n);
+    }
+    if (this.replied < this.servos.length) this.dirty = true;
+  }
+
+  private take_(n: number): void {
+    if (n <= 0) return;
+    this.parser.push(this.rx, 0, n);
+    while (this.parser.next()) this.accept(this.parser.packet);
+  }
+
   /** Writes goal positions (raw ticks, one per servo in group order) in one Sync Write. */
-  async writeGoals(goalTicks: Int32Array): Promise<void> {
+  writeGoals(goalTicks: Int32Array): void {
     if (this.fault !== null) throw new ReflexError('BUS_FAULT', this.fault);
     const p = this.writeParams;
     for (let i = 0; i < this.servos.length; i++) {
       const o = 4 + i * 5;
       const v = goalTicks[i]!;
-      p[o] = this.ids[i]!;
       p[o + 1] = v & 0xff;
       p[o + 2] = (v >> 8) & 0xff;
       p[o + 3] = (v >> 16) & 0xff;
       p[o + 4] = (v >> 24) & 0xff;
     }
     const len = encodePacket(this.writeTx, BROADCAST_ID, Instruction.SYNC_WRITE, p, p.length);
-    await this.bus.exchange(this.writeTx, len, null, 0);
+    this.io.write(this.writeTx, len);
   }
 
   /** Clears a latched fault (an explicit reset, after the cause is fixed). */
@@ -188,42 +222,37 @@ export class SyncGroup implements Expectation {
     return out.join(', ');
   }
 
-  // Expectation: called by the bus for each packet while a read is outstanding.
-  accept(p: ParsedPacket): void {
+  private accept(p: ParsedPacket): void {
     if (p.instruction !== Instruction.STATUS) return;
     if (this.fast && p.id === BROADCAST_ID) {
       this.acceptFast(p);
       return;
     }
-    this.take(p.id, p.error, p.params, 0);
-  }
-
-  done(): boolean {
-    return this.replied >= this.servos.length;
+    this.take(p.id, p.error, p.data, p.length, 0);
   }
 
   private acceptFast(p: ParsedPacket): void {
     const L = TICK_READ_BYTES;
-    const params = p.params;
-    const blocks = (params.length + 3) / (L + 4);
+    const params = p.data;
+    const blocks = (p.length + 3) / (L + 4);
     if (!Number.isInteger(blocks)) return;
     let off = 0;
     for (let k = 0; k < blocks; k++) {
       const error = k === 0 ? p.error : params[off++]!;
       const id = params[off++]!;
-      this.take(id, error, params, off);
+      this.take(id, error, params, p.length, off);
       off += L + (k < blocks - 1 ? 2 : 0);
     }
   }
 
-  private take(id: number, error: number, b: Uint8Array, at: number): void {
+  private take(id: number, error: number, b: Uint8Array, length: number, at: number): void {
     const i = this.index[id]!;
     if (i < 0 || this.seen[i] === 1) return;
     this.seen[i] = 1;
     this.replied++;
     const s = this.state;
     s.alert[i] = (error & 0x80) !== 0 ? 1 : 0;
-    if ((error & 0x7f) !== 0 || b.length - at < TICK_READ_BYTES) {
+    if ((error & 0x7f) !== 0 || length - at < TICK_READ_BYTES) {
       this.stats.deviceErrors++;
       return;
     }

@@ -1,10 +1,10 @@
 export { crc16 } from './crc.js';
 export * from './protocol.js';
 export { encodePacket, packet, build, le, maxPacketBytes } from './encode.js';
-export { PacketParser, type ParsedPacket, type ParserStats } from './parser.js';
+export { PacketParser, ParsedPacket, type ParserStats } from './parser.js';
 export * from './tables.js';
 export * from './units.js';
-export { DynamixelBus, wireUs, DEFAULT_TIMING, type BusTiming, type PingResult, type Expectation, type BusStats } from './bus.js';
+export { DynamixelBus, wireUs, timeoutUs, DEFAULT_TIMING, type BusTiming, type PingResult, type Expectation, type BusStats } from './bus.js';
 export { SyncGroup, GroupState, TICK_READ, TICK_READ_BYTES, type GroupServo, type GroupOptions, type GroupStats } from './group.js';
-export { openSerial, tuneLatency, FTDI_UDEV_RULE, type SerialLink, type LatencyReport } from './serial.js';
-export { scan, prepare, torqueOnInPlace, torqueOff, setBusWatchdog, SCAN_BAUDS, type ScanHit, type ExpectedServo, type Prepared } from './setup.js';
+export { openSerial, tuneLatency, tickIo, FTDI_UDEV_RULE, type SerialLink, type LatencyReport, type TickIo } from './serial.js';
+export { scan, prepare, mapTickRead, torqueOnInPlace, torqueOff, setBusWatchdog, SCAN_BAUDS, type ScanHit, type ExpectedServo, type Prepared } from './setup.js';

@@ -16,15 +16,22 @@ export interface ParserStats {
 }
 
 /**
- * The packet the parser found last. Its fields are overwritten by the next call to next();
- * `params` is a view into the parser's own buffer (unstuffed), valid until then.
+ * The packet the parser found last. Its fields are overwritten by the next call to next().
+ * Its parameters (unstuffed) are the first `length` bytes of `data`, the parser's own buffer:
+ * read them there on the tick path; `params` copies them out for everything else.
  */
-export interface ParsedPacket {
-  id: number;
-  instruction: number;
+export class ParsedPacket {
+  id = 0;
+  instruction = 0;
   /** Status packets: the error byte. Instruction packets: -1. */
-  error: number;
-  params: Uint8Array;
+  error = -1;
+  length = 0;
+  constructor(readonly data: Uint8Array) {}
+
+  /** A copy of the parameters (allocates). */
+  get params(): Uint8Array {
+    return this.data.slice(0, this.length);
+  }
 }
 
 const STATUS = 0x55;
@@ -49,7 +56,7 @@ export class PacketParser {
   ) {
     this.buf = new Uint8Array(capacity);
     this.paramBuf = new Uint8Array(maxLength);
-    this.packet = { id: 0, instruction: 0, error: -1, params: this.paramBuf.subarray(0, 0) };
+    this.packet = new ParsedPacket(this.paramBuf);
   }
 
   /** Bytes received but not yet parsed. */
@@ -109,7 +116,7 @@ export class PacketParser {
       p.id = id;
       p.instruction = instruction;
       p.error = isStatus ? b[s + 8]! : -1;
-      p.params = this.paramBuf.subarray(0, n);
+      p.length = n;
       this.start = s + total;
       this.stats.packets++;
       return true;

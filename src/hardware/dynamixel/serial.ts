@@ -6,14 +6,20 @@ import { readSync, writeSync, readFileSync, realpathSync, writeFileSync } from '
 import { basename } from 'node:path';
 import { autoDetect, type LinuxPortBinding } from '@serialport/bindings-cpp';
 import { ReflexError, errorMessage } from '../../core/index.js';
+import { serialIo } from '../../rt/index.js';
 
 /** What a Dynamixel bus needs from a serial port. */
 export interface SerialLink {
   readonly path: string;
+  /** The open file descriptor, for the control thread's synchronous I/O (TickIo). */
+  readonly fd: number;
   /** Queues bytes for sending; returns without waiting for them to leave. */
   write(data: Uint8Array, length: number): void;
-  /** Resolves with the number of bytes read into `into` (at least 1). Rejects when closed. */
-  read(into: Uint8Array): Promise<number>;
+  /**
+   * Starts delivering received bytes: `onData(buf, n)` with the first n bytes of buf (valid
+   * only during the call), `onLost(reason)` once if the port goes away (unplugged, closed).
+   */
+  start(onData: (buf: Uint8Array, n: number) => void, onLost: (reason: string) => void): void;
   /** Discards whatever has arrived and not been read. */
   flushInput(): Promise<void>;
   setBaud(baud: number): Promise<void>;
@@ -31,6 +37,9 @@ export interface LatencyReport {
   warning: string | null;
 }
 
+/** The binding's poller flag for "readable" (UV_READABLE). */
+const READABLE = 0b0001;
+
 export const FTDI_UDEV_RULE =
   'ACTION=="add", SUBSYSTEM=="usb-serial", DRIVER=="ftdi_sio", ATTR{latency_timer}="1"';
 
@@ -42,7 +51,7 @@ class BindingLink implements SerialLink {
     private readonly port: LinuxPortBinding,
   ) {}
 
-  private get fd(): number {
+  get fd(): number {
     const fd = this.port.fd;
     if (fd === null || this.closed) throw new ReflexError('NOT_CONNECTED', `${this.path} is closed`, { disconnected: true });
     return fd;
@@ -53,21 +62,29 @@ class BindingLink implements SerialLink {
     while (off < length) off += writeSync(this.fd, data, off, length - off);
   }
 
-  async read(into: Uint8Array): Promise<number> {
-    for (;;) {
-      await new Promise<void>((resolve, reject) => {
-        if (this.closed) return reject(new ReflexError('NOT_CONNECTED', `${this.path} is closed`, { disconnected: true }));
-        this.port.poller.once('readable', (err?: Error | null) => (err ? reject(err) : resolve()));
-      });
+  start(onData: (buf: Uint8Array, n: number) => void, onLost: (reason: string) => void): void {
+    // A persistent listener, re-armed after each event: no promise or once-wrapper per chunk.
+    const rx = new Uint8Array(4096);
+    const poller = this.port.poller;
+    const lost = (reason: string) => {
+      if (this.closed) return;
+      poller.off('readable', onReadable);
+      onLost(reason);
+    };
+    const onReadable = (err?: Error | null) => {
+      if (this.closed) return;
+      if (err) return lost(err.message);
       try {
-        const n = readSync(this.fd, into, 0, into.length, null);
-        if (n > 0) return n;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN' || code === 'EINTR') continue;
-        throw new ReflexError('NOT_CONNECTED', `${this.path}: ${errorMessage(err)}`, { disconnected: true, cause: err });
+        const n = readSync(this.fd, rx, 0, rx.length, null);
+        if (n > 0) onData(rx, n);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EAGAIN' && code !== 'EINTR') return lost(errorMessage(e));
       }
-    }
+      if (!this.closed) poller.poll(READABLE);
+    };
+    poller.on('readable', onReadable);
+    poller.poll(READABLE);
   }
 
   async flushInput(): Promise<void> {
@@ -111,17 +128,24 @@ export async function openSerial(path: string, baud: number): Promise<SerialLink
  * the FTDI latency timer (16 ms by default, which alone would eat most of a 20 ms tick) set to
  * 1 ms where we may write it. Reports what it found and, when it could not fix it, the fix.
  */
-export async function tuneLatency(link: SerialLink): Promise<LatencyReport> {
+export interface SysfsAccess {
+  root: string;
+  write: (file: string, value: string) => void;
+}
+
+const SYSFS: SysfsAccess = { root: '/sys/bus/usb-serial/devices', write: (file, value) => writeFileSync(file, value) };
+
+export async function tuneLatency(link: SerialLink, sysfs: SysfsAccess = SYSFS): Promise<LatencyReport> {
   const lowLatency = await link.setLowLatency();
   let timer: number | null = null;
   let warning: string | null = null;
   try {
     const tty = basename(realpathSync(link.path));
-    const file = `/sys/bus/usb-serial/devices/${tty}/latency_timer`;
+    const file = `${sysfs.root}/${tty}/latency_timer`;
     timer = Number(readFileSync(file, 'utf8').trim());
     if (timer > 1) {
       try {
-        writeFileSync(file, '1');
+        sysfs.write(file, '1');
         timer = Number(readFileSync(file, 'utf8').trim());
       } catch {
         // not root: say how to fix it for good
@@ -132,4 +156,37 @@ export async function tuneLatency(link: SerialLink): Promise<LatencyReport> {
     // not a USB serial adapter (a pty, a native UART): no latency timer
   }
   return { lowLatency, ftdiLatencyTimerMs: timer, warning };
+}
+
+/**
+ * The control thread's view of a port: write a request, then wait right there for the reply
+ * bytes with a deadline. Synchronous and allocation-free (the native addon does the waiting).
+ */
+export interface TickIo {
+  /** False when not every byte went out (output stuck). */
+  write(buf: Uint8Array, len: number): boolean;
+  /** Reads into buf from offset until minBytes arrived or timeoutUs passed; returns the count. Throws when the port is gone. */
+  read(buf: Uint8Array, offset: number, minBytes: number, timeoutUs: number): number;
+  discardInput(): void;
+}
+
+export function tickIo(link: SerialLink): TickIo {
+  const io = serialIo();
+  const fd = link.fd;
+  const lost = (r: number) => new ReflexError('BUS_ERROR', `${link.path}: errno ${-r}`, { disconnected: true });
+  return {
+    write: (buf, len) => {
+      const r = io.write(fd, buf, len, 5000);
+      if (r < 0) throw lost(r);
+      return r === len;
+    },
+    read: (buf, offset, minBytes, timeoutUs) => {
+      const r = io.read(fd, buf, offset, minBytes, timeoutUs);
+      if (r < 0) throw lost(r);
+      return r;
+    },
+    discardInput: () => {
+      io.discardInput(fd);
+    },
+  };
 }

@@ -1,12 +1,14 @@
 // Bringing servos up safely, and the technician's set-up operations. None of this runs per tick.
 import { ReflexError } from '../../core/index.js';
 import type { DynamixelBus, PingResult } from './bus.js';
-import type { SyncGroup, GroupServo } from './group.js';
-import { BAUD_CODES, modelByName, modelByNumber, type ServoModel } from './tables.js';
+import { TICK_READ, type GroupServo } from './group.js';
+import { INDIRECT } from './tables.js';
+import { modelByName, modelByNumber } from './tables.js';
 
 const TORQUE_ENABLE = 64;
 const GOAL_POSITION = 116;
 const BUS_WATCHDOG = 98;
+const PRESENT_POSITION = 132;
 
 export interface ScanHit extends PingResult {
   baud: number;
@@ -74,15 +76,29 @@ export async function prepare(bus: DynamixelBus, expected: readonly ExpectedServ
   return { servos, warnings };
 }
 
+/** Maps Indirect Data 1.. of each servo onto the registers a tick reads (TICK_READ). */
+export async function mapTickRead(bus: DynamixelBus, ids: readonly number[]): Promise<void> {
+  const addrs: number[] = [];
+  for (const f of TICK_READ) for (let b = 0; b < f.size; b++) addrs.push(f.address + b);
+  const bytes = addrs.flatMap((a) => [a & 0xff, a >> 8]);
+  for (const id of ids) await bus.write(id, INDIRECT.addressBase, bytes);
+}
+
 /**
  * Torque on without a jerk: read where each servo is, make that its goal, then enable torque.
- * A servo that does not answer is not enabled.
+ * Refuses (enabling none) when a servo does not answer.
  */
-export async function torqueOnInPlace(bus: DynamixelBus, group: SyncGroup, ids: readonly number[]): Promise<void> {
-  if (!(await group.read())) throw new ReflexError('BUS_ERROR', `cannot read positions before torque on (missing ${group.missingIds()})`);
-  const raw = group.state.rawPosition;
-  await bus.syncWrite(GOAL_POSITION, 4, ids.map((id, i) => ({ id, data: le32(raw[i]!) })));
+export async function torqueOnInPlace(bus: DynamixelBus, ids: readonly number[]): Promise<void> {
+  const present = await bus.syncRead(PRESENT_POSITION, 4, ids);
+  const missing = ids.filter((id) => !present.has(id));
+  if (missing.length > 0) throw new ReflexError('BUS_ERROR', `cannot read positions before torque on (missing ${missing.join(', ')})`);
+  await bus.syncWrite(GOAL_POSITION, 4, ids.map((id) => ({ id, data: present.get(id)! })));
   await bus.syncWrite(TORQUE_ENABLE, 1, ids.map((id) => ({ id, data: [1] })));
+  // Sync Write has no reply: read back, so a servo that refused (a hardware error shuts its
+  // torque off) is named now rather than found limp later.
+  const torque = await bus.syncRead(TORQUE_ENABLE, 1, ids);
+  const limp = ids.filter((id) => torque.get(id)?.[0] !== 1);
+  if (limp.length > 0) throw new ReflexError('DEVICE_ERROR', `torque did not come on for servo ${limp.join(', ')}`);
 }
 
 export async function torqueOff(bus: DynamixelBus, ids: readonly number[]): Promise<void> {
@@ -95,16 +111,3 @@ export async function setBusWatchdog(bus: DynamixelBus, ids: readonly number[], 
   await bus.syncWrite(BUS_WATCHDOG, 1, ids.map((id) => ({ id, data: [units] })));
 }
 
-export function baudOfCode(code: number): number | undefined {
-  return BAUD_CODES[code];
-}
-
-export function modelOf(id: number, servos: readonly GroupServo[]): ServoModel {
-  const s = servos.find((x) => x.id === id);
-  if (!s) throw new ReflexError('BAD_REQUEST', `no servo ${id}`);
-  return s.model;
-}
-
-function le32(v: number): number[] {
-  return [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
-}

@@ -1,0 +1,38 @@
+// Helpers shared by the benchmarks: percentiles, progress on stderr, the one JSON line on stdout.
+import { cpus } from 'node:os';
+
+export function percentile(sorted: Float64Array | number[], q: number): number {
+  if (sorted.length === 0) return 0;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export function summary(samples: Float64Array | number[]): { p50: number; p99: number; max: number } {
+  const s = Float64Array.from(samples).sort();
+  return { p50: round(percentile(s, 0.5)), p99: round(percentile(s, 0.99)), max: round(s[s.length - 1] ?? 0) };
+}
+
+export function round(v: number, digits = 1): number {
+  const k = 10 ** digits;
+  return Math.round(v * k) / k;
+}
+
+export function progress(msg: string): void {
+  process.stderr.write(`${msg}\n`);
+}
+
+export function machine(): { cpu: string; cores: number; node: string; arch: string } {
+  return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, arch: process.arch };
+}
+
+export function result(obj: unknown): void {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+export function argNumber(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} wants a positive number`);
+  return v;
+}

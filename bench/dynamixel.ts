@@ -1,0 +1,91 @@
+// Full tick exchanges (Sync Read of current, velocity, position, voltage, temperature, hardware
+// error; then Sync Write of goals) against the simulated servo bus in its own process, through
+// a real pty. Reports the round trip, reflex's own CPU and heap per tick, and the time the same
+// bytes would take on a real RS-485 bus (the physical floor the pty does not have).
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { DynamixelBus, SyncGroup, openSerial, prepare, mapTickRead, torqueOnInPlace, tickIo, wireUs } from '../src/hardware/dynamixel/index.js';
+import { CLI } from '../test/helpers/paths.js';
+import { argNumber, machine, progress, result, round, summary } from './_util.js';
+
+const TICKS = argNumber('ticks', 3000);
+
+async function startSim(n: number): Promise<{ link: string; stop: () => void }> {
+  const link = join(mkdtempSync(join(tmpdir(), 'reflex-bench-')), 'dxl');
+  const proc = spawn(process.execPath, [CLI, 'sim', 'dynamixel', '--link', link, '--ids', `1-${n}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: proc.stdout }).once('line', () => resolve());
+    proc.once('exit', (c) => reject(new Error(`simulator exited ${c}`)));
+  });
+  return { link, stop: () => proc.kill('SIGTERM') };
+}
+
+/** Bytes of the Sync Write of goals for n servos (header 7, instruction, 4 + 5n params, CRC 2). */
+function writeWireBytes(n: number): number {
+  return 10 + 4 + 5 * n;
+}
+
+async function run(n: number, fast: boolean) {
+  const sim = await startSim(n);
+  const link = await openSerial(sim.link, 1_000_000);
+  const bus = new DynamixelBus(link, { baud: 1_000_000 });
+  try {
+    const { servos } = await prepare(bus, Array.from({ length: n }, (_, i) => ({ id: i + 1, model: 'xm430-w350' })), { zeroReturnDelay: true });
+    const ids = servos.map((s) => s.id);
+    await mapTickRead(bus, ids);
+    await torqueOnInPlace(bus, ids);
+    const g = new SyncGroup(tickIo(link), servos, { retries: 1, errorBudgetMs: 1000, allowFast: fast }, bus.timing);
+    const goals = new Int32Array(n).fill(2048);
+    const rtt = new Float64Array(TICKS);
+    let gcs = 0;
+    const obs = new PerformanceObserver((list) => (gcs += list.getEntries().length));
+    for (let k = 0; k < 300; k++) {
+      g.read();
+      g.writeGoals(goals);
+    }
+    (globalThis as { gc?: () => void }).gc?.();
+    obs.observe({ entryTypes: ['gc'] });
+    const heap0 = process.memoryUsage().heapUsed;
+    const cpu0 = process.cpuUsage();
+    let failed = 0;
+    for (let k = 0; k < TICKS; k++) {
+      goals[k % n] = 2048 + (k % 200);
+      const t0 = performance.now();
+      if (!g.read()) failed++;
+      g.writeGoals(goals);
+      rtt[k] = (performance.now() - t0) * 1000;
+    }
+    const cpu = process.cpuUsage(cpu0);
+    const heap = process.memoryUsage().heapUsed - heap0;
+    await new Promise((r) => setTimeout(r, 10));
+    obs.disconnect();
+    const bytes = g.readWireBytes + writeWireBytes(n);
+    progress(`servos ${n}: ${TICKS} ticks, ${failed} failed reads, ${gcs} GCs, ${g.fast ? 'Fast ' : ''}Sync Read`);
+    return {
+      round_trip_us: summary(rtt),
+      cpu_us_per_tick: round((cpu.user + cpu.system) / TICKS),
+      heap_bytes_per_tick: gcs === 0 ? round(heap / TICKS) : null,
+      gc_events: gcs,
+      failed_reads: failed,
+      fast_sync_read: g.fast,
+      wire_bytes_per_tick: bytes,
+      wire_us_1mbps: round(wireUs(bytes, 1_000_000)),
+      wire_us_4mbps: round(wireUs(bytes, 4_000_000)),
+    };
+  } finally {
+    await bus.close();
+    sim.stop();
+  }
+}
+
+const out: Record<string, unknown> = { ticks: TICKS, transport: 'pty (simulated bus in its own process)', machine: machine() };
+for (const n of [6, 12]) {
+  progress(`servos ${n}...`);
+  out[`servos_${n}`] = await run(n, true);
+  out[`servos_${n}_plain_sync_read`] = await run(n, false);
+}
+result(out);
