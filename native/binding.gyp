@@ -2,11 +2,10 @@
   "targets": [
     {
       "target_name": "reflex_native",
-      "sources": ["src/addon.cc", "src/notify.cc", "src/pty.cc", "src/ptybaud.cc", "src/serial_io.cc"],
+      "sources": ["src/addon.cc", "src/notify.cc", "src/pty.cc", "src/ptybaud.cc", "src/serial_io.cc", "src/rt.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
-      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],
-      "conditions": [["OS!='linux'", { "sources!": ["src/notify.cc", "src/pty.cc", "src/ptybaud.cc"] }]]
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"]
     }
   ]
 }

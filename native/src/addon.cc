@@ -5,6 +5,7 @@
 #include "notify.h"
 #include "pty.h"
 #include "serial_io.h"
+#include "rt.h"
 
 namespace {
 
@@ -88,6 +89,37 @@ Napi::Value SerialDiscardInput(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r);
 }
 
+// rtSetup(priority, cpu, lockMemory) -> { fifo, affinity, mlock } (errno each, 0 = done)
+Napi::Value RtSetup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+#ifdef __linux__
+  reflex::RtResult r = reflex::SetupRealtime(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(),
+                                             info[2].As<Napi::Boolean>().Value());
+  out.Set("fifo", Napi::Number::New(env, r.fifo));
+  out.Set("affinity", Napi::Number::New(env, r.affinity));
+  out.Set("mlock", Napi::Number::New(env, r.mlock));
+#endif
+  return out;
+}
+
+Napi::Value UnlockMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), reflex::UnlockMemory());
+}
+
+Napi::Value SleepUntil(const Napi::CallbackInfo& info) {
+#ifdef __linux__
+  int e = reflex::SleepUntilMs(info[0].As<Napi::Number>().DoubleValue());
+#else
+  int e = 95;
+#endif
+  return Napi::Number::New(info.Env(), e);
+}
+
+Napi::Value MonotonicMs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), reflex::MonotonicMs());
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("openPty", Napi::Function::New(env, OpenPty));
@@ -95,6 +127,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("serialWrite", Napi::Function::New(env, SerialWrite));
   exports.Set("serialRead", Napi::Function::New(env, SerialRead));
   exports.Set("serialDiscardInput", Napi::Function::New(env, SerialDiscardInput));
+  exports.Set("rtSetup", Napi::Function::New(env, RtSetup));
+  exports.Set("unlockMemory", Napi::Function::New(env, UnlockMemory));
+  exports.Set("sleepUntil", Napi::Function::New(env, SleepUntil));
+  exports.Set("monotonicMs", Napi::Function::New(env, MonotonicMs));
   return exports;
 }
 

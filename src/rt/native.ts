@@ -14,6 +14,10 @@ interface Addon {
   serialWrite(this: void, fd: number, buf: Uint8Array, len: number, timeoutUs: number): number;
   serialRead(this: void, fd: number, buf: Uint8Array, offset: number, minBytes: number, timeoutUs: number): number;
   serialDiscardInput(this: void, fd: number): number;
+  rtSetup(this: void, priority: number, cpu: number, lockMemory: boolean): { fifo?: number; affinity?: number; mlock?: number };
+  sleepUntil(this: void, deadlineMs: number): number;
+  unlockMemory(this: void): number;
+  monotonicMs(this: void): number;
 }
 
 export interface PtyPair {
@@ -107,3 +111,58 @@ export function serialIo(): SerialIo {
   if (a === null) throw new Error(`synchronous serial I/O needs the native addon: ${loadError ?? 'unavailable'}`);
   return { write: a.serialWrite, read: a.serialRead, discardInput: a.serialDiscardInput };
 }
+
+export interface RealtimeReport {
+  /** The control thread runs SCHED_FIFO at this priority; null when not permitted (why in `notes`). */
+  fifoPriority: number | null;
+  /** The control thread is pinned to this CPU; null when not asked or not permitted. */
+  cpu: number | null;
+  memoryLocked: boolean;
+  notes: string[];
+}
+
+function errnoName(e: number): string {
+  return e === 1 ? 'EPERM (grant LimitRTPRIO / LimitMEMLOCK in the unit)' : e === 22 ? 'EINVAL' : e === 12 ? 'ENOMEM' : `errno ${e}`;
+}
+
+/**
+ * Real-time set-up of the calling thread (call it from the control worker): SCHED_FIFO at
+ * `priority` (0 = leave it), pinned to `cpu` (-1 = leave it), and mlockall. Whatever is not
+ * permitted is reported, not thrown: the loop still runs, just with more jitter.
+ */
+export function setupRealtime(priority: number, cpu: number, lockMemory: boolean): RealtimeReport {
+  const a = load();
+  if (a === null) return { fifoPriority: null, cpu: null, memoryLocked: false, notes: [`native addon unavailable: ${loadError ?? '?'}`] };
+  const r = a.rtSetup(priority, cpu, lockMemory);
+  const notes: string[] = [];
+  if (priority > 0 && r.fifo) notes.push(`SCHED_FIFO ${priority}: ${errnoName(r.fifo)}`);
+  if (cpu >= 0 && r.affinity) notes.push(`CPU affinity ${cpu}: ${errnoName(r.affinity)}`);
+  if (lockMemory && r.mlock) notes.push(`mlockall: ${errnoName(r.mlock)}`);
+  return {
+    fifoPriority: priority > 0 && !r.fifo ? priority : null,
+    cpu: cpu >= 0 && !r.affinity ? cpu : null,
+    memoryLocked: lockMemory && !r.mlock,
+    notes,
+  };
+}
+
+/**
+ * Undoes mlockall. Call before the process exits: V8 aborts while freeing locked pages at
+ * teardown (seen on Node 20), which would turn a clean stop into a crash.
+ */
+export function unlockMemory(): void {
+  load()?.unlockMemory();
+}
+
+/** Sleeps until an absolute CLOCK_MONOTONIC time in ms (the same clock as monoMs()). */
+export function sleepUntilMs(deadlineMs: number): void {
+  const a = load();
+  if (a === null) {
+    const left = deadlineMs - Number(process.hrtime.bigint()) / 1e6;
+    if (left > 0) Atomics.wait(SLEEPER, 0, 0, left);
+    return;
+  }
+  a.sleepUntil(deadlineMs);
+}
+
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));

@@ -1,0 +1,56 @@
+#include "rt.h"
+
+#include <cerrno>
+#include <cmath>
+#include <ctime>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
+
+namespace reflex {
+
+RtResult SetupRealtime(int priority, int cpu, bool lock_memory) {
+  RtResult r;
+  if (priority > 0) {
+    sched_param p{};
+    p.sched_priority = priority;
+    r.fifo = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p);
+  } else {
+    r.fifo = EINVAL;
+  }
+  if (cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    r.affinity = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  }
+  // MCL_ONFAULT: lock pages as they are touched rather than populating every mapping V8 has
+  // reserved; MCL_FUTURE made V8 abort on a later mprotect (seen on Node 20).
+  if (lock_memory && mlockall(MCL_CURRENT | MCL_ONFAULT) != 0) r.mlock = errno;
+  return r;
+}
+
+int UnlockMemory() { return munlockall() == 0 ? 0 : errno; }
+
+int SleepUntilMs(double deadline_ms) {
+  timespec ts{};
+  double sec = std::floor(deadline_ms / 1000.0);
+  ts.tv_sec = static_cast<time_t>(sec);
+  ts.tv_nsec = static_cast<long>((deadline_ms - sec * 1000.0) * 1e6);
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec += 1;
+    ts.tv_nsec -= 1000000000L;
+  }
+  for (;;) {
+    int e = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+    if (e != EINTR) return e;
+  }
+}
+
+double MonotonicMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1000.0 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+}  // namespace reflex

@@ -1,0 +1,25 @@
+#pragma once
+
+namespace reflex {
+
+struct RtResult {
+  int fifo = 0;      // errno of SCHED_FIFO for the calling thread, 0 when set
+  int affinity = 0;  // errno of pinning the calling thread to a CPU, 0 when set (or not asked)
+  int mlock = 0;     // errno of mlockall, 0 when locked (or not asked)
+};
+
+// Real-time set-up for the calling thread only: V8's GC threads, libuv's pool and ONNX
+// Runtime's pool keep their ordinary priority. mlockall is process-wide by nature.
+RtResult SetupRealtime(int priority, int cpu, bool lock_memory);
+
+// munlockall: V8 aborts while tearing down a heap whose pages are locked (its mprotect to
+// no-access fails), so memory is unlocked before the process exits.
+int UnlockMemory();
+
+// Sleeps until an absolute CLOCK_MONOTONIC time in milliseconds (clock_nanosleep,
+// TIMER_ABSTIME): no drift from computing a relative delay. 0 or errno.
+int SleepUntilMs(double deadline_ms);
+
+double MonotonicMs();
+
+}  // namespace reflex
