@@ -1,0 +1,157 @@
+// The action-chunk executor: turns the policy's chunks (H actions computed from the
+// observation of one tick) into one action per tick, without ever waiting for the policy.
+// Actions live in a ring indexed by absolute tick, so aligning a late chunk is arithmetic.
+
+export type BlendMode = 'crossfade' | 'ensemble';
+
+export interface ExecutorOptions {
+  dof: number;
+  blend: BlendMode;
+  /** Crossfade: ticks over which a new chunk fades in over the running one. */
+  overlapTicks: number;
+  /** Ensemble (ACT): weight of the k-th prediction for a tick is exp(-decay * k), oldest first. */
+  ensembleDecay: number;
+  /** Ask for a new chunk when this many actions or fewer are left. */
+  refillTicks: number;
+  /** A request not answered within this many ticks may be asked again. */
+  requestTimeoutTicks: number;
+  /** Ticks the ring holds; at least the longest chunk plus the refill margin. */
+  capacity?: number;
+}
+
+export interface ExecutorStats {
+  chunks: number;
+  rejectedChunks: number;
+  /** Actions dropped because they were for ticks already past when their chunk arrived. */
+  staleActions: number;
+  starvedTicks: number;
+  refillRequests: number;
+}
+
+export class ChunkExecutor {
+  readonly stats: ExecutorStats = { chunks: 0, rejectedChunks: 0, staleActions: 0, starvedTicks: 0, refillRequests: 0 };
+  /** Consecutive ticks without an action (reset by the next action). */
+  consecutiveStarved = 0;
+  private readonly cap: number;
+  private readonly dof: number;
+  private readonly value: Float64Array;
+  private readonly weight: Float64Array;
+  private readonly count: Uint16Array;
+  /** First tick with no action queued. */
+  private end = -1;
+  /** Ticks below this have been consumed (and their slots cleared). */
+  private cleared = -1;
+  private requestedAt = -1;
+
+  constructor(private readonly opts: ExecutorOptions) {
+    this.cap = opts.capacity ?? 512;
+    this.dof = opts.dof;
+    this.value = new Float64Array(this.cap * this.dof);
+    this.weight = new Float64Array(this.cap);
+    this.count = new Uint16Array(this.cap);
+  }
+
+  /** Actions queued from tick `now` on. */
+  remaining(now: number): number {
+    return this.end > now ? this.end - now : 0;
+  }
+
+  /** True when the policy should be asked for a chunk now (and marks it asked). */
+  wantsRefill(now: number): boolean {
+    if (this.remaining(now) > this.opts.refillTicks) return false;
+    if (this.requestedAt >= 0 && now - this.requestedAt < this.opts.requestTimeoutTicks) return false;
+    this.requestedAt = now;
+    this.stats.refillRequests++;
+    return true;
+  }
+
+  /**
+   * Takes a chunk of `horizon` actions computed from the observation of tick `obsTick`: action i
+   * is for tick obsTick + i. Actions for ticks before `now` are dropped (latency alignment).
+   * Refused (false) when it holds a NaN or Inf, does not fit, or is entirely in the past.
+   */
+  ingest(now: number, obsTick: number, actions: Float64Array, horizon: number): boolean {
+    const d = this.dof;
+    if (horizon <= 0 || horizon > this.cap - 1 || actions.length < horizon * d || obsTick > now) {
+      this.stats.rejectedChunks++;
+      return false;
+    }
+    for (let i = 0; i < horizon * d; i++) {
+      if (!Number.isFinite(actions[i]!)) {
+        this.stats.rejectedChunks++;
+        return false;
+      }
+    }
+    const from = now > obsTick ? now : obsTick;
+    const to = obsTick + horizon;
+    if (from >= to) {
+      this.stats.rejectedChunks++;
+      this.stats.staleActions += horizon;
+      return false;
+    }
+    this.clearBefore(now);
+    this.stats.staleActions += from - obsTick;
+    const crossfade = this.opts.blend === 'crossfade';
+    const overlap = this.opts.overlapTicks;
+    for (let t = from; t < to; t++) {
+      const slot = t % this.cap;
+      const a = (t - obsTick) * d;
+      const v = slot * d;
+      if (crossfade) {
+        const old = this.weight[slot]! > 0;
+        const k = t - from;
+        const w = old && k < overlap ? (k + 1) / (overlap + 1) : 1;
+        for (let j = 0; j < d; j++) this.value[v + j] = old ? (1 - w) * this.value[v + j]! + w * actions[a + j]! : actions[a + j]!;
+        this.weight[slot] = 1;
+      } else {
+        const w = Math.exp(-this.opts.ensembleDecay * this.count[slot]!);
+        for (let j = 0; j < d; j++) this.value[v + j] = (this.weight[slot]! > 0 ? this.value[v + j]! : 0) + w * actions[a + j]!;
+        this.weight[slot] = this.weight[slot]! + w;
+        this.count[slot] = this.count[slot]! + 1;
+      }
+    }
+    if (to > this.end) this.end = to;
+    this.requestedAt = -1;
+    this.stats.chunks++;
+    return true;
+  }
+
+  /** The action for tick `now` into `out`; false (and counted) when there is none: starved. */
+  next(now: number, out: Float64Array): boolean {
+    this.clearBefore(now);
+    const slot = now % this.cap;
+    const w = this.weight[slot]!;
+    if (now >= this.end || w <= 0) {
+      this.stats.starvedTicks++;
+      this.consecutiveStarved++;
+      return false;
+    }
+    const v = slot * this.dof;
+    const ensemble = this.opts.blend === 'ensemble';
+    for (let j = 0; j < this.dof; j++) out[j] = ensemble ? this.value[v + j]! / w : this.value[v + j]!;
+    this.consecutiveStarved = 0;
+    return true;
+  }
+
+  /** Drops every queued action (policy stopped, swapped, or a fault). */
+  reset(): void {
+    this.weight.fill(0);
+    this.count.fill(0);
+    this.end = -1;
+    this.cleared = -1;
+    this.requestedAt = -1;
+    this.consecutiveStarved = 0;
+  }
+
+  /** Frees the slots of ticks before `now`, so the ring can hold later ticks there. */
+  private clearBefore(now: number): void {
+    if (this.cleared < 0) this.cleared = now;
+    const from = Math.max(this.cleared, now - this.cap);
+    for (let t = from; t < now; t++) {
+      const slot = t % this.cap;
+      this.weight[slot] = 0;
+      this.count[slot] = 0;
+    }
+    if (now > this.cleared) this.cleared = now;
+  }
+}
