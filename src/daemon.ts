@@ -2,7 +2,7 @@
 // in reverse (motors made safe first), and turns the outcome into an exit status.
 import type { Config } from './config/index.js';
 import { EXIT, Lifecycle, errorMessage, isLogLevel, LOG_LEVELS, ReflexError, type Logging, type Part } from './core/index.js';
-import { ControlLoop } from './control/index.js';
+import { ControlLoop, controlConfigFrom } from './control/index.js';
 import { CommandRegistry, ControlSocketServer, numberArg, stringArg } from './cli/index.js';
 import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } from './rt/index.js';
 
@@ -43,10 +43,7 @@ export class Daemon {
   constructor(private readonly deps: DaemonDeps) {
     const { config, logging } = deps;
     this.notifier = new SystemdNotifier(deps.env, deps.notifySend);
-    this.loop = new ControlLoop(
-      { rateHz: config.control.rateHz, spinUs: config.control.spinUs, stallMs: config.control.stallMs },
-      logging.child('control'),
-    );
+    this.loop = new ControlLoop(controlConfigFrom(config), { stallMs: config.control.stallMs }, logging.child('control'));
     this.loop.on('died', (err: Error) => {
       logging.child('daemon').fatal({ err: err.message }, 'control loop died; stopping so systemd restarts reflex');
       this.shutdown('control loop died', EXIT.FAILURE);
@@ -91,6 +88,8 @@ export class Daemon {
     const loop = this.loop.status();
     const faults: string[] = [];
     if (!loop.healthy && loop.state !== 'stopped') faults.push('control loop stalled');
+    if (loop.fault !== null) faults.push(loop.fault);
+    if (loop.mode === 'estop') faults.push('e-stop engaged (reset to clear)');
     const reason = nativeUnavailableReason();
     return {
       deviceId: this.deps.config.deviceId,
@@ -108,7 +107,7 @@ export class Daemon {
   /** One line for systemctl status (STATUS=). */
   summary(): string {
     const s = this.loop.status();
-    const health = s.healthy ? s.state : 'STALLED';
+    const health = !s.healthy ? 'STALLED' : s.mode === 'fault' ? 'FAULT' : s.mode === 'estop' ? 'ESTOP' : s.mode;
     return `${health} ${s.rateHz.toFixed(1)}/${s.targetHz} Hz, lateness p99 ${s.latenessUs.p99.toFixed(0)} us, missed ${s.missedDeadlines}, policy none, fleet disabled`;
   }
 
@@ -136,6 +135,20 @@ export class Daemon {
     const { logging, config } = this.deps;
     this.commands.register('status', { summary: 'uptime, loop, policy, faults, fleet link', run: () => this.status() });
     this.commands.register('ping', { summary: 'answers pong', run: () => 'pong' });
+    this.commands.register('estop', {
+      summary: 'e-stop: hold (or torque off) where the arm is, latched until reset',
+      run: async () => {
+        await this.loop.estop();
+        return { mode: this.loop.mode };
+      },
+    });
+    this.commands.register('reset', {
+      summary: 'clear e-stop or a fault; the loop goes back to hold',
+      run: async () => {
+        await this.loop.reset();
+        return { mode: this.loop.mode };
+      },
+    });
     this.commands.register('log.level', {
       summary: 'set the log level: {level, module?}',
       run: (args) => {
@@ -149,8 +162,8 @@ export class Daemon {
     if (config.debug.faultInjection) {
       this.commands.register('debug.stall', {
         summary: 'fault injection: block the control loop for {ms}',
-        run: (args) => {
-          this.loop.stall(numberArg(args, 'ms', 1, 60_000));
+        run: async (args) => {
+          await this.loop.stall(numberArg(args, 'ms', 1, 60_000));
           return null;
         },
       });

@@ -17,13 +17,14 @@ test('a spawned daemon reports READY, feeds the watchdog, answers status, and st
   const d = spawnReflex(['run', '--config', writeConfig(dir, testConfig(dir))], { NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: '400000' });
   try {
     const ready = await notify.waitFor((m) => m.startsWith('READY=1'), 10_000);
-    assert.match(ready, /^READY=1\nSTATUS=running /);
+    assert.match(ready, /^READY=1\nSTATUS=hold /);
     await notify.waitFor((m) => m === 'WATCHDOG=1', 3000);
     await sleep(1000);
 
     const s = (await request(sock, 'status')) as DaemonStatus;
     assert.equal(s.deviceId, 'test-01');
     assert.equal(s.loop.state, 'running');
+    assert.equal(s.loop.mode, 'hold');
     assert.equal(s.loop.healthy, true);
     assert.ok(s.loop.ticks >= 40, `ticks ${s.loop.ticks}`);
     assert.ok(s.loop.rateHz > 35 && s.loop.rateHz < 65, `rate ${s.loop.rateHz}`);
@@ -32,7 +33,7 @@ test('a spawned daemon reports READY, feeds the watchdog, answers status, and st
     const table = await runReflex(['status', '--socket', sock]);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /^device\s+test-01$/m);
-    assert.match(table.stdout, /^loop\s+running, \d+\.\d Hz of 50 Hz/m);
+    assert.match(table.stdout, /^loop\s+hold, \d+\.\d Hz of 50 Hz/m);
     const json = await runReflex(['status', '--json', '--socket', sock]);
     assert.equal((JSON.parse(json.stdout) as DaemonStatus).deviceId, 'test-01');
 
@@ -139,4 +140,22 @@ test('unknown commands and bad usage exit 64', async () => {
   assert.equal((await runReflex(['frobnicate'])).code, 64);
   assert.equal((await runReflex(['log', 'level', 'loud'])).code, 64);
   assert.equal((await runReflex(['--bogus'])).code, 64);
+});
+
+test('e-stop and reset through the control socket', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'control.sock');
+  const d = spawnReflex(['run', '--config', writeConfig(dir, testConfig(dir))]);
+  try {
+    await d.waitForLog((l) => l.msg === 'reflex is running', 10_000);
+    assert.deepEqual(await request(sock, 'estop'), { mode: 'estop' });
+    const s = (await request(sock, 'status')) as DaemonStatus;
+    assert.deepEqual(s.faults, ['e-stop engaged (reset to clear)']);
+    assert.equal(s.loop.safety.estops, 1);
+    assert.deepEqual(await request(sock, 'reset'), { mode: 'hold' });
+    assert.deepEqual(((await request(sock, 'status')) as DaemonStatus).faults, []);
+  } finally {
+    d.proc.kill('SIGTERM');
+    assert.equal((await d.exited).code, 0);
+  }
 });

@@ -133,8 +133,45 @@ export const configSchema = z
         spinUs: z.number().int().min(0).max(10_000).default(1500),
         /** The loop is unhealthy (no systemd watchdog ping) when it has not ticked for this long. */
         stallMs: z.number().int().min(20).max(60_000).default(500),
-        /** What e-stop does: hold position with torque on, or torque off. */
+        /** What e-stop, a fault and shutdown do: hold position with torque on, or torque off. */
         estop: z.enum(['hold', 'torque_off']).default('hold'),
+        /** Ramp from the measured pose into the policy over this long, at every policy start and after a reset. */
+        softStartS: z.number().min(0).max(30).default(1),
+        /** Running out of actions for this long while a policy runs is a fault. */
+        starvationLimitMs: z.number().int().min(20).max(10_000).default(500),
+        chunk: z
+          .object({
+            /** How a new chunk joins the running one: crossfade, or ACT's temporal ensembling. */
+            blend: z.enum(['crossfade', 'ensemble']).default('crossfade'),
+            overlapTicks: z.number().int().min(0).max(200).default(10),
+            ensembleDecay: z.number().min(0).max(10).default(0.01),
+            /** Ask the policy for the next chunk when this many actions are left. */
+            refillTicks: z.number().int().min(1).max(400).default(20),
+          })
+          .strict()
+          .default({}),
+        realtime: z
+          .object({
+            /** SCHED_FIFO priority of the control thread alone; 0 leaves it an ordinary thread. */
+            priority: z.number().int().min(0).max(99).default(80),
+            /** CPU to pin the control thread to; null leaves it free. */
+            cpu: z.number().int().min(0).max(255).nullable().default(null),
+            /** mlockall (only when RLIMIT_MEMLOCK is unlimited: LimitMEMLOCK=infinity). */
+            lockMemory: z.boolean().default(true),
+          })
+          .strict()
+          .default({}),
+        bus: z
+          .object({
+            /** Retries of a failed read within one tick. */
+            retries: z.number().int().min(0).max(5).default(1),
+            /** Reads may fail for this long before the bus faults. */
+            errorBudgetMs: z.number().int().min(10).max(10_000).default(100),
+            /** The motors stop by themselves when reflex has been silent this long (0: off). */
+            watchdogMs: z.number().int().min(0).max(2540).default(100),
+          })
+          .strict()
+          .default({}),
       })
       .strict()
       .default({}),

@@ -1,24 +1,24 @@
 import { Worker } from 'node:worker_threads';
 import { EventEmitter } from 'node:events';
 import { ReflexError, errorMessage, type Logger, type Part } from '../core/index.js';
-import { monoMs } from '../rt/index.js';
+import { monoMs, type RealtimeReport } from '../rt/index.js';
+import type { ControlConfig } from './config.js';
 import {
-  Command, F, I, LOOP_STATE_NAMES, allocShared, quantileUs, viewShared,
-  type LoopShared, type LoopStateName,
+  Command, F, I, LOOP_STATE_NAMES, MODE_NAMES, allocShared, quantileUs, viewShared,
+  type LoopBuffers, type LoopShared, type LoopStateName, type ModeName,
 } from './shared.js';
-import type { ControlWorkerData } from './worker.js';
+import type { ControlWorkerData, WorkerMessage } from './worker.js';
 
 export interface ControlLoopOptions {
-  rateHz: number;
-  spinUs: number;
   /** No tick for this long means the loop is stuck. */
   stallMs: number;
-  /** Bound on the first tick after start. */
+  /** Bound on opening the buses and the first tick. */
   startTimeoutMs?: number;
 }
 
 export interface LoopStatus {
   state: LoopStateName;
+  mode: ModeName;
   healthy: boolean;
   rateHz: number;
   targetHz: number;
@@ -26,41 +26,86 @@ export interface LoopStatus {
   missedDeadlines: number;
   overruns: number;
   latenessUs: { p50: number; p99: number; max: number };
-  tickDurationUs: { last: number; max: number };
+  tickDurationUs: { last: number; mean: number; max: number };
   msSinceLastTick: number | null;
+  starvedTicks: number;
+  safety: { limitClamps: number; deltaClamps: number; nonFinite: number; softStarts: number; estops: number; faults: number };
+  bus: { failedReads: number; retries: number };
+  chunks: { received: number; rejected: number; staleActions: number; refillRequests: number };
+  gcEvents: number;
+  /** The last fault's reason while the loop is in fault. */
+  fault: string | null;
+  realtime: RealtimeReport | null;
+  warnings: string[];
 }
 
 /**
- * The main thread's handle on the control worker: starts it, reads its metrics, and asks it to
- * make the motors safe and stop. Emits 'died' (with an Error) if the worker exits on its own.
+ * The main thread's handle on the control worker: starts it, reads its metrics, and sends it
+ * commands (e-stop, reset, policy start and stop, safe, stop). Emits 'fault' (reason) when the
+ * loop faults, and 'died' (Error) if the worker exits on its own.
  */
 export class ControlLoop extends EventEmitter implements Part {
   readonly name = 'control-loop';
+  readonly buffers: LoopBuffers;
+  readonly shared: LoopShared;
   private worker: Worker | null = null;
-  private readonly buffers = allocShared();
-  private readonly shared: LoopShared = viewShared(this.buffers);
   private stopping = false;
   private rateSample = { ticks: 0, atMs: 0, hz: 0 };
+  private commands: Promise<void> = Promise.resolve();
+  private lastFault: string | null = null;
+  private realtime: RealtimeReport | null = null;
+  private warnings: string[] = [];
 
   constructor(
+    private readonly cfg: ControlConfig,
     private readonly opts: ControlLoopOptions,
     private readonly log: Logger,
   ) {
     super();
+    this.buffers = allocShared(cfg.joints.length);
+    this.shared = viewShared(this.buffers);
   }
 
   async start(signal: AbortSignal): Promise<void> {
-    const data: ControlWorkerData = { buffers: this.buffers, rateHz: this.opts.rateHz, spinUs: this.opts.spinUs };
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: data, name: 'reflex-control' });
-    this.worker = worker;
-    worker.on('error', (err) => {
-      this.log.fatal({ err: errorMessage(err) }, 'control worker failed');
+    const data: ControlWorkerData = { buffers: this.buffers, config: this.cfg };
+    // A small, fixed young generation: the loop allocates next to nothing, so scavenges are rare
+    // and short; a large old generation is never needed in this thread.
+    const worker = new Worker(new URL('./worker.js', import.meta.url), {
+      workerData: data,
+      name: 'reflex-control',
+      resourceLimits: { maxYoungGenerationSizeMb: 16, maxOldGenerationSizeMb: 256 },
     });
+    this.worker = worker;
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.on('message', (m: WorkerMessage) => {
+        switch (m.type) {
+          case 'ready':
+            this.realtime = m.realtime;
+            this.warnings = m.warnings;
+            for (const w of m.warnings) this.log.warn(w);
+            if (m.realtime.notes.length > 0) this.log.warn({ notes: m.realtime.notes }, 'control thread runs without full real-time set-up');
+            resolve();
+            break;
+          case 'error':
+            reject(new ReflexError('START_FAILED', m.message));
+            break;
+          case 'fault':
+            this.lastFault = m.reason;
+            this.log.error({ reason: m.reason }, 'control loop fault: holding; reset to clear');
+            this.emit('fault', m.reason);
+            break;
+        }
+      });
+      worker.once('exit', (code) => reject(new ReflexError('START_FAILED', `control worker exited (code ${code}) before it was ready`)));
+    });
+    worker.on('error', (err) => this.log.fatal({ err: errorMessage(err) }, 'control worker failed'));
     worker.on('exit', (code) => {
       this.worker = null;
       if (!this.stopping) this.emit('died', new ReflexError('START_FAILED', `control worker exited (code ${code})`));
     });
-    await this.firstTick(signal, this.opts.startTimeoutMs ?? 5000);
+    const timeoutMs = this.opts.startTimeoutMs ?? 15_000;
+    await withTimeout(ready, timeoutMs, `control loop not ready within ${timeoutMs} ms`, signal);
+    await this.firstTick(signal, 2000);
     this.rateSample = { ticks: this.ticks, atMs: monoMs(), hz: 0 };
   }
 
@@ -71,10 +116,10 @@ export class ControlLoop extends EventEmitter implements Part {
   private async firstTick(signal: AbortSignal, timeoutMs: number): Promise<void> {
     const until = monoMs() + timeoutMs;
     while (this.ticks === 0) {
-      if (this.worker === null) throw new Error('control worker exited before its first tick');
-      if (signal.aborted) throw new Error('cancelled');
+      if (this.worker === null) throw new ReflexError('START_FAILED', 'control worker exited before its first tick');
+      if (signal.aborted) throw new ReflexError('START_FAILED', 'cancelled');
       if (monoMs() > until) throw new ReflexError('START_FAILED', `control loop did not tick within ${timeoutMs} ms`, { timeout: true });
-      await new Promise((r) => setTimeout(r, 5));
+      await sleep(5);
     }
   }
 
@@ -83,6 +128,10 @@ export class ControlLoop extends EventEmitter implements Part {
     if (this.worker === null) return false;
     const last = this.shared.floats[F.LAST_TICK_MS]!;
     return last > 0 && monoMs() - last < this.opts.stallMs;
+  }
+
+  get mode(): ModeName {
+    return MODE_NAMES[Atomics.load(this.shared.ints, I.MODE)] ?? 'hold';
   }
 
   status(): LoopStatus {
@@ -95,11 +144,13 @@ export class ControlLoop extends EventEmitter implements Part {
       sample.atMs = now;
     }
     const last = f[F.LAST_TICK_MS]!;
+    const mode = this.mode;
     return {
       state: LOOP_STATE_NAMES[Atomics.load(this.shared.ints, I.STATE)] ?? 'starting',
+      mode,
       healthy: this.healthy(),
       rateHz: round(sample.hz, 2),
-      targetHz: this.opts.rateHz,
+      targetHz: this.cfg.rateHz,
       ticks: this.ticks,
       missedDeadlines: f[F.MISSED_DEADLINES]!,
       overruns: f[F.OVERRUNS]!,
@@ -108,20 +159,51 @@ export class ControlLoop extends EventEmitter implements Part {
         p99: round(quantileUs(this.shared.hist, 0.99), 1),
         max: round(f[F.LATENESS_MAX_US]!, 1),
       },
-      tickDurationUs: { last: round(f[F.LAST_TICK_DURATION_US]!, 1), max: round(f[F.TICK_DURATION_MAX_US]!, 1) },
+      tickDurationUs: {
+        last: round(f[F.LAST_TICK_DURATION_US]!, 1),
+        mean: round(this.ticks > 0 ? f[F.TICK_DURATION_SUM_US]! / this.ticks : 0, 1),
+        max: round(f[F.TICK_DURATION_MAX_US]!, 1),
+      },
       msSinceLastTick: last > 0 ? round(now - last, 1) : null,
+      starvedTicks: f[F.STARVED_TICKS]!,
+      safety: {
+        limitClamps: f[F.LIMIT_CLAMPS]!,
+        deltaClamps: f[F.DELTA_CLAMPS]!,
+        nonFinite: f[F.NON_FINITE]!,
+        softStarts: f[F.SOFT_STARTS]!,
+        estops: f[F.ESTOPS]!,
+        faults: f[F.FAULTS]!,
+      },
+      bus: { failedReads: f[F.BUS_FAILED_READS]!, retries: f[F.BUS_RETRIES]! },
+      chunks: { received: f[F.CHUNKS]!, rejected: f[F.CHUNKS_REJECTED]!, staleActions: f[F.STALE_ACTIONS]!, refillRequests: f[F.REFILL_REQUESTS]! },
+      gcEvents: f[F.GC_EVENTS]!,
+      fault: mode === 'fault' ? this.lastFault : null,
+      realtime: this.realtime,
+      warnings: this.warnings,
     };
   }
 
+  /** E-stop: hold (or torque off) at the measured pose, latched until reset(). */
+  estop(): Promise<void> {
+    return this.command(Command.ESTOP, 0);
+  }
+  reset(): Promise<void> {
+    return this.command(Command.RESET, 0);
+  }
+  startPolicy(): Promise<void> {
+    return this.command(Command.POLICY_START, 0);
+  }
+  stopPolicy(): Promise<void> {
+    return this.command(Command.POLICY_STOP, 0);
+  }
   /** Fault injection for tests: the loop blocks for `ms` as a hung driver would. */
-  stall(ms: number): void {
-    this.command(Command.STALL, ms);
+  stall(ms: number): Promise<void> {
+    return this.command(Command.STALL, ms, false);
   }
 
   async safe(): Promise<void> {
     if (this.worker === null) return;
-    this.command(Command.SAFE, 0);
-    await this.until(() => Atomics.load(this.shared.ints, I.COMMAND) === Command.NONE || this.worker === null);
+    await this.command(Command.SAFE, 0);
   }
 
   async stop(): Promise<void> {
@@ -129,18 +211,51 @@ export class ControlLoop extends EventEmitter implements Part {
     const worker = this.worker;
     if (worker === null) return;
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    this.command(Command.STOP, 0);
+    await this.commands.catch(() => undefined);
+    Atomics.store(this.shared.ints, I.COMMAND, Command.STOP);
     await exited;
   }
 
-  private command(cmd: number, arg: number): void {
-    Atomics.store(this.shared.ints, I.COMMAND_ARG, arg);
-    // Taken by the worker at its next tick, at most one period away.
-    Atomics.store(this.shared.ints, I.COMMAND, cmd);
+  /**
+   * One command at a time, taken by the worker at its next tick (at most one period away).
+   * Resolves once taken; `acked: false` returns as soon as it is posted (a stall blocks the ack).
+   */
+  private command(cmd: number, arg: number, acked = true): Promise<void> {
+    const ints = this.shared.ints;
+    const run = async () => {
+      const limit = monoMs() + Math.max(1000, this.opts.stallMs * 4);
+      while (Atomics.load(ints, I.COMMAND) !== Command.NONE) {
+        if (this.worker === null || monoMs() > limit) throw new ReflexError('TIMEOUT', 'control loop is not taking commands', { timeout: true });
+        await sleep(1);
+      }
+      Atomics.store(ints, I.COMMAND_ARG, arg);
+      Atomics.store(ints, I.COMMAND, cmd);
+      if (!acked) return;
+      while (Atomics.load(ints, I.COMMAND) === cmd) {
+        if (this.worker === null || monoMs() > limit) throw new ReflexError('TIMEOUT', 'control loop did not take the command', { timeout: true });
+        await sleep(1);
+      }
+    };
+    const p = this.commands.then(run, run);
+    this.commands = p.catch(() => undefined);
+    return p;
   }
+}
 
-  private async until(done: () => boolean): Promise<void> {
-    while (!done()) await new Promise((r) => setTimeout(r, 2));
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, message: string, signal: AbortSignal): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ReflexError('START_FAILED', message, { timeout: true })), ms);
+    signal.addEventListener('abort', () => reject(new ReflexError('START_FAILED', 'cancelled')), { once: true });
+  });
+  try {
+    return await Promise.race([p, t]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,25 +1,41 @@
 // The control worker: its own thread and V8 heap, so the main thread's garbage collection and
-// I/O never delay a tick. Everything the loop touches is allocated before the first tick.
-import { workerData } from 'node:worker_threads';
-import { monoMs } from '../rt/index.js';
-import { Command, F, I, LoopState, bucketOf, viewShared } from './shared.js';
+// I/O never delay a tick. It opens the buses (async, before the loop), then runs the loop
+// synchronously: sleep to just before the deadline (clock_nanosleep, absolute), spin the rest,
+// tick. It never yields to an event loop while it runs; commands arrive in shared memory.
+import { parentPort, workerData } from 'node:worker_threads';
+import { getHeapStatistics } from 'node:v8';
+import { readFileSync } from 'node:fs';
+import { DynamixelMotorBus, type MotorBus } from '../hardware/index.js';
+import { monoMs, setupRealtime, sleepUntilMs, unlockMemory, type RealtimeReport } from '../rt/index.js';
+import type { ControlConfig } from './config.js';
+import { ControlCore } from './core.js';
+import { Command, F, I, LoopState, bucketOf, viewShared, type LoopBuffers } from './shared.js';
 
 export interface ControlWorkerData {
-  buffers: SharedArrayBuffer[];
-  rateHz: number;
-  spinUs: number;
+  buffers: LoopBuffers;
+  config: ControlConfig;
 }
 
-const data = workerData as ControlWorkerData;
-const { ints, floats, hist } = viewShared(data.buffers);
-const periodMs = 1000 / data.rateHz;
-const spinMs = data.spinUs / 1000;
+/** Messages to the main thread: rare events only. */
+export type WorkerMessage =
+  | { type: 'ready'; realtime: RealtimeReport; warnings: string[] }
+  | { type: 'error'; message: string }
+  | { type: 'fault'; reason: string };
 
-function sleepUntil(deadline: number): void {
-  const wait = deadline - spinMs - monoMs();
-  if (wait > 0) Atomics.wait(ints, I.WAKE, 0, wait);
-  while (monoMs() < deadline) {
-    // Spin the last stretch: Atomics.wait wakes up to a timer slack late; spinning does not.
+const data = workerData as ControlWorkerData;
+const cfg = data.config;
+const shared = viewShared(data.buffers);
+const { ints, floats, hist } = shared;
+const periodMs = 1000 / cfg.rateHz;
+const spinMs = cfg.spinUs / 1000;
+const post = (m: WorkerMessage) => parentPort!.postMessage(m);
+
+/** mlockall is only safe with an unlimited RLIMIT_MEMLOCK: past a limit, V8's later mmaps fail fatally. */
+function memlockUnlimited(): boolean {
+  try {
+    return /^Max locked memory\s+unlimited/m.test(readFileSync('/proc/self/limits', 'utf8'));
+  } catch {
+    return false;
   }
 }
 
@@ -30,55 +46,111 @@ function busyFor(ms: number): void {
   }
 }
 
-function tick(): void {
-  // Buses, the chunk executor and the safety filter hook in here (control-loop and motor issues).
-}
-
-function run(): void {
-  let state: number = LoopState.RUNNING;
-  Atomics.store(ints, I.STATE, state);
+function run(core: ControlCore): void {
+  Atomics.store(ints, I.STATE, LoopState.RUNNING);
   floats[F.STARTED_MS] = monoMs();
+  let k = 0;
   let deadline = monoMs() + periodMs;
+  let heapUsed = getHeapStatistics().used_heap_size;
 
   for (;;) {
     const cmd = Atomics.load(ints, I.COMMAND);
     if (cmd !== Command.NONE) {
       if (cmd === Command.STOP) break;
-      if (cmd === Command.SAFE) {
-        // Motors to their safe state happens here once buses exist; the loop keeps ticking in hold.
-        state = LoopState.SAFE;
-        Atomics.store(ints, I.STATE, state);
-      } else if (cmd === Command.STALL) {
-        busyFor(Atomics.load(ints, I.COMMAND_ARG));
+      switch (cmd) {
+        case Command.SAFE:
+          core.makeSafe();
+          Atomics.store(ints, I.STATE, LoopState.SAFE);
+          break;
+        case Command.STALL:
+          busyFor(Atomics.load(ints, I.COMMAND_ARG));
+          break;
+        case Command.ESTOP:
+          core.estop();
+          break;
+        case Command.RESET:
+          core.reset();
+          break;
+        case Command.POLICY_START:
+          core.startPolicy();
+          break;
+        case Command.POLICY_STOP:
+          core.stopPolicy();
+          break;
       }
       Atomics.store(ints, I.COMMAND, Command.NONE);
     }
 
-    sleepUntil(deadline);
+    const wake = deadline - spinMs;
+    if (wake > monoMs()) sleepUntilMs(wake);
+    while (monoMs() < deadline) {
+      // Spin the last stretch: a sleep wakes up to a timer slack late; spinning does not.
+    }
     const woke = monoMs();
     const latenessUs = (woke - deadline) * 1000;
 
-    tick();
+    core.tick(k, woke);
 
     const done = monoMs();
     const durationUs = (done - woke) * 1000;
     floats[F.TICKS]! += 1;
     floats[F.LAST_TICK_MS] = woke;
     floats[F.LAST_TICK_DURATION_US] = durationUs;
+    floats[F.TICK_DURATION_SUM_US]! += durationUs;
     if (latenessUs > floats[F.LATENESS_MAX_US]!) floats[F.LATENESS_MAX_US] = latenessUs;
     if (durationUs > floats[F.TICK_DURATION_MAX_US]!) floats[F.TICK_DURATION_MAX_US] = durationUs;
     hist[bucketOf(latenessUs)]! += 1;
 
+    // Once a second, look for garbage collections in this thread's heap (a drop in use).
+    if (k % cfg.rateHz === 0) {
+      const used = getHeapStatistics().used_heap_size;
+      if (used < heapUsed) floats[F.GC_EVENTS]! += 1;
+      heapUsed = used;
+    }
+
+    k++;
     deadline += periodMs;
     if (done > deadline) {
       // Skip the periods already gone rather than bunching ticks to catch up.
       const missed = Math.ceil((done - deadline) / periodMs);
       deadline += missed * periodMs;
+      k += missed;
       floats[F.MISSED_DEADLINES]! += missed;
       floats[F.OVERRUNS]! += 1;
     }
   }
-  Atomics.store(ints, I.STATE, LoopState.STOPPED);
 }
 
-run();
+async function main(): Promise<void> {
+  const buses: MotorBus[] = [];
+  const warnings: string[] = [];
+  try {
+    for (const b of cfg.dynamixel) {
+      const bus = await DynamixelMotorBus.open(b);
+      buses.push(bus);
+      warnings.push(...bus.warnings);
+    }
+  } catch (err) {
+    for (const b of buses) await b.close();
+    post({ type: 'error', message: err instanceof Error ? err.message : String(err) });
+    return;
+  }
+  const core = new ControlCore(cfg, buses, shared, (reason) => post({ type: 'fault', reason }));
+  // Real-time priority only now: threads started before this (libuv's pool, used while
+  // opening the ports) keep their ordinary priority, as they must.
+  const rt = cfg.realtime;
+  const lock = rt.lockMemory && memlockUnlimited();
+  const realtime = setupRealtime(rt.priority, rt.cpu ?? -1, lock);
+  if (rt.lockMemory && !lock) realtime.notes.push('mlockall skipped: RLIMIT_MEMLOCK is not unlimited (LimitMEMLOCK=infinity)');
+  post({ type: 'ready', realtime, warnings });
+  try {
+    run(core);
+  } finally {
+    core.makeSafe();
+    if (realtime.memoryLocked) unlockMemory();
+    for (const b of buses) await b.close();
+    Atomics.store(ints, I.STATE, LoopState.STOPPED);
+  }
+}
+
+void main();

@@ -5,7 +5,8 @@ import { ReflexError, errorMessage } from '../../core/index.js';
 import { build } from './encode.js';
 import { PacketParser, type ParsedPacket } from './parser.js';
 import { BROADCAST_ID, Instruction, decodeStatusError } from './protocol.js';
-import type { SerialLink } from './serial.js';
+import { tickIo, type SerialLink, type TickIo } from './serial.js';
+import { monoMs } from '../../rt/index.js';
 import { modelByNumber, type Field } from './tables.js';
 import { signed } from './units.js';
 
@@ -80,104 +81,62 @@ export class DynamixelBus {
   readonly parser = new PacketParser(8192);
   readonly stats: BusStats = { transactions: 0, timeouts: 0, strayPackets: 0, deviceErrors: 0 };
   timing: BusTiming;
-  private waiting: Expectation | null = null;
-  private settle: ((ok: boolean) => void) | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private timerMs = -1;
+  private readonly io: TickIo;
+  private readonly rx = new Uint8Array(4096);
   private dirty = false;
   private closed = false;
-  private busy = false;
-  /** Why the read loop ended, when the port went away. */
-  lostReason: string | null = null;
 
   constructor(
     readonly link: SerialLink,
     timing: Partial<BusTiming> = {},
   ) {
     this.timing = { ...DEFAULT_TIMING, ...timing };
-    link.start(this.onData, this.onLost);
+    // Transactions wait synchronously (native poll with a deadline): the same code then works in
+    // the control worker (no event loop during ticks), in a CLI, and on the main thread, and
+    // does not depend on the serial binding's poller, which only serves the main thread's loop.
+    this.io = tickIo(link);
   }
-
-  private onData = (buf: Uint8Array, n: number): void => {
-    this.parser.push(buf, 0, n);
-    while (this.parser.next()) this.dispatch(this.parser.packet);
-  };
-
-  private onLost = (reason: string): void => {
-    this.lostReason = reason;
-    this.finish(false);
-  };
-
-  private dispatch(p: ParsedPacket): void {
-    const w = this.waiting;
-    if (w === null) {
-      this.stats.strayPackets++;
-      return;
-    }
-    w.accept(p);
-    if (w.done()) this.finish(true);
-  }
-
-  private finish(ok: boolean): void {
-    const settle = this.settle;
-    this.waiting = null;
-    this.settle = null;
-    // The timer stays armed (onTimeout ignores it when nothing waits) so that the next
-    // transaction can refresh() it instead of allocating a new one; refresh() does not revive
-    // a cleared timer.
-    if (settle) settle(ok);
-  }
-
-  private onTimeout = (): void => {
-    if (this.settle === null) return;
-    this.stats.timeouts++;
-    // Whatever arrives late belongs to this transaction, not the next: flush before the next one.
-    this.dirty = true;
-    this.finish(false);
-  };
 
   timeoutMs(txBytes: number, rxBytes: number, replies: number): number {
     return timeoutUs(txBytes, rxBytes, replies, this.timing) / 1000;
   }
 
   /**
-   * Sends `length` bytes of `tx` and waits until `expect` is done (true) or the timeout (false).
-   * Allocates one promise; the tick path calls it with preallocated buffers.
+   * Sends `length` bytes of `tx` and waits until `expect` is done (true) or the timeout
+   * (false). Blocks the calling thread for at most `timeoutMs`.
    */
-  async exchange(tx: Uint8Array, length: number, expect: Expectation | null, timeoutMs: number): Promise<boolean> {
-    if (this.closed) throw new ReflexError('BUS_ERROR', `${this.link.path} is closed`, { disconnected: true });
-    if (this.lostReason !== null) throw new ReflexError('BUS_ERROR', `${this.link.path} lost: ${this.lostReason}`, { disconnected: true });
-    if (this.busy) throw new ReflexError('BUS_ERROR', `${this.link.path}: one transaction at a time`);
-    this.busy = true;
+  exchange(tx: Uint8Array, length: number, expect: Expectation | null, timeoutMs: number): Promise<boolean> {
     try {
-      if (this.dirty) {
-        this.dirty = false;
-        await this.link.flushInput();
-        this.parser.discard();
-      }
-      this.stats.transactions++;
-      if (expect === null) {
-        this.link.write(tx, length);
-        return true;
-      }
-      const done = new Promise<boolean>((resolve) => {
-        this.settle = resolve;
-      });
-      this.waiting = expect;
-      this.link.write(tx, length);
-      if (this.timer !== null && this.timerMs === timeoutMs) this.timer.refresh();
-      else {
-        if (this.timer !== null) clearTimeout(this.timer);
-        this.timer = setTimeout(this.onTimeout, timeoutMs);
-        this.timer.unref();
-        this.timerMs = timeoutMs;
-      }
-      return await done;
+      return Promise.resolve(this.exchangeSync(tx, length, expect, timeoutMs));
     } catch (err) {
-      throw new ReflexError('BUS_ERROR', `${this.link.path}: ${errorMessage(err)}`, { cause: err });
-    } finally {
-      this.busy = false;
+      return Promise.reject(err instanceof ReflexError ? err : new ReflexError('BUS_ERROR', `${this.link.path}: ${errorMessage(err)}`, { cause: err }));
     }
+  }
+
+  private exchangeSync(tx: Uint8Array, length: number, expect: Expectation | null, timeoutMs: number): boolean {
+    if (this.closed) throw new ReflexError('BUS_ERROR', `${this.link.path} is closed`, { disconnected: true });
+    if (this.dirty) {
+      // Whatever came after the last timeout belongs to it, not to this transaction.
+      this.dirty = false;
+      this.io.discardInput();
+      this.parser.discard();
+    }
+    this.stats.transactions++;
+    if (!this.io.write(tx, length)) throw new ReflexError('BUS_ERROR', `${this.link.path}: output stuck`);
+    if (expect === null) return true;
+    const deadline = monoMs() + timeoutMs;
+    while (!expect.done()) {
+      const leftUs = Math.round((deadline - monoMs()) * 1000);
+      if (leftUs <= 0) break;
+      const n = this.io.read(this.rx, 0, 1, leftUs);
+      if (n === 0) break;
+      this.parser.push(this.rx, 0, n);
+      while (this.parser.next()) expect.accept(this.parser.packet);
+    }
+    if (expect.done()) return true;
+    this.stats.timeouts++;
+    this.dirty = true;
+    return false;
   }
 
   /**
@@ -287,8 +246,6 @@ export class DynamixelBus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.finish(false);
-    if (this.timer !== null) clearTimeout(this.timer);
     await this.link.close();
   }
 }

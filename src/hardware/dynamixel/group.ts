@@ -85,7 +85,7 @@ export class SyncGroup {
   readonly fast: boolean;
   /** Set when reads have failed for longer than the error budget; cleared only by reset(). */
   fault: string | null = null;
-  private readonly ids: Uint8Array;
+  readonly ids: readonly number[];
   private readonly index = new Int16Array(256).fill(-1);
   private readonly parser = new PacketParser(8192);
   private readonly rx = new Uint8Array(4096);
@@ -112,7 +112,7 @@ export class SyncGroup {
     const n = servos.length;
     this.state = new GroupState(n);
     this.seen = new Uint8Array(n);
-    this.ids = Uint8Array.from(servos.map((s) => s.id));
+    this.ids = servos.map((s) => s.id);
     servos.forEach((s, i) => (this.index[s.id] = i));
     this.fast = opts.allowFast && servos.every((s) => s.firmware >= FAST_SYNC_READ_MIN_FIRMWARE);
 

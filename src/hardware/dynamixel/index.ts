@@ -8,3 +8,4 @@ export { DynamixelBus, wireUs, timeoutUs, DEFAULT_TIMING, type BusTiming, type P
 export { SyncGroup, GroupState, TICK_READ, TICK_READ_BYTES, type GroupServo, type GroupOptions, type GroupStats } from './group.js';
 export { openSerial, tuneLatency, tickIo, FTDI_UDEV_RULE, type SerialLink, type LatencyReport, type TickIo } from './serial.js';
 export { scan, prepare, mapTickRead, torqueOnInPlace, torqueOff, setBusWatchdog, SCAN_BAUDS, type ScanHit, type ExpectedServo, type Prepared } from './setup.js';
+export { DynamixelMotorBus, type DynamixelBusConfig } from './motor-bus.js';

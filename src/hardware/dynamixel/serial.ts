@@ -1,8 +1,8 @@
 // The serial port under a Dynamixel bus, over the serialport package's Linux binding. The
 // binding opens and configures the port (raw termios, baud, lock, ASYNC_LOW_LATENCY); reads
-// then go straight to the fd once the binding's poller says it is readable, so a tick pays
-// neither the libuv thread pool nor an allocation per chunk.
-import { readSync, writeSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+// and writes then go straight to the fd through the native addon (TickIo), so a transaction
+// pays neither the libuv thread pool nor an allocation per chunk, in any thread.
+import { writeSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { autoDetect, type LinuxPortBinding } from '@serialport/bindings-cpp';
 import { ReflexError, errorMessage } from '../../core/index.js';
@@ -15,11 +15,6 @@ export interface SerialLink {
   readonly fd: number;
   /** Queues bytes for sending; returns without waiting for them to leave. */
   write(data: Uint8Array, length: number): void;
-  /**
-   * Starts delivering received bytes: `onData(buf, n)` with the first n bytes of buf (valid
-   * only during the call), `onLost(reason)` once if the port goes away (unplugged, closed).
-   */
-  start(onData: (buf: Uint8Array, n: number) => void, onLost: (reason: string) => void): void;
   /** Discards whatever has arrived and not been read. */
   flushInput(): Promise<void>;
   setBaud(baud: number): Promise<void>;
@@ -36,9 +31,6 @@ export interface LatencyReport {
   /** What to do about it, when something should be done. */
   warning: string | null;
 }
-
-/** The binding's poller flag for "readable" (UV_READABLE). */
-const READABLE = 0b0001;
 
 export const FTDI_UDEV_RULE =
   'ACTION=="add", SUBSYSTEM=="usb-serial", DRIVER=="ftdi_sio", ATTR{latency_timer}="1"';
@@ -60,31 +52,6 @@ class BindingLink implements SerialLink {
   write(data: Uint8Array, length: number): void {
     let off = 0;
     while (off < length) off += writeSync(this.fd, data, off, length - off);
-  }
-
-  start(onData: (buf: Uint8Array, n: number) => void, onLost: (reason: string) => void): void {
-    // A persistent listener, re-armed after each event: no promise or once-wrapper per chunk.
-    const rx = new Uint8Array(4096);
-    const poller = this.port.poller;
-    const lost = (reason: string) => {
-      if (this.closed) return;
-      poller.off('readable', onReadable);
-      onLost(reason);
-    };
-    const onReadable = (err?: Error | null) => {
-      if (this.closed) return;
-      if (err) return lost(err.message);
-      try {
-        const n = readSync(this.fd, rx, 0, rx.length, null);
-        if (n > 0) onData(rx, n);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'EAGAIN' && code !== 'EINTR') return lost(errorMessage(e));
-      }
-      if (!this.closed) poller.poll(READABLE);
-    };
-    poller.on('readable', onReadable);
-    poller.poll(READABLE);
   }
 
   async flushInput(): Promise<void> {

@@ -1,0 +1,68 @@
+// What the control worker needs from the agent's config, as plain data it can be sent.
+import type { Config } from '../config/index.js';
+import type { DynamixelBusConfig } from '../hardware/index.js';
+import type { BlendMode } from './executor.js';
+
+export interface JointSpec {
+  name: string;
+  bus: string;
+  id: number;
+  min: number;
+  max: number;
+  maxVelocity: number;
+  offset: number;
+  direction: 1 | -1;
+}
+
+export interface ControlConfig {
+  rateHz: number;
+  spinUs: number;
+  estop: 'hold' | 'torque_off';
+  softStartTicks: number;
+  starvationLimitTicks: number;
+  chunk: { blend: BlendMode; overlapTicks: number; ensembleDecay: number; refillTicks: number };
+  realtime: { priority: number; cpu: number | null; lockMemory: boolean };
+  joints: JointSpec[];
+  dynamixel: DynamixelBusConfig[];
+}
+
+export function controlConfigFrom(c: Config): ControlConfig {
+  const ticks = (ms: number) => Math.max(1, Math.round((ms * c.control.rateHz) / 1000));
+  const joints: JointSpec[] = c.robot.joints.map((j) => ({
+    name: j.name,
+    bus: j.bus,
+    id: j.id,
+    min: j.limits.min,
+    max: j.limits.max,
+    maxVelocity: j.maxVelocity,
+    offset: j.calibration.offset,
+    direction: j.calibration.direction,
+  }));
+  const dynamixel: DynamixelBusConfig[] = [];
+  for (const b of c.buses) {
+    if (b.kind !== 'dynamixel') continue;
+    const servos = c.robot.joints.filter((j) => j.bus === b.name).map((j) => ({ id: j.id, model: j.model }));
+    if (servos.length === 0) continue;
+    dynamixel.push({
+      name: b.name,
+      port: b.port,
+      baud: b.baud,
+      zeroReturnDelay: b.zeroReturnDelay,
+      servos,
+      retries: c.control.bus.retries,
+      errorBudgetMs: c.control.bus.errorBudgetMs,
+      watchdogMs: c.control.bus.watchdogMs,
+    });
+  }
+  return {
+    rateHz: c.control.rateHz,
+    spinUs: c.control.spinUs,
+    estop: c.control.estop,
+    softStartTicks: ticks(c.control.softStartS * 1000),
+    starvationLimitTicks: ticks(c.control.starvationLimitMs),
+    chunk: { ...c.control.chunk },
+    realtime: { ...c.control.realtime },
+    joints,
+    dynamixel,
+  };
+}

@@ -1,0 +1,288 @@
+// One tick of the control loop, apart from threads and timing: read the buses, publish the
+// observation, take the action, make it safe, write the buses, account. Synchronous and
+// allocation-free after construction; the worker calls tick() on each deadline.
+import type { MotorBus } from '../hardware/index.js';
+import type { ControlConfig } from './config.js';
+import { ChunkExecutor } from './executor.js';
+import { SafetyFilter } from './safety.js';
+import { F, I, MAX_HORIZON, Mode, type LoopShared } from './shared.js';
+
+/** Where a joint's motor sits: which bus, which index there. */
+interface JointRef {
+  bus: number;
+  motor: number;
+  offset: number;
+  direction: number;
+}
+
+export type FaultReporter = (reason: string) => void;
+
+export class ControlCore {
+  readonly executor: ChunkExecutor;
+  readonly safety: SafetyFilter;
+  private readonly n: number;
+  private readonly refs: JointRef[];
+  private readonly q: Float64Array;
+  private readonly dq: Float64Array;
+  private readonly effort: Float64Array;
+  private readonly desired: Float64Array;
+  private readonly cmd: Float64Array;
+  private readonly prev: Float64Array;
+  private readonly hold: Float64Array;
+  private readonly motorCmd: Float64Array[];
+  private readonly obs: Float64Array;
+  private readonly chunkBuf: Float64Array;
+  private readonly actions: Float64Array;
+  private chunkVersion = 0;
+  /** Ticks since the policy started without its first chunk yet (holding, not starving). */
+  private primingTicks = -1;
+  private mode: number = Mode.HOLD;
+  private torqueIsOff = false;
+  private started = false;
+
+  constructor(
+    private readonly cfg: ControlConfig,
+    private readonly buses: readonly MotorBus[],
+    private readonly shared: LoopShared,
+    private readonly onFault: FaultReporter,
+  ) {
+    this.n = cfg.joints.length;
+    this.refs = cfg.joints.map((j) => {
+      const b = buses.findIndex((x) => x.name === j.bus);
+      const m = b < 0 ? -1 : buses[b]!.ids.indexOf(j.id);
+      if (b < 0 || m < 0) throw new Error(`joint ${j.name}: motor ${j.id} not on an open bus ${j.bus}`);
+      return { bus: b, motor: m, offset: j.offset, direction: j.direction };
+    });
+    const n = this.n;
+    this.q = new Float64Array(n);
+    this.dq = new Float64Array(n);
+    this.effort = new Float64Array(n);
+    this.desired = new Float64Array(n);
+    this.cmd = new Float64Array(n);
+    this.prev = new Float64Array(n);
+    this.hold = new Float64Array(n);
+    this.motorCmd = buses.map((b) => new Float64Array(b.ids.length));
+    this.obs = new Float64Array(shared.observation.length);
+    this.chunkBuf = new Float64Array(shared.chunk.length);
+    this.actions = new Float64Array(MAX_HORIZON * n);
+    this.executor = new ChunkExecutor({
+      dof: n,
+      blend: cfg.chunk.blend,
+      overlapTicks: cfg.chunk.overlapTicks,
+      ensembleDecay: cfg.chunk.ensembleDecay,
+      refillTicks: cfg.chunk.refillTicks,
+      requestTimeoutTicks: Math.max(cfg.chunk.refillTicks, Math.round(cfg.rateHz)),
+      capacity: MAX_HORIZON * 2 + cfg.chunk.refillTicks,
+    });
+    const period = 1 / cfg.rateHz;
+    this.safety = new SafetyFilter(cfg.joints.map((j) => ({ min: j.min, max: j.max, maxVelocity: j.maxVelocity })), period, cfg.softStartTicks);
+  }
+
+  get modeNow(): number {
+    return this.mode;
+  }
+
+  /** One tick. `k` is the tick index (deadline count), `now` its wake-up time. */
+  tick(k: number, now: number): void {
+    const f = this.shared.floats;
+    const busOk = this.readBuses();
+    if (!this.started) {
+      // The first command is the measured pose: the loop starts in hold, where the arm is.
+      this.prev.set(this.q);
+      this.hold.set(this.q);
+      this.started = true;
+    }
+    this.publish(k, now);
+    if (!busOk) f[F.BUS_FAILED_READS]! += 1;
+
+    switch (this.mode) {
+      case Mode.POLICY:
+        this.takeChunk(k);
+        if (this.executor.next(k, this.desired)) {
+          if (this.primingTicks >= 0) {
+            // The first action: the soft start ramps from here (the pose held while priming).
+            this.safety.softStart(this.prev);
+            this.primingTicks = -1;
+          }
+          break;
+        }
+        this.desired.set(this.prev);
+        if (this.primingTicks >= 0) {
+          // Waiting for the first chunk: hold where the soft start begins.
+          if (++this.primingTicks > this.cfg.starvationLimitTicks) {
+            this.fault(`policy gave no first chunk in ${this.primingTicks} ticks (limit ${this.cfg.starvationLimitTicks})`);
+          }
+          break;
+        }
+        // Starved: hold the last safe command, count it, and fault past the bound.
+        f[F.STARVED_TICKS]! += 1;
+        if (this.executor.consecutiveStarved > this.cfg.starvationLimitTicks) {
+          this.fault(`policy starved: no action for ${this.executor.consecutiveStarved} ticks (limit ${this.cfg.starvationLimitTicks})`);
+        }
+        break;
+      case Mode.HOLD:
+      case Mode.ESTOP:
+      case Mode.FAULT:
+        this.desired.set(this.hold);
+        break;
+    }
+    if (this.mode === Mode.POLICY && this.executor.wantsRefill(k)) this.requestChunk(k);
+
+    this.safety.apply(this.desired, this.prev, this.cmd);
+    this.prev.set(this.cmd);
+    if (!this.torqueIsOff) this.writeBuses();
+    this.account();
+  }
+
+  startPolicy(): void {
+    if (this.mode !== Mode.HOLD) return;
+    this.executor.reset();
+    this.primingTicks = 0;
+    this.mode = Mode.POLICY;
+    Atomics.store(this.shared.ints, I.MODE, this.mode);
+  }
+
+  stopPolicy(): void {
+    if (this.mode !== Mode.POLICY) return;
+    this.enterHold(Mode.HOLD);
+  }
+
+  /** E-stop: stop where the arm is now (or torque off), latched until reset(). */
+  estop(): void {
+    this.shared.floats[F.ESTOPS]! += 1;
+    this.enterHold(Mode.ESTOP);
+  }
+
+  /** Clears e-stop or a fault: back to hold at the measured pose; a policy must be started again. */
+  reset(): boolean {
+    if (this.mode !== Mode.ESTOP && this.mode !== Mode.FAULT) return false;
+    for (const b of this.buses) b.reset();
+    this.torqueIsOff = false;
+    this.enterHold(Mode.HOLD);
+    return true;
+  }
+
+  /** Shutdown's first step: motors to their safe state. */
+  makeSafe(): void {
+    this.enterHold(this.mode === Mode.FAULT ? Mode.FAULT : Mode.ESTOP);
+  }
+
+  private enterHold(mode: number): void {
+    this.executor.reset();
+    // Hold where the joints are, not where the last command pointed: that is what stops motion.
+    this.hold.set(this.q);
+    this.prev.set(this.q);
+    this.mode = mode;
+    Atomics.store(this.shared.ints, I.MODE, mode);
+    if ((mode === Mode.ESTOP || mode === Mode.FAULT) && this.cfg.estop === 'torque_off') {
+      for (const b of this.buses) b.disable();
+      this.torqueIsOff = true;
+    }
+  }
+
+  private fault(reason: string): void {
+    if (this.mode === Mode.FAULT) return;
+    this.shared.floats[F.FAULTS]! += 1;
+    Atomics.add(this.shared.ints, I.FAULT_SEQ, 1);
+    this.enterHold(Mode.FAULT);
+    this.onFault(reason);
+  }
+
+  private readBuses(): boolean {
+    let ok = true;
+    for (let b = 0; b < this.buses.length; b++) {
+      const bus = this.buses[b]!;
+      try {
+        if (!bus.read()) ok = false;
+      } catch (err) {
+        ok = false;
+        this.fault(err instanceof Error ? err.message : String(err));
+      }
+    }
+    for (let j = 0; j < this.n; j++) {
+      const r = this.refs[j]!;
+      const bus = this.buses[r.bus]!;
+      this.q[j] = r.direction * bus.position[r.motor]! + r.offset;
+      this.dq[j] = r.direction * bus.velocity[r.motor]!;
+      this.effort[j] = r.direction * bus.current[r.motor]!;
+      if (bus.hardwareError[r.motor] !== 0 && this.mode !== Mode.FAULT) {
+        this.fault(`joint ${this.cfg.joints[j]!.name}: motor hardware error 0x${bus.hardwareError[r.motor]!.toString(16)}`);
+      }
+    }
+    return ok;
+  }
+
+  private publish(k: number, now: number): void {
+    const o = this.obs;
+    const n = this.n;
+    o[0] = k;
+    o[1] = now;
+    o[2] = this.mode;
+    for (let j = 0; j < n; j++) {
+      o[3 + j] = this.q[j]!;
+      o[3 + n + j] = this.dq[j]!;
+      o[3 + 2 * n + j] = this.effort[j]!;
+    }
+    this.shared.observation.write(o);
+  }
+
+  private takeChunk(k: number): void {
+    const slot = this.shared.chunk;
+    if (slot.version === this.chunkVersion) return;
+    const v = slot.read(this.chunkBuf);
+    if (v <= 0) return;
+    this.chunkVersion = v;
+    const obsTick = this.chunkBuf[0]!;
+    const horizon = this.chunkBuf[1]!;
+    const len = horizon * this.n;
+    if (!(horizon > 0 && horizon <= MAX_HORIZON)) {
+      this.executor.stats.rejectedChunks++;
+      return;
+    }
+    for (let i = 0; i < len; i++) this.actions[i] = this.chunkBuf[2 + i]!;
+    this.executor.ingest(k, obsTick, this.actions, horizon);
+  }
+
+  private requestChunk(k: number): void {
+    const r = this.shared.request;
+    Atomics.store(r, 1, k);
+    Atomics.add(r, 0, 1);
+    Atomics.notify(r, 0);
+  }
+
+  private writeBuses(): void {
+    for (let j = 0; j < this.n; j++) {
+      const r = this.refs[j]!;
+      this.motorCmd[r.bus]![r.motor] = (this.cmd[j]! - r.offset) * r.direction;
+    }
+    for (let b = 0; b < this.buses.length; b++) {
+      try {
+        this.buses[b]!.write(this.motorCmd[b]!);
+      } catch (err) {
+        this.fault(err instanceof Error ? err.message : String(err));
+      }
+    }
+  }
+
+  private account(): void {
+    const f = this.shared.floats;
+    const s = this.safety.stats;
+    const e = this.executor.stats;
+    f[F.LIMIT_CLAMPS] = s.limitClamps;
+    f[F.DELTA_CLAMPS] = s.deltaClamps;
+    f[F.NON_FINITE] = s.nonFinite;
+    f[F.SOFT_STARTS] = s.softStarts;
+    f[F.CHUNKS] = e.chunks;
+    f[F.CHUNKS_REJECTED] = e.rejectedChunks;
+    f[F.STALE_ACTIONS] = e.staleActions;
+    f[F.REFILL_REQUESTS] = e.refillRequests;
+    let retries = 0;
+    for (let b = 0; b < this.buses.length; b++) retries += this.buses[b]!.errors.retries;
+    f[F.BUS_RETRIES] = retries;
+  }
+
+  /** Joint positions now (for tests and the e-stop check). */
+  get measured(): Float64Array {
+    return this.q;
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * A bus of motors as the control loop sees it, whatever the wire (Dynamixel, CAN). The loop
+ * calls read() and write() once per tick from its own thread; both are synchronous, bounded
+ * in time, and allocate nothing.
+ */
+export interface MotorBus {
+  readonly name: string;
+  /** Motors on this bus, in the order of the arrays below. */
+  readonly ids: readonly number[];
+  /** Radians in the motor's frame, after the last read. */
+  readonly position: Float64Array;
+  /** rad/s. */
+  readonly velocity: Float64Array;
+  /** Amperes (NaN where the motor does not sense current). */
+  readonly current: Float64Array;
+  readonly temperature: Float64Array;
+  /** 1 where the last read got a fresh value for that motor. */
+  readonly fresh: Uint8Array;
+  /** Per-motor hardware error bits (driver-specific), 0 when none. */
+  readonly hardwareError: Uint8Array;
+  /** Counters the loop reports. */
+  readonly errors: { failedReads: number; retries: number };
+
+  /**
+   * Reads every motor once (retrying within the tick). False when some did not answer: their
+   * values are the previous ones. Throws (code BUS_FAULT) once reads have failed for longer
+   * than the bus's error budget; stays faulted until reset().
+   */
+  read(): boolean;
+  /** Commands positions (radians, motor frame), one per motor. */
+  write(positions: Float64Array): void;
+  /** Torque off, best effort: used on e-stop (torque_off) and never throws. */
+  disable(): void;
+  /** Clears a latched fault. */
+  reset(): void;
+  close(): Promise<void>;
+}
