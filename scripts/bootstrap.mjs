@@ -13,7 +13,8 @@ const quiet = process.argv.includes('--quiet');
 
 // Debian packages the build and the test suite need, with why.
 const DEBIAN_PACKAGES = [
-  'g++', 'make', 'python3', // node-gyp builds the native addon
+  'g++', 'make', 'python3', // node-gyp builds the native addon; python3 also runs test helpers
+  'rt-tests', // cyclictest: the OS's own timer latency, the floor `npm run bench -- loop` compares with
 ];
 
 // Skips onnxruntime-node's postinstall download of CUDA binaries, which fails offline.

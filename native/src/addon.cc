@@ -120,6 +120,23 @@ Napi::Value MonotonicMs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), reflex::MonotonicMs());
 }
 
+// sleepThenSpin(deadlineMs, spinMs, out: Float64Array): sleeps and spins to the deadline, then
+// writes the wake-up time into out[0] (a double written in place: no heap number per tick).
+Napi::Value SleepThenSpin(const Napi::CallbackInfo& info) {
+  reflex::SleepThenSpinMs(info[0].As<Napi::Number>().DoubleValue(), info[1].As<Napi::Number>().DoubleValue());
+  auto out = info[2].As<Napi::Float64Array>();
+  if (out.ElementLength() > 0) out[0] = reflex::MonotonicMs();
+  return info.Env().Undefined();
+}
+
+// clockInto(out: Float64Array, index): out[index] = CLOCK_MONOTONIC in ms, without allocating.
+Napi::Value ClockInto(const Napi::CallbackInfo& info) {
+  auto out = info[0].As<Napi::Float64Array>();
+  uint32_t i = info[1].As<Napi::Number>().Uint32Value();
+  if (i < out.ElementLength()) out[i] = reflex::MonotonicMs();
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("openPty", Napi::Function::New(env, OpenPty));
@@ -131,6 +148,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unlockMemory", Napi::Function::New(env, UnlockMemory));
   exports.Set("sleepUntil", Napi::Function::New(env, SleepUntil));
   exports.Set("monotonicMs", Napi::Function::New(env, MonotonicMs));
+  exports.Set("sleepThenSpin", Napi::Function::New(env, SleepThenSpin));
+  exports.Set("clockInto", Napi::Function::New(env, ClockInto));
   return exports;
 }
 

@@ -9,6 +9,9 @@
 
 namespace reflex {
 
+double MonotonicMs();
+int SleepUntilMs(double deadline_ms);
+
 RtResult SetupRealtime(int priority, int cpu, bool lock_memory) {
   RtResult r;
   if (priority > 0) {
@@ -31,6 +34,16 @@ RtResult SetupRealtime(int priority, int cpu, bool lock_memory) {
 }
 
 int UnlockMemory() { return munlockall() == 0 ? 0 : errno; }
+
+int SleepThenSpinMs(double deadline_ms, double spin_ms) {
+  int e = 0;
+  if (spin_ms < 0) spin_ms = 0;
+  if (MonotonicMs() < deadline_ms - spin_ms) e = SleepUntilMs(deadline_ms - spin_ms);
+  // The last stretch in C: a JS spin would read a clock that allocates on every call.
+  while (MonotonicMs() < deadline_ms) {
+  }
+  return e;
+}
 
 int SleepUntilMs(double deadline_ms) {
   timespec ts{};

@@ -22,4 +22,8 @@ int SleepUntilMs(double deadline_ms);
 
 double MonotonicMs();
 
+// Sleeps until `spin_ms` before the deadline, then spins to it: the wake-up jitter of a sleep
+// without its lateness. 0 or errno.
+int SleepThenSpinMs(double deadline_ms, double spin_ms);
+
 }  // namespace reflex

@@ -49,8 +49,8 @@ export const F = {
   LENGTH: 24,
 } as const;
 
-/** Lateness histogram: 4 buckets per octave of microseconds, the last bucket open-ended. */
-export const HIST_BUCKETS = 96;
+/** Lateness histogram: 8 buckets per octave of microseconds (9 % wide), the last open-ended. */
+export const HIST_BUCKETS = 192;
 
 export const Command = {
   NONE: 0,
@@ -134,13 +134,13 @@ export function viewShared(b: LoopBuffers): LoopShared {
 
 export function bucketOf(us: number): number {
   if (!(us > 0)) return 0;
-  const b = Math.floor(4 * Math.log2(1 + us));
+  const b = Math.floor(8 * Math.log2(1 + us));
   return b < HIST_BUCKETS ? b : HIST_BUCKETS - 1;
 }
 
 /** Upper edge of a bucket in microseconds. */
 export function bucketUpperUs(b: number): number {
-  return 2 ** ((b + 1) / 4) - 1;
+  return 2 ** ((b + 1) / 8) - 1;
 }
 
 /** The q-quantile (0..1) of a histogram, as a bucket's upper edge, or 0 when empty. */

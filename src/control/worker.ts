@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { getHeapStatistics } from 'node:v8';
 import { readFileSync } from 'node:fs';
 import { DynamixelMotorBus, type MotorBus } from '../hardware/index.js';
-import { monoMs, setupRealtime, sleepUntilMs, unlockMemory, type RealtimeReport } from '../rt/index.js';
+import { monoMs, setupRealtime, tickClock, unlockMemory, type RealtimeReport } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import { ControlCore } from './core.js';
 import { Command, F, I, LoopState, bucketOf, viewShared, type LoopBuffers } from './shared.js';
@@ -49,6 +49,8 @@ function busyFor(ms: number): void {
 function run(core: ControlCore): void {
   Atomics.store(ints, I.STATE, LoopState.RUNNING);
   floats[F.STARTED_MS] = monoMs();
+  const clock = tickClock();
+  const t = new Float64Array(2); // [woke, done]: times written in place, no heap numbers
   let k = 0;
   let deadline = monoMs() + periodMs;
   let heapUsed = getHeapStatistics().used_heap_size;
@@ -81,17 +83,16 @@ function run(core: ControlCore): void {
       Atomics.store(ints, I.COMMAND, Command.NONE);
     }
 
-    const wake = deadline - spinMs;
-    if (wake > monoMs()) sleepUntilMs(wake);
-    while (monoMs() < deadline) {
-      // Spin the last stretch: a sleep wakes up to a timer slack late; spinning does not.
-    }
-    const woke = monoMs();
+    // Sleep (clock_nanosleep, absolute) to just before the deadline, then spin the last
+    // stretch in C: a sleep wakes up to a timer slack late; spinning does not.
+    clock.sleepThenSpin(deadline, spinMs, t);
+    const woke = t[0]!;
     const latenessUs = (woke - deadline) * 1000;
 
     core.tick(k, woke);
 
-    const done = monoMs();
+    clock.into(t, 1);
+    const done = t[1]!;
     const durationUs = (done - woke) * 1000;
     floats[F.TICKS]! += 1;
     floats[F.LAST_TICK_MS] = woke;

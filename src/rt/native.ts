@@ -18,6 +18,8 @@ interface Addon {
   sleepUntil(this: void, deadlineMs: number): number;
   unlockMemory(this: void): number;
   monotonicMs(this: void): number;
+  sleepThenSpin(this: void, deadlineMs: number, spinMs: number, out: Float64Array): void;
+  clockInto(this: void, out: Float64Array, index: number): void;
 }
 
 export interface PtyPair {
@@ -166,3 +168,31 @@ export function sleepUntilMs(deadlineMs: number): void {
 }
 
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
+/** The control thread's clock: sleeps and reads time into a Float64Array, allocating nothing. */
+export interface TickClock {
+  /** Sleeps until spinMs before `deadlineMs`, spins to it, and writes the wake time into out[0]. */
+  sleepThenSpin(deadlineMs: number, spinMs: number, out: Float64Array): void;
+  /** out[index] = now (CLOCK_MONOTONIC, ms). */
+  into(out: Float64Array, index: number): void;
+}
+
+export function tickClock(): TickClock {
+  const a = load();
+  if (a !== null) return { sleepThenSpin: a.sleepThenSpin, into: a.clockInto };
+  // Without the addon: the same semantics from JS (allocating a little per call on Node 20).
+  const now = () => Number(process.hrtime.bigint()) / 1e6;
+  return {
+    sleepThenSpin: (deadline, spin, out) => {
+      const left = deadline - spin - now();
+      if (left > 0) Atomics.wait(SLEEPER, 0, 0, left);
+      while (now() < deadline) {
+        // spin
+      }
+      out[0] = now();
+    },
+    into: (out, i) => {
+      out[i] = now();
+    },
+  };
+}
