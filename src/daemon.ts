@@ -6,6 +6,9 @@ import { ControlLoop, controlConfigFrom } from './control/index.js';
 import { CommandRegistry, ControlSocketServer, numberArg, stringArg } from './cli/index.js';
 import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } from './rt/index.js';
 
+/** How often the loop's numbers go to the log. */
+const STATS_LOG_MS = 60_000;
+
 export interface DaemonDeps {
   config: Config;
   logging: Logging;
@@ -111,8 +114,13 @@ export class Daemon {
     return `${health} ${s.rateHz.toFixed(1)}/${s.targetHz} Hz, lateness p99 ${s.latenessUs.p99.toFixed(0)} us, missed ${s.missedDeadlines}, policy none, fleet disabled`;
   }
 
-  /** Feeds the systemd watchdog only while the loop ticks, so a stuck loop gets reflex restarted. */
+  /**
+   * Feeds the systemd watchdog only while the loop ticks, so a stuck loop gets reflex
+   * restarted; keeps STATUS= current; and logs the loop's numbers once a minute.
+   */
   private healthPart(): Part {
+    const log = this.deps.logging.child('control');
+    let lastLog = monoMs();
     return {
       name: 'systemd-health',
       start: () => {
@@ -120,6 +128,11 @@ export class Daemon {
         this.watchdogTimer = setInterval(() => {
           if (this.loop.healthy()) this.notifier.watchdog();
           this.notifier.status(this.summary());
+          if (monoMs() - lastLog >= STATS_LOG_MS) {
+            lastLog = monoMs();
+            const s = this.loop.status();
+            log.info({ mode: s.mode, hz: s.rateHz, latenessUs: s.latenessUs, missed: s.missedDeadlines, starved: s.starvedTicks, safety: s.safety, bus: s.bus, gc: s.gcEvents }, 'loop');
+          }
         }, every);
         return Promise.resolve();
       },

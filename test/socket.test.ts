@@ -126,3 +126,11 @@ test('a second server on a live socket refuses to start; a stale socket file is 
 test('a missing daemon is reported as not connected', async () => {
   await assert.rejects(request(join(dir, 'nobody.sock'), 'status'), (e: unknown) => (e as { disconnected?: boolean }).disconnected === true);
 });
+
+test('the socket group is looked up by name, and a missing group is a clear start error', async () => {
+  const { groupId } = await import('../src/cli/server.js');
+  const file = join(dir, 'group');
+  writeFileSync(file, 'root:x:0:\nreflex:x:997:alice,bob\n');
+  assert.equal(groupId('reflex', file), 997);
+  assert.throws(() => groupId('robots', file), /group "robots" does not exist \(socket.group\)/);
+});
