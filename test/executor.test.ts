@@ -107,3 +107,18 @@ test('the ring reuses slots over a long run with missed ticks, and reset drops e
   ex.reset();
   assert.equal(ex.next(t, out), false);
 });
+
+test('a chunk from a swapped-in policy starts where the running chunk ends, never blended with it', () => {
+  const ex = new ChunkExecutor({ ...base, overlapTicks: 10 });
+  const out = new Float64Array(2);
+  ex.ingest(0, 0, new Float64Array(30 * 2).fill(1), 30, 1);
+  for (let t = 0; t < 10; t++) ex.next(t, out);
+  // Policy 2's first chunk arrives at tick 10; policy 1's chunk runs to tick 30.
+  assert.equal(ex.ingest(10, 10, new Float64Array(50 * 2).fill(2), 50, 2), true);
+  const seen: number[] = [];
+  for (let t = 10; t < 40; t++) {
+    assert.equal(ex.next(t, out), true);
+    seen.push(out[0]!);
+  }
+  assert.deepEqual(seen, [...Array(20).fill(1), ...Array(10).fill(2)], 'every tick is wholly one policy');
+});

@@ -5,7 +5,7 @@ import type { MotorBus } from '../hardware/index.js';
 import type { ControlConfig } from './config.js';
 import { ChunkExecutor } from './executor.js';
 import { SafetyFilter } from './safety.js';
-import { F, I, MAX_HORIZON, Mode, type LoopShared } from './shared.js';
+import { CHUNK_HEADER, F, I, MAX_HORIZON, Mode, type LoopShared } from './shared.js';
 
 /** Where a joint's motor sits: which bus, which index there. */
 interface JointRef {
@@ -239,8 +239,8 @@ export class ControlCore {
       this.executor.stats.rejectedChunks++;
       return;
     }
-    for (let i = 0; i < len; i++) this.actions[i] = this.chunkBuf[2 + i]!;
-    this.executor.ingest(k, obsTick, this.actions, horizon);
+    for (let i = 0; i < len; i++) this.actions[i] = this.chunkBuf[CHUNK_HEADER + i]!;
+    this.executor.ingest(k, obsTick, this.actions, horizon, this.chunkBuf[2]!);
   }
 
   private requestChunk(k: number): void {

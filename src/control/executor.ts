@@ -42,6 +42,8 @@ export class ChunkExecutor {
   /** Ticks below this have been consumed (and their slots cleared). */
   private cleared = -1;
   private requestedAt = -1;
+  /** The policy (generation) whose chunks are queued. */
+  private generation = -1;
 
   constructor(private readonly opts: ExecutorOptions) {
     this.cap = opts.capacity ?? 512;
@@ -70,7 +72,7 @@ export class ChunkExecutor {
    * is for tick obsTick + i. Actions for ticks before `now` are dropped (latency alignment).
    * Refused (false) when it holds a NaN or Inf, does not fit, or is entirely in the past.
    */
-  ingest(now: number, obsTick: number, actions: Float64Array, horizon: number): boolean {
+  ingest(now: number, obsTick: number, actions: Float64Array, horizon: number, generation = 0): boolean {
     const d = this.dof;
     if (horizon <= 0 || horizon > this.cap - 1 || actions.length < horizon * d || obsTick > now) {
       this.stats.rejectedChunks++;
@@ -82,16 +84,21 @@ export class ChunkExecutor {
         return false;
       }
     }
-    const from = now > obsTick ? now : obsTick;
+    let from = now > obsTick ? now : obsTick;
     const to = obsTick + horizon;
+    // A chunk from another policy (a hot swap) is never blended into the running one: it
+    // starts where the running chunk ends, so no tick mixes two policies.
+    const swap = generation !== this.generation && this.generation >= 0;
+    if (swap && this.end > from) from = this.end;
     if (from >= to) {
       this.stats.rejectedChunks++;
       this.stats.staleActions += horizon;
       return false;
     }
     this.clearBefore(now);
-    this.stats.staleActions += from - obsTick;
-    const crossfade = this.opts.blend === 'crossfade';
+    this.stats.staleActions += Math.max(0, (now > obsTick ? now : obsTick) - obsTick);
+    this.generation = generation;
+    const crossfade = this.opts.blend === 'crossfade' && !swap;
     const overlap = this.opts.overlapTicks;
     for (let t = from; t < to; t++) {
       const slot = t % this.cap;
@@ -103,6 +110,10 @@ export class ChunkExecutor {
         const w = old && k < overlap ? (k + 1) / (overlap + 1) : 1;
         for (let j = 0; j < d; j++) this.value[v + j] = old ? (1 - w) * this.value[v + j]! + w * actions[a + j]! : actions[a + j]!;
         this.weight[slot] = 1;
+      } else if (swap) {
+        for (let j = 0; j < d; j++) this.value[v + j] = actions[a + j]!;
+        this.weight[slot] = 1;
+        this.count[slot] = 1;
       } else {
         const w = Math.exp(-this.opts.ensembleDecay * this.count[slot]!);
         for (let j = 0; j < d; j++) this.value[v + j] = (this.weight[slot]! > 0 ? this.value[v + j]! : 0) + w * actions[a + j]!;
@@ -135,6 +146,7 @@ export class ChunkExecutor {
 
   /** Drops every queued action (policy stopped, swapped, or a fault). */
   reset(): void {
+    this.generation = -1;
     this.weight.fill(0);
     this.count.fill(0);
     this.end = -1;

@@ -79,7 +79,8 @@ export const MAX_HORIZON = 128;
 
 /**
  * Observation record: [tick, timeMs, mode, q(J), dq(J), effort(J)], joint space.
- * Chunk record: [obsTick, horizon, actions(MAX_HORIZON * J)], written by the inference side.
+ * Chunk record: [obsTick, horizon, generation, actions(MAX_HORIZON * J)], written by the
+ * inference side; generation changes when the policy is swapped.
  * Request word: [seq, tick]: the loop bumps seq (and notifies) when it wants a chunk.
  */
 export interface LoopShared {
@@ -106,8 +107,11 @@ export function observationLength(joints: number): number {
 }
 
 export function chunkLength(joints: number): number {
-  return 2 + MAX_HORIZON * joints;
+  return CHUNK_HEADER + MAX_HORIZON * joints;
 }
+
+/** Values before the actions in a chunk record. */
+export const CHUNK_HEADER = 3;
 
 export function allocShared(joints: number): LoopBuffers {
   return {

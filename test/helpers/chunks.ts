@@ -1,4 +1,4 @@
-import { MAX_HORIZON } from '../../src/control/index.js';
+import { CHUNK_HEADER, MAX_HORIZON } from '../../src/control/index.js';
 import type { ControlLoop } from '../../src/control/index.js';
 
 /**
@@ -41,9 +41,10 @@ export class ScriptedChunks {
       await new Promise((res) => setTimeout(res, this.latencyMs));
       rec[0] = obsTick;
       rec[1] = Math.min(this.horizon, MAX_HORIZON);
+      rec[2] = 0;
       for (let i = 0; i < rec[1]; i++) {
         this.policy(obsTick, i, action);
-        for (let j = 0; j < this.joints; j++) rec[2 + i * this.joints + j] = action[j]!;
+        for (let j = 0; j < this.joints; j++) rec[CHUNK_HEADER + i * this.joints + j] = action[j]!;
       }
       chunk.write(rec);
       this.answered++;

@@ -1,0 +1,173 @@
+// The policy bundle: a directory with policy.json and model.onnx. policy.json speaks
+// LeRobot's language (observation.state, observation.images.<camera>, action, and the
+// mean/std/min/max statistics), so a LeRobot policy needs only this file written from its
+// config and stats.json to run here.
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ReflexError, errorMessage } from '../core/index.js';
+
+export const BUNDLE_FORMAT = 'reflex.policy/1';
+
+const normalization = z.enum(['mean_std', 'min_max', 'identity']);
+
+const stats = z
+  .object({
+    mean: z.array(z.number()).optional(),
+    std: z.array(z.number()).optional(),
+    min: z.array(z.number()).optional(),
+    max: z.array(z.number()).optional(),
+  })
+  .strict();
+
+const feature = z.object({ shape: z.array(z.number().int().positive()).nonempty(), normalization: normalization.default('mean_std') }).strict();
+
+export const policySchema = z
+  .object({
+    format: z.literal(BUNDLE_FORMAT),
+    name: z.string().min(1),
+    version: z.string().min(1),
+    model: z.string().min(1).default('model.onnx'),
+    /** The control rate it was trained at (LeRobot's fps). */
+    fps: z.number().positive(),
+    /** Joint names, in the order of observation.state and of each action. */
+    joints: z.array(z.string().min(1)).nonempty(),
+    /** Camera names: each has an input observation.images.<name>. */
+    cameras: z.array(z.string().min(1)).default([]),
+    /** Inputs and the output, by LeRobot feature name. */
+    features: z.record(z.string(), feature),
+    /** Normalization statistics by feature (LeRobot's stats.json). Image stats are per channel. */
+    stats: z.record(z.string(), stats).default({}),
+    runtime: z
+      .object({
+        /** An inference slower than this is an error: its chunk is dropped. */
+        budgetMs: z.number().positive().default(500),
+        /** Threads for ONNX Runtime's intra-op pool on the CPU provider. */
+        intraOpThreads: z.number().int().min(1).max(64).default(1),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type PolicySpec = z.output<typeof policySchema>;
+
+export interface Feature {
+  name: string;
+  shape: number[];
+  normalization: 'mean_std' | 'min_max' | 'identity';
+  /** Per-element (or per-channel for images) scale and offset: normalized = (x - offset) / scale. */
+  offset: Float32Array;
+  scale: Float32Array;
+}
+
+export interface PolicyBundle {
+  dir: string;
+  spec: PolicySpec;
+  modelPath: string;
+  state: Feature;
+  images: Feature[];
+  action: Feature;
+  horizon: number;
+  dof: number;
+}
+
+function fail(dir: string, why: string): never {
+  throw new ReflexError('BAD_REQUEST', `policy bundle ${dir}: ${why}`);
+}
+
+/** The affine map of a normalization: LeRobot's MEAN_STD, MIN_MAX (to [-1, 1]) and IDENTITY. */
+function affine(dir: string, name: string, f: z.output<typeof feature>, s: z.output<typeof stats> | undefined, n: number): Feature {
+  const offset = new Float32Array(n);
+  const scale = new Float32Array(n).fill(1);
+  const want = (k: 'mean' | 'std' | 'min' | 'max') => {
+    const v = s?.[k];
+    if (!v) fail(dir, `stats.${name}.${k} is missing (normalization ${f.normalization})`);
+    if (v.length !== n) fail(dir, `stats.${name}.${k} has ${v.length} values, the feature wants ${n}`);
+    return v;
+  };
+  if (f.normalization === 'mean_std') {
+    const mean = want('mean');
+    const std = want('std');
+    for (let i = 0; i < n; i++) {
+      offset[i] = mean[i]!;
+      scale[i] = std[i]! + 1e-8;
+    }
+  } else if (f.normalization === 'min_max') {
+    const min = want('min');
+    const max = want('max');
+    for (let i = 0; i < n; i++) {
+      offset[i] = (max[i]! + min[i]!) / 2;
+      scale[i] = (max[i]! - min[i]! + 1e-8) / 2;
+    }
+  }
+  return { name, shape: [...f.shape], normalization: f.normalization, offset, scale };
+}
+
+/** Reads and checks a bundle directory. Throws BAD_REQUEST naming what is wrong. */
+export function loadBundle(dir: string): PolicyBundle {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(join(dir, 'policy.json'), 'utf8'));
+  } catch (err) {
+    fail(dir, `policy.json: ${errorMessage(err)}`);
+  }
+  const parsed = policySchema.safeParse(raw);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!;
+    fail(dir, `policy.json ${i.path.join('.') || '(top level)'}: ${i.message}`);
+  }
+  const spec = parsed.data;
+  const modelPath = join(dir, spec.model);
+  try {
+    if (!statSync(modelPath).isFile()) fail(dir, `${spec.model} is not a file`);
+  } catch (err) {
+    if (err instanceof ReflexError) throw err;
+    fail(dir, `${spec.model}: ${errorMessage(err)}`);
+  }
+  const dof = spec.joints.length;
+  const st = spec.features['observation.state'];
+  if (!st) fail(dir, 'features has no observation.state');
+  if (st.shape.length !== 1 || st.shape[0] !== dof) fail(dir, `observation.state has shape [${st.shape.join(', ')}], ${dof} joints want [${dof}]`);
+  const act = spec.features.action;
+  if (!act) fail(dir, 'features has no action');
+  if (act.shape.length !== 2 || act.shape[1] !== dof) fail(dir, `action has shape [${act.shape.join(', ')}], want [horizon, ${dof}]`);
+  const images = spec.cameras.map((cam) => {
+    const name = `observation.images.${cam}`;
+    const f = spec.features[name];
+    if (!f) fail(dir, `camera ${cam} has no feature ${name}`);
+    if (f.shape.length !== 3 || f.shape[0] !== 3) fail(dir, `${name} has shape [${f.shape.join(', ')}], want [3, height, width]`);
+    return affine(dir, name, f, spec.stats[name], 3);
+  });
+  const known = new Set(['observation.state', 'action', ...spec.cameras.map((c) => `observation.images.${c}`)]);
+  for (const name of Object.keys(spec.features)) if (!known.has(name)) fail(dir, `feature ${name} is neither the state, an action, nor a listed camera`);
+  return {
+    dir,
+    spec,
+    modelPath,
+    state: affine(dir, 'observation.state', st, spec.stats['observation.state'], dof),
+    images,
+    action: affine(dir, 'action', act, spec.stats.action, dof),
+    horizon: act.shape[0]!,
+    dof,
+  };
+}
+
+export interface RobotShape {
+  rateHz: number;
+  joints: readonly string[];
+  cameras: readonly string[];
+}
+
+/** Every way a bundle does not fit the robot, in words; empty when it fits. */
+export function mismatches(b: PolicyBundle, robot: RobotShape): string[] {
+  const out: string[] = [];
+  const j = b.spec.joints;
+  if (j.length !== robot.joints.length || j.some((n, i) => robot.joints[i] !== n)) {
+    out.push(`joints: the policy wants [${j.join(', ')}], the robot has [${robot.joints.join(', ')}]`);
+  }
+  const missing = b.spec.cameras.filter((c) => !robot.cameras.includes(c));
+  if (missing.length > 0) out.push(`cameras: the policy wants ${missing.join(', ')}, the robot has [${robot.cameras.join(', ')}]`);
+  if (Math.abs(b.spec.fps - robot.rateHz) > 1e-9) out.push(`rate: the policy was trained at ${b.spec.fps} Hz, the loop runs at ${robot.rateHz} Hz`);
+  return out;
+}
