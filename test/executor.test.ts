@@ -120,5 +120,5 @@ test('a chunk from a swapped-in policy starts where the running chunk ends, neve
     assert.equal(ex.next(t, out), true);
     seen.push(out[0]!);
   }
-  assert.deepEqual(seen, [...Array(20).fill(1), ...Array(10).fill(2)], 'every tick is wholly one policy');
+  assert.deepEqual(seen, [...new Array<number>(20).fill(1), ...new Array<number>(10).fill(2)], 'every tick is wholly one policy');
 });

@@ -240,7 +240,7 @@ export class ControlCore {
       return;
     }
     for (let i = 0; i < len; i++) this.actions[i] = this.chunkBuf[CHUNK_HEADER + i]!;
-    this.executor.ingest(k, obsTick, this.actions, horizon, this.chunkBuf[2]!);
+    this.executor.ingest(k, obsTick, this.actions, horizon, this.chunkBuf[2]);
   }
 
   private requestChunk(k: number): void {

@@ -148,7 +148,7 @@ export function loadBundle(dir: string): PolicyBundle {
     state: affine(dir, 'observation.state', st, spec.stats['observation.state'], dof),
     images,
     action: affine(dir, 'action', act, spec.stats.action, dof),
-    horizon: act.shape[0]!,
+    horizon: act.shape[0],
     dof,
   };
 }
