@@ -1,0 +1,160 @@
+// Policies made by code, reproducibly and offline: a small linear policy (tests, and the shape
+// a LeRobot export takes) and an ACT-like benchmark model of realistic size.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BUNDLE_FORMAT, type PolicySpec } from './bundle.js';
+import { buildModel, weights, DataType, type NodeInit, type TensorInit } from './onnx-builder.js';
+
+type PolicyJson = Omit<PolicySpec, 'format' | 'model' | 'runtime' | 'stats' | 'cameras'> & Partial<Pick<PolicySpec, 'model' | 'runtime' | 'stats' | 'cameras'>>;
+
+export function writeBundle(dir: string, spec: PolicyJson, model: Uint8Array): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'policy.json'), `${JSON.stringify({ ...spec, format: BUNDLE_FORMAT }, null, 2)}\n`);
+  writeFileSync(join(dir, spec.model ?? 'model.onnx'), model);
+}
+
+const i64 = (name: string, data: readonly number[]): TensorInit => ({ name, dims: [data.length], data, dataType: DataType.INT64 });
+
+export interface OffsetPolicyOptions {
+  joints: readonly string[];
+  horizon: number;
+  /** Normalized action i = normalized state + (i + 1) * step. */
+  step: number;
+  inputName?: string;
+  /** Put a NaN into the output (a broken model). */
+  nan?: boolean;
+}
+
+/** A model whose action is the state plus a ramp, in normalized units: easy to check exactly. */
+export function offsetModel(o: OffsetPolicyOptions): Buffer {
+  const d = o.joints.length;
+  const ramp = new Float32Array(o.horizon * d);
+  for (let i = 0; i < o.horizon; i++) for (let j = 0; j < d; j++) ramp[i * d + j] = (i + 1) * o.step;
+  if (o.nan) ramp[d + 1] = NaN;
+  const input = o.inputName ?? 'observation.state';
+  return buildModel({
+    name: 'offset',
+    inputs: [{ name: input, shape: ['batch', d] }],
+    outputs: [{ name: 'action', shape: ['batch', o.horizon, d] }],
+    initializers: [i64('axes', [1]), { name: 'ramp', dims: [1, o.horizon, d], data: ramp }],
+    nodes: [
+      { op: 'Unsqueeze', inputs: [input, 'axes'], outputs: ['s3'] },
+      { op: 'Add', inputs: ['s3', 'ramp'], outputs: ['action'] },
+    ],
+  });
+}
+
+export interface ActOptions {
+  cameras: readonly string[];
+  size: number;
+  dof: number;
+  horizon: number;
+  width: number;
+  layers: number;
+  heads: number;
+}
+
+export const ACT_BENCH: ActOptions = { cameras: ['top', 'wrist'], size: 224, dof: 14, horizon: 50, width: 256, layers: 4, heads: 8 };
+
+/**
+ * An ACT-like model: a convolutional backbone (shared by the cameras, four stride-2 layers),
+ * the state as one more token, and a transformer decoder whose `horizon` queries attend to
+ * themselves and to the image and state tokens. Deterministic weights: for timing, not skill.
+ */
+export function actModel(o: ActOptions): Buffer {
+  const nodes: NodeInit[] = [];
+  const inits: TensorInit[] = [];
+  let seed = 1;
+  const W = (name: string, dims: number[], fanIn: number) => {
+    inits.push({ name, dims, data: weights(seed++, dims.reduce((a, b) => a * b, 1), 1 / Math.sqrt(fanIn)) });
+    return name;
+  };
+  const C = (name: string, dims: number[], value: number) => {
+    inits.push({ name, dims, data: new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(value) });
+    return name;
+  };
+  const n = (op: string, inputs: string[], out: string, attrs?: NodeInit['attrs']) => {
+    nodes.push({ op, inputs, outputs: [out], ...(attrs ? { attrs } : {}) });
+    return out;
+  };
+  const D = o.width;
+  const hd = D / o.heads;
+  const chans = [3, 32, 64, 128, D];
+  for (let l = 0; l < 4; l++) {
+    W(`conv${l}.w`, [chans[l + 1]!, chans[l]!, 3, 3], chans[l]! * 9);
+    C(`conv${l}.b`, [chans[l + 1]!], 0);
+  }
+  const grid = o.size / 16;
+  inits.push(i64('tokens.shape', [1, D, grid * grid]));
+  const memories: string[] = [];
+  for (const cam of o.cameras) {
+    let x = `observation.images.${cam}`;
+    for (let l = 0; l < 4; l++) {
+      x = n('Conv', [x, `conv${l}.w`, `conv${l}.b`], `${cam}.conv${l}`, { strides: [2, 2], pads: [1, 1, 1, 1], kernel_shape: [3, 3] });
+      x = n('Relu', [x], `${cam}.relu${l}`);
+    }
+    x = n('Reshape', [x, 'tokens.shape'], `${cam}.flat`);
+    memories.push(n('Transpose', [x], `${cam}.tokens`, { perm: [0, 2, 1] }));
+  }
+  inits.push(i64('axes1', [1]));
+  const st = n('MatMul', ['observation.state', W('state.w', [o.dof, D], o.dof)], 'state.emb');
+  memories.push(n('Unsqueeze', [st, 'axes1'], 'state.token'));
+  const mem = n('Concat', memories, 'memory', { axis: 1 });
+
+  inits.push(i64('heads.shape', [1, -1, o.heads, hd]), i64('merge.shape', [1, -1, D]));
+  const scale = C('attn.scale', [1], 1 / Math.sqrt(hd));
+  const attention = (p: string, q: string, kv: string) => {
+    const Q = n('Transpose', [n('Reshape', [n('MatMul', [q, W(`${p}.wq`, [D, D], D)], `${p}.q`), 'heads.shape'], `${p}.qh`)], `${p}.qt`, { perm: [0, 2, 1, 3] });
+    const K = n('Transpose', [n('Reshape', [n('MatMul', [kv, W(`${p}.wk`, [D, D], D)], `${p}.k`), 'heads.shape'], `${p}.kh`)], `${p}.kt`, { perm: [0, 2, 3, 1] });
+    const V = n('Transpose', [n('Reshape', [n('MatMul', [kv, W(`${p}.wv`, [D, D], D)], `${p}.v`), 'heads.shape'], `${p}.vh`)], `${p}.vt`, { perm: [0, 2, 1, 3] });
+    const att = n('Softmax', [n('Mul', [n('MatMul', [Q, K], `${p}.qk`), scale], `${p}.scaled`)], `${p}.att`, { axis: -1 });
+    const ctx = n('Reshape', [n('Transpose', [n('MatMul', [att, V], `${p}.ctx`)], `${p}.ctxt`, { perm: [0, 2, 1, 3] }), 'merge.shape'], `${p}.merged`);
+    return n('MatMul', [ctx, W(`${p}.wo`, [D, D], D)], `${p}.out`);
+  };
+  const norm = (p: string, x: string) => n('LayerNormalization', [x, C(`${p}.g`, [D], 1), C(`${p}.b`, [D], 0)], `${p}.y`, { axis: -1 });
+
+  let x = W('queries', [1, o.horizon, D], 1);
+  for (let l = 0; l < o.layers; l++) {
+    x = norm(`l${l}.n1`, n('Add', [x, attention(`l${l}.self`, x, x)], `l${l}.r1`));
+    x = norm(`l${l}.n2`, n('Add', [x, attention(`l${l}.cross`, x, mem)], `l${l}.r2`));
+    const h = n('Relu', [n('MatMul', [x, W(`l${l}.ff1`, [D, 4 * D], D)], `l${l}.h`)], `l${l}.hr`);
+    x = norm(`l${l}.n3`, n('Add', [x, n('MatMul', [h, W(`l${l}.ff2`, [4 * D, D], 4 * D)], `l${l}.f`)], `l${l}.r3`));
+  }
+  n('MatMul', [x, W('head', [D, o.dof], D)], 'action');
+
+  return buildModel({
+    name: 'act-bench',
+    inputs: [{ name: 'observation.state', shape: [1, o.dof] }, ...o.cameras.map((c) => ({ name: `observation.images.${c}`, shape: [1, 3, o.size, o.size] }))],
+    outputs: [{ name: 'action', shape: [1, o.horizon, o.dof] }],
+    nodes,
+    initializers: inits,
+  });
+}
+
+/** Writes the ACT-like benchmark bundle into `dir`. */
+export function writeActBundle(dir: string, o: ActOptions = ACT_BENCH): void {
+  const joints = Array.from({ length: o.dof }, (_, i) => `joint_${i}`);
+  const ident = (n: number) => ({ mean: new Array<number>(n).fill(0), std: new Array<number>(n).fill(1) });
+  writeBundle(
+    dir,
+    {
+      name: 'act-bench',
+      version: '1',
+      fps: 50,
+      joints: joints as [string, ...string[]],
+      cameras: [...o.cameras],
+      features: {
+        'observation.state': { shape: [o.dof], normalization: 'mean_std' },
+        action: { shape: [o.horizon, o.dof], normalization: 'mean_std' },
+        ...Object.fromEntries(o.cameras.map((c) => [`observation.images.${c}`, { shape: [3, o.size, o.size], normalization: 'mean_std' as const }])),
+      },
+      stats: {
+        'observation.state': ident(o.dof),
+        action: ident(o.dof),
+        ...Object.fromEntries(o.cameras.map((c) => [`observation.images.${c}`, { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }])),
+      },
+      runtime: { budgetMs: 2000, intraOpThreads: 1 },
+    },
+    actModel(o),
+  );
+}

@@ -1,0 +1,71 @@
+// One loaded policy: its session, its preallocated tensors, and the normalization around it.
+// run() takes the joint state (and the cameras' pre-processed images) and gives back a chunk
+// in joint space, or throws, naming what was wrong with the model's answer.
+import { ReflexError } from '../core/index.js';
+import type { PolicyBundle } from './bundle.js';
+import type { Ort, OpenedSession, Session } from './session.js';
+
+type Tensor = import('onnxruntime-node').Tensor;
+
+export class PolicyRunner {
+  readonly session: Session;
+  readonly provider: string;
+  /** Pre-processed images by camera name ([3, H, W], already normalized), filled by the vision side. */
+  readonly images = new Map<string, Float32Array>();
+  private readonly stateData: Float32Array;
+  private readonly feeds: Record<string, Tensor> = {};
+  /** ONNX Runtime's own time of the last run, ms. */
+  lastOrtMs = 0;
+
+  constructor(
+    ort: Ort,
+    readonly bundle: PolicyBundle,
+    opened: OpenedSession,
+  ) {
+    this.session = opened.session;
+    this.provider = opened.provider;
+    this.stateData = new Float32Array(bundle.dof);
+    this.feeds[bundle.state.name] = new ort.Tensor('float32', this.stateData, [1, bundle.dof]);
+    for (const f of bundle.images) {
+      const data = new Float32Array(f.shape[0]! * f.shape[1]! * f.shape[2]!);
+      this.images.set(f.name.slice('observation.images.'.length), data);
+      this.feeds[f.name] = new ort.Tensor('float32', data, [1, ...f.shape]);
+    }
+  }
+
+  /** Runs the policy on `state` (joint space) and writes horizon x dof actions into `out`. */
+  async run(state: Float64Array, out: Float64Array): Promise<void> {
+    const b = this.bundle;
+    const s = b.state;
+    for (let i = 0; i < b.dof; i++) this.stateData[i] = (state[i]! - s.offset[i]!) / s.scale[i]!;
+    const t0 = performance.now();
+    const result = await this.session.run(this.feeds);
+    this.lastOrtMs = performance.now() - t0;
+    const action = result.action;
+    if (!action) throw new ReflexError('COMMAND_FAILED', `${b.spec.name}: the model returned no action`);
+    const data = action.data as Float32Array;
+    const n = b.horizon * b.dof;
+    if (data.length < n) throw new ReflexError('COMMAND_FAILED', `${b.spec.name}: the model returned ${data.length} action values, ${n} expected`);
+    const a = b.action;
+    for (let i = 0; i < n; i++) {
+      const v = data[i]!;
+      if (!Number.isFinite(v)) throw new ReflexError('COMMAND_FAILED', `${b.spec.name}: the model returned ${v} at action ${Math.floor(i / b.dof)}, joint ${b.spec.joints[i % b.dof]}`);
+      const j = i % b.dof;
+      out[i] = v * a.scale[j]! + a.offset[j]!;
+    }
+    for (const t of Object.values(result)) t.dispose();
+  }
+
+  /** Runs a few times on a neutral state, so that the first real request is not the slow one. */
+  async warmUp(times: number): Promise<number> {
+    const state = Float64Array.from(this.bundle.state.offset);
+    const out = new Float64Array(this.bundle.horizon * this.bundle.dof);
+    const t0 = performance.now();
+    for (let i = 0; i < times; i++) await this.run(state, out);
+    return (performance.now() - t0) / times;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

@@ -1,0 +1,13 @@
+/** Float64 slots the inference worker counts in, read by the main thread. */
+export const S = {
+  INFERENCES: 0,
+  ERRORS: 1,
+  OVER_BUDGET: 2,
+  LAST_MS: 3,
+  LAST_ORT_MS: 4,
+  SUM_MS: 5,
+  SUM_ORT_MS: 6,
+  MAX_MS: 7,
+  GENERATION: 8,
+  LENGTH: 10,
+} as const;
