@@ -5,6 +5,7 @@ import { EXIT, Lifecycle, errorMessage, isLogLevel, LOG_LEVELS, ReflexError, typ
 import { ControlLoop, controlConfigFrom } from './control/index.js';
 import { CommandRegistry, ControlSocketServer, numberArg, stringArg } from './cli/index.js';
 import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } from './rt/index.js';
+import { PolicyRuntime, type PolicyStatus } from './policy/index.js';
 
 /** How often the loop's numbers go to the log. */
 const STATS_LOG_MS = 60_000;
@@ -24,7 +25,7 @@ export interface DaemonStatus {
   pid: number;
   uptimeS: number;
   loop: ReturnType<ControlLoop['status']>;
-  policy: { state: 'none'; active: null };
+  policy: PolicyStatus;
   fleet: { state: 'disabled' };
   faults: string[];
   nativeAddon: { available: boolean; reason: string | null };
@@ -33,6 +34,7 @@ export interface DaemonStatus {
 
 export class Daemon {
   readonly loop: ControlLoop;
+  readonly policy: PolicyRuntime;
   readonly commands = new CommandRegistry();
   private readonly lifecycle: Lifecycle;
   private readonly notifier: SystemdNotifier;
@@ -51,9 +53,24 @@ export class Daemon {
       logging.child('daemon').fatal({ err: err.message }, 'control loop died; stopping so systemd restarts reflex');
       this.shutdown('control loop died', EXIT.FAILURE);
     });
+    this.policy = new PolicyRuntime(
+      {
+        bundle: config.policy.bundle,
+        onnxruntimePath: config.policy.onnxruntimePath,
+        providers: config.policy.providers,
+        stateDir: config.paths.stateDir,
+        robot: { rateHz: config.control.rateHz, joints: config.robot.joints.map((j) => j.name), cameras: config.cameras.map((c) => c.name) },
+      },
+      this.loop.buffers,
+      logging.child('policy'),
+    );
+    // The loop starts in hold; a policy that becomes ready takes over with a soft start.
+    this.policy.onReady(() => {
+      if (config.policy.autostart && this.loop.mode === 'hold') void this.loop.startPolicy().catch(() => undefined);
+    });
     const socket = new ControlSocketServer(config.socket, this.commands, logging.child('socket'));
     this.registerCommands();
-    const parts: Part[] = [this.loop, socket, this.healthPart()];
+    const parts: Part[] = [this.loop, this.policy, socket, this.healthPart()];
     this.lifecycle = new Lifecycle(parts, logging.child('lifecycle'), { stopTimeoutMs: deps.stopTimeoutMs ?? 3000 });
   }
 
@@ -99,7 +116,7 @@ export class Daemon {
       pid: process.pid,
       uptimeS: Math.round((monoMs() - this.startedMs) / 100) / 10,
       loop,
-      policy: { state: 'none', active: null },
+      policy: this.policy.status(),
       fleet: { state: 'disabled' },
       faults,
       nativeAddon: { available: reason === null, reason },
@@ -111,7 +128,9 @@ export class Daemon {
   summary(): string {
     const s = this.loop.status();
     const health = !s.healthy ? 'STALLED' : s.mode === 'fault' ? 'FAULT' : s.mode === 'estop' ? 'ESTOP' : s.mode;
-    return `${health} ${s.rateHz.toFixed(1)}/${s.targetHz} Hz, lateness p99 ${s.latenessUs.p99.toFixed(0)} us, missed ${s.missedDeadlines}, policy none, fleet disabled`;
+    const p = this.policy.status();
+    const policy = p.active ? `${p.active.name} ${p.active.version} on ${p.active.provider}` : p.state;
+    return `${health} ${s.rateHz.toFixed(1)}/${s.targetHz} Hz, lateness p99 ${s.latenessUs.p99.toFixed(0)} us, missed ${s.missedDeadlines}, policy ${policy}, fleet disabled`;
   }
 
   /**
@@ -159,6 +178,29 @@ export class Daemon {
       summary: 'clear e-stop or a fault; the loop goes back to hold',
       run: async () => {
         await this.loop.reset();
+        return { mode: this.loop.mode };
+      },
+    });
+    this.commands.register('policy.activate', {
+      summary: 'load a policy bundle {path}, warm it up, and swap it in at a chunk boundary',
+      run: async (args) => {
+        const info = await this.policy.activate(stringArg(args, 'path'));
+        if (this.loop.mode === 'hold') await this.loop.startPolicy();
+        return info;
+      },
+    });
+    this.commands.register('policy.rollback', { summary: 'swap back to the previous policy', run: () => this.policy.rollback() });
+    this.commands.register('policy.start', {
+      summary: 'run the active policy (soft start from hold)',
+      run: async () => {
+        await this.loop.startPolicy();
+        return { mode: this.loop.mode };
+      },
+    });
+    this.commands.register('policy.stop', {
+      summary: 'stop acting on the policy: hold where the arm is',
+      run: async () => {
+        await this.loop.stopPolicy();
         return { mode: this.loop.mode };
       },
     });

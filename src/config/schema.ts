@@ -87,6 +87,8 @@ const policy = z
     providers: z.array(z.enum(['tensorrt', 'cuda', 'cpu'])).nonempty().default(['cpu']),
     /** onnxruntime build to load instead of the npm package (the Jetson's TensorRT build). */
     onnxruntimePath: z.string().min(1).nullable().default(null),
+    /** Start acting on the policy (soft start from hold) as soon as it is loaded and warmed up. */
+    autostart: z.boolean().default(true),
   })
   .strict();
 

@@ -44,6 +44,48 @@ export function offsetModel(o: OffsetPolicyOptions): Buffer {
   });
 }
 
+/**
+ * A "go home" policy: from any state, a chunk that moves every joint linearly to `home`
+ * (joint space) over the horizon. A real policy in every respect but skill: the default of the
+ * development setup until the simulated task's trained policy replaces it.
+ */
+export function writeHomeBundle(dir: string, joints: readonly string[], home: readonly number[], horizon = 50): void {
+  const d = joints.length;
+  const keep = new Float32Array(horizon * d);
+  const toward = new Float32Array(horizon * d);
+  for (let i = 0; i < horizon; i++) {
+    const r = (i + 1) / horizon;
+    for (let j = 0; j < d; j++) {
+      keep[i * d + j] = 1 - r;
+      toward[i * d + j] = r * home[j]!;
+    }
+  }
+  const model = buildModel({
+    name: 'home',
+    inputs: [{ name: 'observation.state', shape: ['batch', d] }],
+    outputs: [{ name: 'action', shape: ['batch', horizon, d] }],
+    initializers: [i64('axes', [1]), { name: 'keep', dims: [1, horizon, d], data: keep }, { name: 'toward', dims: [1, horizon, d], data: toward }],
+    nodes: [
+      { op: 'Unsqueeze', inputs: ['observation.state', 'axes'], outputs: ['s3'] },
+      { op: 'Mul', inputs: ['s3', 'keep'], outputs: ['kept'] },
+      { op: 'Add', inputs: ['kept', 'toward'], outputs: ['action'] },
+    ],
+  });
+  const ident = { mean: new Array<number>(d).fill(0), std: new Array<number>(d).fill(1) };
+  writeBundle(
+    dir,
+    {
+      name: 'home',
+      version: '1',
+      fps: 50,
+      joints: joints as [string, ...string[]],
+      features: { 'observation.state': { shape: [d], normalization: 'identity' }, action: { shape: [horizon, d], normalization: 'identity' } },
+      stats: { 'observation.state': ident, action: ident },
+    },
+    model,
+  );
+}
+
 export interface ActOptions {
   cameras: readonly string[];
   size: number;

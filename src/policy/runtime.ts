@@ -55,7 +55,7 @@ export class PolicyRuntime implements Part {
   async start(): Promise<void> {
     const data: InferenceWorkerData = {
       loop: this.loop,
-      stats: this.stats.buffer as SharedArrayBuffer,
+      stats: this.stats.buffer,
       onnxruntimePath: this.opts.onnxruntimePath,
       session: {
         providers: this.opts.providers,

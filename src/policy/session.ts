@@ -37,7 +37,11 @@ export interface OpenedSession {
 export function loadOrt(path: string | null): Ort {
   const require = createRequire(import.meta.url);
   try {
-    return require(path ?? 'onnxruntime-node') as Ort;
+    const ort = require(path ?? 'onnxruntime-node') as Ort;
+    // A provider that cannot load is reported through openSession's fallbacks; ORT's own
+    // logger would print it again, as an error, before the session options even apply.
+    ort.env.logLevel = 'fatal';
+    return ort;
   } catch (err) {
     throw new ReflexError('START_FAILED', `cannot load onnxruntime from ${path ?? 'onnxruntime-node'}: ${errorMessage(err)}`);
   }

@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// Makes the policies in models/, reproducibly and offline (needs the TypeScript build):
+//   node scripts/make-models.mjs            the small default policy, committed to the repo
+//   node scripts/make-models.mjs act-bench  the ACT-like benchmark model (18 MB, not committed)
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
+const { writeHomeBundle, writeActBundle } = await import(join(root, 'dist', 'src', 'policy', 'index.js'));
+const what = process.argv[2] ?? 'default';
+if (what === 'default') {
+  // The development arm (config/dev.yaml): base, shoulder, elbow, to a pose clear of the limits.
+  writeHomeBundle(join(root, 'models', 'home'), ['base', 'shoulder', 'elbow'], [0.3, -0.4, 0.8]);
+  process.stderr.write('models/home written\n');
+} else if (what === 'act-bench') {
+  writeActBundle(join(root, 'models', 'act-bench'));
+  process.stderr.write('models/act-bench written\n');
+} else {
+  process.stderr.write('usage: node scripts/make-models.mjs [default|act-bench]\n');
+  process.exit(64);
+}
