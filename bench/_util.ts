@@ -7,9 +7,9 @@ export function percentile(sorted: Float64Array | number[], q: number): number {
   return sorted[i]!;
 }
 
-export function summary(samples: Float64Array | number[]): { p50: number; p99: number; max: number } {
+export function summary(samples: Float64Array | number[], digits = 1): { p50: number; p99: number; max: number } {
   const s = Float64Array.from(samples).sort();
-  return { p50: round(percentile(s, 0.5)), p99: round(percentile(s, 0.99)), max: round(s[s.length - 1] ?? 0) };
+  return { p50: round(percentile(s, 0.5), digits), p99: round(percentile(s, 0.99), digits), max: round(s[s.length - 1] ?? 0, digits) };
 }
 
 export function round(v: number, digits = 1): number {

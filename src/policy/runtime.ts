@@ -33,7 +33,8 @@ export interface PolicyStatus {
 export class PolicyRuntime implements Part {
   readonly name = 'policy';
   private worker: Worker | null = null;
-  private readonly stats = new Float64Array(new SharedArrayBuffer(S.LENGTH * 8));
+  /** The inference worker's counters (see stats.ts). */
+  readonly stats = new Float64Array(new SharedArrayBuffer(S.LENGTH * 8));
   private seq = 0;
   private readonly pending = new Map<number, { resolve: (i: PolicyInfo) => void; reject: (e: Error) => void }>();
   private state: PolicyStatus['state'] = 'none';

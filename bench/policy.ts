@@ -1,0 +1,81 @@
+// Inference through the real inference worker, seen from the control side: an observation is
+// published and a chunk requested, as the loop does, and the time until the chunk is visible
+// in shared memory is measured, next to ONNX Runtime's own run time. Two policies: the default
+// one (models/home) and an ACT-like model of realistic size (two 224x224 cameras, chunk 50x14).
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { LatestSlot } from '../src/rt/index.js';
+import { allocShared, observationLength, chunkLength } from '../src/control/shared.js';
+import { PolicyRuntime, writeActBundle, loadBundle, type PolicyInfo } from '../src/policy/index.js';
+import { S } from '../src/policy/stats.js';
+import { REPO } from '../test/helpers/paths.js';
+import { argNumber, machine, progress, result, summary } from './_util.js';
+
+const RUNS = argNumber('runs', 200);
+
+async function measure(dir: string, runs: number) {
+  const b = loadBundle(dir);
+  const buffers = allocShared(b.dof);
+  const runtime = new PolicyRuntime(
+    { bundle: null, onnxruntimePath: null, providers: ['tensorrt', 'cuda', 'cpu'], stateDir: mkdtempSync(join(tmpdir(), 'reflex-bench-')), robot: { rateHz: b.spec.fps, joints: b.spec.joints, cameras: b.spec.cameras } },
+    buffers,
+    pino({ level: 'warn' }, pino.destination(2)),
+  );
+  await runtime.start();
+  const info: PolicyInfo = await runtime.activate(dir);
+  const obs = new LatestSlot(buffers.observation, observationLength(b.dof));
+  const chunk = new LatestSlot(buffers.chunk, chunkLength(b.dof));
+  const request = new Int32Array(buffers.request);
+  const stats = runtime.stats;
+  const rec = new Float64Array(observationLength(b.dof));
+  const seen = new Float64Array(chunkLength(b.dof));
+  const total: number[] = [];
+  const worker: number[] = [];
+  const ortMs: number[] = [];
+  for (let k = 0; k < runs + 10; k++) {
+    rec[0] = k;
+    for (let j = 0; j < b.dof; j++) rec[3 + j] = 0.1 * Math.sin(k + j);
+    const version = chunk.version;
+    obs.write(rec);
+    const t0 = performance.now();
+    Atomics.add(request, 0, 1);
+    Atomics.notify(request, 0);
+    // Spin as the control loop would see it: the chunk is there at the first tick after this.
+    while (chunk.version === version) {
+      if (performance.now() - t0 > 5000) throw new Error('no chunk in 5 s');
+    }
+    const t = performance.now() - t0;
+    chunk.read(seen);
+    if (seen[0] !== k) throw new Error(`chunk for observation ${seen[0]}, expected ${k}`);
+    if (k >= 10) {
+      total.push(t);
+      worker.push(stats[S.LAST_MS]!);
+      ortMs.push(stats[S.LAST_ORT_MS]!);
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  await runtime.stop();
+  const overhead = total.map((t, i) => t - ortMs[i]!);
+  return {
+    provider: info.provider,
+    latency_ms: summary(worker, 3),
+    obs_to_chunk_ms: summary(total, 3),
+    ort_run_ms: summary(ortMs, 3),
+    js_overhead_ms: summary(overhead, 3),
+    runs,
+  };
+}
+
+const home = join(REPO, 'models', 'home');
+const act = join(REPO, 'models', 'act-bench');
+if (!existsSync(join(act, 'model.onnx'))) {
+  progress('making models/act-bench (ACT-like, 2 x 224x224 cameras, chunk 50 x 14)...');
+  writeActBundle(act);
+}
+progress(`default policy (models/home), ${RUNS} runs...`);
+const d = await measure(home, RUNS);
+progress(`act-bench, ${Math.max(20, Math.round(RUNS / 4))} runs...`);
+const a = await measure(act, Math.max(20, Math.round(RUNS / 4)));
+result({ machine: machine(), provider: a.provider, default: d, act: a });
