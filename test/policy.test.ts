@@ -185,3 +185,26 @@ test('an inference over its budget is dropped: the loop holds, it never acts on 
     await sim.close();
   }
 });
+
+test('TensorRT plumbing: the options reflex needs go into the provider entry, and a configured onnxruntime build is the one loaded', async () => {
+  const { providerEntry } = await import('../src/policy/index.js');
+  const o: SessionOptions = { ...cpu, providers: ['tensorrt'], deviceId: 1, tensorrt: { fp16: true, engineCacheDir: '/var/lib/reflex/trt/engines', timingCacheDir: '/var/lib/reflex/trt/timing', workspaceMb: 2048 } };
+  assert.deepEqual(providerEntry('tensorrt', o), {
+    name: 'tensorrt',
+    deviceId: 1,
+    fp16: true,
+    engineCachePath: '/var/lib/reflex/trt/engines',
+    timingCachePath: '/var/lib/reflex/trt/timing',
+    workspaceSize: 2048 * 1024 * 1024,
+  });
+  assert.deepEqual(providerEntry('cuda', o), { name: 'cuda', deviceId: 1 });
+  // A stand-in for /opt/reflex/onnxruntime-node: the path in config is what gets loaded.
+  const dir = tempDir('reflex-ort-');
+  const { createRequire } = await import('node:module');
+  const real = createRequire(import.meta.url).resolve('onnxruntime-node');
+  writeFileSync(join(dir, 'package.json'), '{"name":"onnxruntime-node","main":"index.js"}');
+  writeFileSync(join(dir, 'index.js'), `module.exports = { ...require(${JSON.stringify(real)}), builtFor: 'jetson' };`);
+  const custom = loadOrt(dir) as unknown as { builtFor?: string };
+  assert.equal(custom.builtFor, 'jetson');
+  assert.throws(() => loadOrt(join(dir, 'missing')), /cannot load onnxruntime from .*missing/);
+});
