@@ -15,10 +15,23 @@ const quiet = process.argv.includes('--quiet');
 const DEBIAN_PACKAGES = [
   'g++', 'make', 'python3', // node-gyp builds the native addon; python3 also runs test helpers
   'rt-tests', // cyclictest: the OS's own timer latency, the floor `npm run bench -- loop` compares with
+  'libopencv-dev', // @u4/opencv4nodejs is built against Debian's OpenCV (its own auto-build is off)
+  'gstreamer1.0-plugins-base', 'gstreamer1.0-plugins-good', // camera sources, videotestsrc in tests
 ];
 
-// Skips onnxruntime-node's postinstall download of CUDA binaries, which fails offline.
-const NPM_ENV = { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' };
+const MULTIARCH = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', arm: 'arm-linux-gnueabihf' }[process.arch] ?? `${process.arch}-linux-gnu`;
+
+// ONNXRUNTIME_NODE_INSTALL=skip: onnxruntime-node's postinstall downloads CUDA binaries from
+// outside npm and fails offline. OPENCV4NODEJS_*: build @u4/opencv4nodejs against Debian's
+// libopencv-dev (about 5 minutes) instead of downloading and building OpenCV itself.
+const NPM_ENV = {
+  ...process.env,
+  ONNXRUNTIME_NODE_INSTALL: 'skip',
+  OPENCV4NODEJS_DISABLE_AUTOBUILD: '1',
+  OPENCV_INCLUDE_DIR: '/usr/include/opencv4',
+  OPENCV_LIB_DIR: `/usr/lib/${MULTIARCH}`,
+  OPENCV_BIN_DIR: '/usr/bin',
+};
 
 function say(msg) {
   if (!quiet) process.stderr.write(`bootstrap: ${msg}\n`);
