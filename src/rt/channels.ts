@@ -126,3 +126,64 @@ export class SpscRing {
     return true;
   }
 }
+
+/**
+ * A latest-value slot for camera frames: a seqlock over float32 pixels (a pre-processed
+ * [3, H, W] tensor) plus the frame's capture time on the shared monotonic clock.
+ */
+export class FrameSlot {
+  readonly length: number;
+  private readonly seq: Int32Array;
+  private readonly meta: Float64Array;
+  private readonly data: Float32Array;
+
+  static bytes(length: number): number {
+    return 16 + 16 + length * 4;
+  }
+
+  constructor(
+    readonly buffer: SharedArrayBuffer,
+    length: number,
+  ) {
+    this.length = length;
+    this.seq = new Int32Array(buffer, 0, 2);
+    this.meta = new Float64Array(buffer, 16, 2);
+    this.data = new Float32Array(buffer, 32, length);
+  }
+
+  static create(length: number): FrameSlot {
+    return new FrameSlot(new SharedArrayBuffer(FrameSlot.bytes(length)), length);
+  }
+
+  get version(): number {
+    return Atomics.load(this.seq, 0) & ~1;
+  }
+
+  /** Capture time of the newest frame (monoMs), 0 when none; a hint, read() gives the exact one. */
+  get captureMs(): number {
+    return this.meta[0]!;
+  }
+
+  /** Publishes a frame: `fill` writes the pixels into the slot's own array (single writer). */
+  write(captureMs: number, fill: (into: Float32Array) => void): void {
+    const s = Atomics.load(this.seq, 0);
+    Atomics.store(this.seq, 0, s + 1);
+    fill(this.data);
+    this.meta[0] = captureMs;
+    this.meta[1] = (this.meta[1] ?? 0) + 1;
+    Atomics.store(this.seq, 0, s + 2);
+  }
+
+  /** Copies the newest frame into `out`; returns its capture time, or -1 (none, or no consistent copy). */
+  read(out: Float32Array, tries = 100): number {
+    for (let t = 0; t < tries; t++) {
+      const s1 = Atomics.load(this.seq, 0);
+      if (s1 === 0) return -1;
+      if (s1 & 1) continue;
+      out.set(this.data);
+      const captured = this.meta[0]!;
+      if (Atomics.load(this.seq, 0) === s1) return captured;
+    }
+    return -1;
+  }
+}
