@@ -26,16 +26,16 @@ export function openCapture(cv: Cv, cam: CameraConfig): VideoCapture {
   let cap: VideoCapture;
   switch (kind) {
     case 'index':
-      cap = new cv.VideoCapture(cam.source as number, cv.CAP_V4L2);
+      cap = new cv.VideoCapture(cam.source, cv.CAP_V4L2);
       break;
     case 'device':
-      cap = new cv.VideoCapture(cam.source as string, cv.CAP_V4L2);
+      cap = new cv.VideoCapture(cam.source, cv.CAP_V4L2);
       break;
     case 'gstreamer':
       cap = new cv.VideoCapture(latestOnlyPipeline(cam.source as string), cv.CAP_GSTREAMER);
       break;
     case 'file':
-      cap = new cv.VideoCapture(cam.source as string);
+      cap = new cv.VideoCapture(cam.source);
       break;
   }
   if (kind === 'index' || kind === 'device') {
