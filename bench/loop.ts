@@ -96,6 +96,7 @@ const config: ControlConfig = {
   estop: 'hold',
   softStartTicks: 50,
   starvationLimitTicks: 25,
+  firstChunkTicks: 100,
   chunk: { blend: 'crossfade', overlapTicks: 10, ensembleDecay: 0.01, refillTicks: 20 },
   realtime: { priority: 80, cpu: null, lockMemory: true },
   joints: Array.from({ length: SERVOS }, (_, i) => ({ name: `j${i + 1}`, bus: 'arm', id: i + 1, min: -1.5, max: 1.5, maxVelocity: 3, offset: 0, direction: 1 as const })),

@@ -5,7 +5,8 @@ import { EXIT, Lifecycle, errorMessage, isLogLevel, LOG_LEVELS, ReflexError, typ
 import { ControlLoop, controlConfigFrom } from './control/index.js';
 import { CommandRegistry, ControlSocketServer, numberArg, stringArg } from './cli/index.js';
 import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } from './rt/index.js';
-import { PolicyRuntime, type PolicyStatus } from './policy/index.js';
+import { PolicyRuntime, imageSpecs, loadBundle, type PolicyStatus } from './policy/index.js';
+import { VisionRuntime, type CameraStatus, type ImageSpec } from './hardware/camera/index.js';
 
 /** How often the loop's numbers go to the log. */
 const STATS_LOG_MS = 60_000;
@@ -26,6 +27,7 @@ export interface DaemonStatus {
   uptimeS: number;
   loop: ReturnType<ControlLoop['status']>;
   policy: PolicyStatus;
+  cameras: CameraStatus[];
   fleet: { state: 'disabled' };
   faults: string[];
   nativeAddon: { available: boolean; reason: string | null };
@@ -35,6 +37,7 @@ export interface DaemonStatus {
 export class Daemon {
   readonly loop: ControlLoop;
   readonly policy: PolicyRuntime;
+  readonly vision: VisionRuntime;
   readonly commands = new CommandRegistry();
   private readonly lifecycle: Lifecycle;
   private readonly notifier: SystemdNotifier;
@@ -53,6 +56,7 @@ export class Daemon {
       logging.child('daemon').fatal({ err: err.message }, 'control loop died; stopping so systemd restarts reflex');
       this.shutdown('control loop died', EXIT.FAILURE);
     });
+    this.vision = new VisionRuntime(config.cameras, startupSpecs(config.policy.bundle), logging.child('camera'));
     this.policy = new PolicyRuntime(
       {
         bundle: config.policy.bundle,
@@ -60,17 +64,23 @@ export class Daemon {
         providers: config.policy.providers,
         stateDir: config.paths.stateDir,
         robot: { rateHz: config.control.rateHz, joints: config.robot.joints.map((j) => j.name), cameras: config.cameras.map((c) => c.name) },
+        frames: this.vision.sources.map((f) => ({ name: f.name, buffer: f.buffer, height: f.spec.height, width: f.spec.width, maxAgeMs: f.maxAgeMs })),
       },
       this.loop.buffers,
       logging.child('policy'),
     );
-    // The loop starts in hold; a policy that becomes ready takes over with a soft start.
+    // The loop starts in hold; a policy that becomes ready takes over with a soft start, once
+    // the cameras it looks through are streaming (or after a bound: then the loop holds and
+    // reports, rather than wait forever).
     this.policy.onReady(() => {
-      if (config.policy.autostart && this.loop.mode === 'hold') void this.loop.startPolicy().catch(() => undefined);
+      if (!config.policy.autostart) return;
+      void this.camerasStreaming(10_000)
+        .then(() => (this.loop.mode === 'hold' ? this.loop.startPolicy() : undefined))
+        .catch(() => undefined);
     });
     const socket = new ControlSocketServer(config.socket, this.commands, logging.child('socket'));
     this.registerCommands();
-    const parts: Part[] = [this.loop, this.policy, socket, this.healthPart()];
+    const parts: Part[] = [this.loop, this.vision, this.policy, socket, this.healthPart()];
     this.lifecycle = new Lifecycle(parts, logging.child('lifecycle'), { stopTimeoutMs: deps.stopTimeoutMs ?? 3000 });
   }
 
@@ -104,6 +114,13 @@ export class Daemon {
     });
   }
 
+  private async camerasStreaming(timeoutMs: number): Promise<void> {
+    const until = monoMs() + timeoutMs;
+    while (this.vision.status().some((c) => c.state !== 'streaming') && monoMs() < until && !this.shuttingDown) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   status(): DaemonStatus {
     const loop = this.loop.status();
     const faults: string[] = [];
@@ -117,6 +134,7 @@ export class Daemon {
       uptimeS: Math.round((monoMs() - this.startedMs) / 100) / 10,
       loop,
       policy: this.policy.status(),
+      cameras: this.vision.status(),
       fleet: { state: 'disabled' },
       faults,
       nativeAddon: { available: reason === null, reason },
@@ -204,6 +222,10 @@ export class Daemon {
         return { mode: this.loop.mode };
       },
     });
+    this.commands.register('camera.snapshot', {
+      summary: 'the newest frame of camera {name}, as base64 JPEG',
+      run: async (args) => ({ jpeg: Buffer.from(await this.vision.snapshot(stringArg(args, 'name'))).toString('base64') }),
+    });
     this.commands.register('log.level', {
       summary: 'set the log level: {level, module?}',
       run: (args) => {
@@ -223,5 +245,18 @@ export class Daemon {
         },
       });
     }
+  }
+}
+
+/**
+ * Pre-processing sizes for the cameras, from the policy configured at start. Frames are sized
+ * once; a policy swapped in later must want the same sizes (the swap says so if not).
+ */
+function startupSpecs(bundle: string | null): Map<string, ImageSpec> {
+  if (bundle === null) return new Map();
+  try {
+    return imageSpecs(loadBundle(bundle));
+  } catch {
+    return new Map(); // the policy runtime reports the bundle's problem when it loads it
   }
 }

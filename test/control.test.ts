@@ -33,6 +33,7 @@ function config(port: string, over: Partial<ControlConfig> = {}): ControlConfig 
     estop: 'hold',
     softStartTicks: 10,
     starvationLimitTicks: 10,
+    firstChunkTicks: 10,
     chunk: { blend: 'crossfade', overlapTicks: 5, ensembleDecay: 0.01, refillTicks: 20 },
     realtime: { priority: 0, cpu: null, lockMemory: false },
     joints: [

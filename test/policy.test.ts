@@ -116,6 +116,7 @@ function loopConfig(port: string): ControlConfig {
     estop: 'hold',
     softStartTicks: 10,
     starvationLimitTicks: 25,
+    firstChunkTicks: 25,
     chunk: { blend: 'crossfade', overlapTicks: 5, ensembleDecay: 0.01, refillTicks: 10 },
     realtime: { priority: 0, cpu: null, lockMemory: false },
     joints: JOINTS.map((name, i) => ({ name, bus: 'arm', id: i + 1, min: -1.5, max: 1.5, maxVelocity: 3, offset: 0, direction: 1 as const })),

@@ -27,6 +27,7 @@ export function formatStatus(s: DaemonStatus): string {
     ['real time', l.realtime === null ? 'unknown' : l.realtime.fifoPriority !== null ? `SCHED_FIFO ${l.realtime.fifoPriority}${l.realtime.memoryLocked ? ', memory locked' : ''}` : `not real time (${l.realtime.notes.join('; ')})`],
     ['policy', s.policy.active ? `${s.policy.active.name} ${s.policy.active.version} on ${s.policy.active.provider}` : s.policy.state],
     ['inference', `${s.policy.inference.count} runs, mean ${s.policy.inference.meanMs} ms (ONNX Runtime ${s.policy.inference.meanOrtMs} ms), max ${s.policy.inference.maxMs} ms, ${s.policy.inference.errors} errors`],
+    ...s.cameras.map((c): [string, string] => [`camera ${c.name}`, `${c.state}, ${c.fps.toFixed(1)} fps, age ${c.ageMs === null ? '-' : `${c.ageMs.toFixed(0)} ms`}, ${c.reopens} reopens`]),
     ['fleet link', s.fleet.state],
     ['faults', s.faults.length === 0 ? 'none' : s.faults.join('; ')],
     ['native addon', s.nativeAddon.available ? 'loaded' : `unavailable (${s.nativeAddon.reason ?? '?'})`],

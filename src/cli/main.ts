@@ -9,6 +9,7 @@ import { request } from './client.js';
 import { formatStatus } from './format.js';
 import { motors } from './motors.js';
 import { simDynamixel } from './sim.js';
+import { cameraList, cameraSnapshot } from './camera.js';
 
 const USAGE = `usage: reflex <command> [options]
 
@@ -22,6 +23,8 @@ const USAGE = `usage: reflex <command> [options]
   motors set-id|set-baud|set-return-delay|set-mode --port PATH --id N --to V [--baud B]
                                       (EEPROM: torque must be off; modes: position,
                                       extended-position, velocity, current, current-position, pwm)
+  camera list [--config FILE]         configured cameras and the video devices present
+  camera snapshot NAME FILE           what camera NAME sees now, as a JPEG or PNG
   sim dynamixel [--link PATH] [--ids 1-6] [--model M] [--firmware F]
                                       a simulated servo bus on a pseudo-terminal
 
@@ -129,6 +132,19 @@ async function main(argv: string[]): Promise<void> {
     case 'motors':
       process.stdout.write(await motors(rest[0], rest.slice(1), values));
       return;
+    case 'camera': {
+      const [sub, name, file] = rest;
+      const configFile = values.config ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null);
+      const config = configFile === null ? null : readConfig(configFile);
+      if (sub === 'list') {
+        process.stdout.write(cameraList(config));
+        return;
+      }
+      if (sub !== 'snapshot' || name === undefined || file === undefined) fail(EXIT.USAGE, 'usage: reflex camera list | snapshot NAME FILE [--config FILE]');
+      if (config === null) fail(EXIT.USAGE, 'camera snapshot needs a config (--config FILE)');
+      process.stdout.write(await cameraSnapshot(name, file, config, socketPath(values)));
+      return;
+    }
     case 'sim':
       if (rest[0] !== 'dynamixel') fail(EXIT.USAGE, 'usage: reflex sim dynamixel [--link PATH] [--ids 1-6]');
       return simDynamixel(values);

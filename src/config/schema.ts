@@ -141,6 +141,8 @@ export const configSchema = z
         softStartS: z.number().min(0).max(30).default(1),
         /** Running out of actions for this long while a policy runs is a fault. */
         starvationLimitMs: z.number().int().min(20).max(10_000).default(500),
+        /** A started policy's first chunk may take this long (cameras warming up, first inference). */
+        firstChunkMs: z.number().int().min(20).max(60_000).default(3000),
         chunk: z
           .object({
             /** How a new chunk joins the running one: crossfade, or ACT's temporal ensembling. */

@@ -20,6 +20,7 @@ export interface ControlConfig {
   estop: 'hold' | 'torque_off';
   softStartTicks: number;
   starvationLimitTicks: number;
+  firstChunkTicks: number;
   chunk: { blend: BlendMode; overlapTicks: number; ensembleDecay: number; refillTicks: number };
   realtime: { priority: number; cpu: number | null; lockMemory: boolean };
   joints: JointSpec[];
@@ -60,6 +61,7 @@ export function controlConfigFrom(c: Config): ControlConfig {
     estop: c.control.estop,
     softStartTicks: ticks(c.control.softStartS * 1000),
     starvationLimitTicks: ticks(c.control.starvationLimitMs),
+    firstChunkTicks: ticks(c.control.firstChunkMs),
     chunk: { ...c.control.chunk },
     realtime: { ...c.control.realtime },
     joints,

@@ -109,8 +109,8 @@ export class ControlCore {
         this.desired.set(this.prev);
         if (this.primingTicks >= 0) {
           // Waiting for the first chunk: hold where the soft start begins.
-          if (++this.primingTicks > this.cfg.starvationLimitTicks) {
-            this.fault(`policy gave no first chunk in ${this.primingTicks} ticks (limit ${this.cfg.starvationLimitTicks})`);
+          if (++this.primingTicks > this.cfg.firstChunkTicks) {
+            this.fault(`policy gave no first chunk in ${this.primingTicks} ticks (limit ${this.cfg.firstChunkTicks})`);
           }
           break;
         }

@@ -171,3 +171,13 @@ export function mismatches(b: PolicyBundle, robot: RobotShape): string[] {
   if (Math.abs(b.spec.fps - robot.rateHz) > 1e-9) out.push(`rate: the policy was trained at ${b.spec.fps} Hz, the loop runs at ${robot.rateHz} Hz`);
   return out;
 }
+
+/** How each camera's frames must be pre-processed for this policy: size and channel normalization. */
+export function imageSpecs(b: PolicyBundle): Map<string, { height: number; width: number; mean: [number, number, number]; std: [number, number, number] }> {
+  const out = new Map<string, { height: number; width: number; mean: [number, number, number]; std: [number, number, number] }>();
+  for (const f of b.images) {
+    const cam = f.name.slice('observation.images.'.length);
+    out.set(cam, { height: f.shape[1]!, width: f.shape[2]!, mean: [f.offset[0]!, f.offset[1]!, f.offset[2]!], std: [f.scale[0]!, f.scale[1]!, f.scale[2]!] });
+  }
+  return out;
+}

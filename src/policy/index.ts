@@ -1,7 +1,7 @@
 export { PolicyRuntime, type PolicyRuntimeOptions, type PolicyStatus } from './runtime.js';
-export { loadBundle, mismatches, policySchema, BUNDLE_FORMAT, type PolicyBundle, type PolicySpec, type RobotShape } from './bundle.js';
+export { loadBundle, mismatches, imageSpecs, policySchema, BUNDLE_FORMAT, type PolicyBundle, type PolicySpec, type RobotShape } from './bundle.js';
 export { openSession, loadOrt, ioMismatches, providerEntry, type ProviderName, type SessionOptions, type Ort } from './session.js';
 export { PolicyRunner } from './runner.js';
 export { buildModel, weights, DataType, type GraphInit, type NodeInit } from './onnx-builder.js';
 export type { PolicyInfo } from './worker.js';
-export { writeBundle, offsetModel, actModel, writeActBundle, writeHomeBundle, ACT_BENCH, type ActOptions } from './models.js';
+export { writeBundle, offsetModel, imageOffsetModel, actModel, writeActBundle, writeHomeBundle, ACT_BENCH, type ActOptions } from './models.js';

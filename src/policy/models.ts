@@ -86,6 +86,31 @@ export function writeHomeBundle(dir: string, joints: readonly string[], home: re
   );
 }
 
+/**
+ * offsetModel with a camera input as well: the image's mean (times `imageWeight`) is added to
+ * every action, so a test can see that pixels reach the policy.
+ */
+export function imageOffsetModel(o: OffsetPolicyOptions & { camera: string; size: number; imageWeight: number }): Buffer {
+  const d = o.joints.length;
+  const ramp = new Float32Array(o.horizon * d);
+  for (let i = 0; i < o.horizon; i++) for (let j = 0; j < d; j++) ramp[i * d + j] = (i + 1) * o.step;
+  const img = `observation.images.${o.camera}`;
+  return buildModel({
+    name: 'image-offset',
+    inputs: [{ name: 'observation.state', shape: [1, d] }, { name: img, shape: [1, 3, o.size, o.size] }],
+    outputs: [{ name: 'action', shape: [1, o.horizon, d] }],
+    initializers: [i64('axes', [1]), i64('flat', [1, 1, 1]), { name: 'ramp', dims: [1, o.horizon, d], data: ramp }, { name: 'w', dims: [1], data: [o.imageWeight] }],
+    nodes: [
+      { op: 'Unsqueeze', inputs: ['observation.state', 'axes'], outputs: ['s3'] },
+      { op: 'Add', inputs: ['s3', 'ramp'], outputs: ['planned'] },
+      { op: 'ReduceMean', inputs: [img], outputs: ['m4'], attrs: { axes: [1, 2, 3], keepdims: 1 } },
+      { op: 'Reshape', inputs: ['m4', 'flat'], outputs: ['m3'] },
+      { op: 'Mul', inputs: ['m3', 'w'], outputs: ['seen'] },
+      { op: 'Add', inputs: ['planned', 'seen'], outputs: ['action'] },
+    ],
+  });
+}
+
 export interface ActOptions {
   cameras: readonly string[];
   size: number;

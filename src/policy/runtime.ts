@@ -15,6 +15,7 @@ export interface PolicyRuntimeOptions {
   stateDir: string;
   robot: RobotShape;
   warmUpRuns?: number;
+  frames?: InferenceWorkerData['frames'];
 }
 
 export interface PolicyStatus {
@@ -71,6 +72,7 @@ export class PolicyRuntime implements Part {
       },
       robot: this.opts.robot,
       warmUpRuns: this.opts.warmUpRuns ?? 3,
+      frames: this.opts.frames ?? [],
     };
     const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: data, name: 'reflex-inference' });
     this.worker = worker;

@@ -2,7 +2,7 @@
 // requests for chunks through shared memory. It never touches hardware, and the loop never
 // waits for it: a late or failed inference only means the loop holds.
 import { parentPort, workerData } from 'node:worker_threads';
-import { LatestSlot, monoMs } from '../rt/index.js';
+import { FrameSlot, LatestSlot, monoMs } from '../rt/index.js';
 import { CHUNK_HEADER, MAX_HORIZON, chunkLength, observationLength, type LoopBuffers } from '../control/index.js';
 import { errorMessage } from '../core/index.js';
 import { loadBundle, mismatches, type RobotShape } from './bundle.js';
@@ -17,6 +17,8 @@ export interface InferenceWorkerData {
   session: SessionOptions;
   robot: RobotShape;
   warmUpRuns: number;
+  /** Pre-processed camera frames, by camera name, from the vision worker. */
+  frames: { name: string; buffer: SharedArrayBuffer; height: number; width: number; maxAgeMs: number }[];
 }
 
 export type InferenceRequest = { type: 'load'; dir: string; id: number } | { type: 'rollback'; id: number } | { type: 'stop' };
@@ -44,6 +46,7 @@ const observation = new LatestSlot(data.loop.observation, observationLength(join
 const chunk = new LatestSlot(data.loop.chunk, chunkLength(joints));
 const request = new Int32Array(data.loop.request);
 const stats = new Float64Array(data.stats);
+const frames = new Map(data.frames.map((f) => [f.name, { ...f, slot: new FrameSlot(f.buffer, 3 * f.height * f.width) }]));
 
 interface Active {
   runner: PolicyRunner;
@@ -62,6 +65,12 @@ async function load(dir: string): Promise<Active> {
   if (bundle.horizon > MAX_HORIZON) throw new Error(`policy ${bundle.spec.name}: horizon ${bundle.horizon} exceeds ${MAX_HORIZON}`);
   const opened = await openSession(ort, bundle.modelPath, { ...data.session, intraOpThreads: bundle.spec.runtime.intraOpThreads });
   const io = ioMismatches(opened.session, bundle);
+  for (const cam of bundle.spec.cameras) {
+    const f = frames.get(cam);
+    const shape = bundle.images.find((i) => i.name === `observation.images.${cam}`)!.shape;
+    if (!f) io.push(`camera ${cam} has no frames (is it in the config's cameras?)`);
+    else if (f.height !== shape[1] || f.width !== shape[2]) io.push(`camera ${cam} is pre-processed to ${f.height}x${f.width}, the policy wants ${shape[1]}x${shape[2]} (restart to re-size)`);
+  }
   if (io.length > 0) {
     await opened.session.release();
     throw new Error(`policy ${bundle.spec.name}: ${io.join('; ')}`);
@@ -102,6 +111,18 @@ async function handle(m: InferenceRequest): Promise<void> {
 
 parentPort!.on('message', (m: InferenceRequest) => void handle(m));
 
+/** Copies each camera's newest frame into the runner's input; refuses missing or stale ones. */
+function takeFrames(runner: PolicyRunner, now: number): void {
+  for (const [cam, into] of runner.images) {
+    const f = frames.get(cam)!;
+    const captured = f.slot.read(into);
+    if (captured < 0) throw new Error(`camera ${cam}: no frame yet`);
+    const age = now - captured;
+    // Acting on old pixels is worse than holding: the loop holds until a fresh frame comes.
+    if (age > f.maxAgeMs) throw new Error(`camera ${cam}: newest frame is ${Math.round(age)} ms old (limit ${f.maxAgeMs} ms)`);
+  }
+}
+
 async function serve(): Promise<void> {
   const obs = new Float64Array(observationLength(joints));
   const state = new Float64Array(joints);
@@ -121,6 +142,7 @@ async function serve(): Promise<void> {
     const obsTick = obs[0]!;
     for (let j = 0; j < joints; j++) state[j] = obs[3 + j]!;
     try {
+      takeFrames(current.runner, t0);
       await current.runner.run(state, out);
     } catch (err) {
       stats[S.ERRORS]! += 1;

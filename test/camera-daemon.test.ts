@@ -1,0 +1,79 @@
+// One daemon with a camera per test file (OpenCV loads once per process; each daemon is its own).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from '../src/cli/index.js';
+import type { DaemonStatus } from '../src/daemon.js';
+import { writeBundle, imageOffsetModel } from '../src/policy/index.js';
+import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
+import { SimHandle } from './helpers/sim.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const LIVE = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=480,framerate=30/1';
+
+function cameraPolicy(dir: string): string {
+  const bundle = join(dir, 'policy');
+  const joints = ['base', 'shoulder', 'elbow'] as [string, ...string[]];
+  writeBundle(
+    bundle,
+    {
+      name: 'looks',
+      version: '1',
+      fps: 50,
+      joints,
+      cameras: ['top'],
+      features: {
+        'observation.state': { shape: [3], normalization: 'identity' },
+        'observation.images.top': { shape: [3, 16, 16], normalization: 'mean_std' },
+        action: { shape: [20, 3], normalization: 'identity' },
+      },
+      stats: { 'observation.images.top': { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] } },
+    },
+    imageOffsetModel({ joints, horizon: 20, step: 0, camera: 'top', size: 16, imageWeight: 0 }),
+  );
+  return bundle;
+}
+
+test('a camera feeds the policy through the vision worker; camera list and snapshot work with and without the daemon', async () => {
+  const dir = tempDir();
+  const sim = await SimHandle.start({ servos: [1, 2, 3].map((id) => ({ id, model: 'xm430-w350' })) });
+  const config = testConfig(dir, {
+    buses: [{ name: 'arm', kind: 'dynamixel', port: sim.path }],
+    robot: { joints: ['base', 'shoulder', 'elbow'].map((name, i) => ({ name, bus: 'arm', id: i + 1, model: 'xm430-w350', limits: { min: -1, max: 1 } })) },
+    cameras: [{ name: 'top', source: LIVE, maxAgeMs: 150 }],
+    policy: { bundle: cameraPolicy(dir) },
+    control: { realtime: { priority: 0 } },
+  });
+  const file = writeConfig(dir, config);
+  const sock = join(dir, 'control.sock');
+
+  // Without a daemon, the CLI opens the camera itself.
+  const direct = await runReflex(['camera', 'snapshot', 'top', join(dir, 'direct.png'), '--config', file]);
+  assert.equal(direct.code, 0, direct.stderr);
+  assert.match(direct.stdout, /direct\.png: 640x480 from videotestsrc/);
+  assert.deepEqual([...readFileSync(join(dir, 'direct.png')).subarray(1, 4)], [...Buffer.from('PNG')]);
+  const list = await runReflex(['camera', 'list', '--config', file]);
+  assert.match(list.stdout, /^ {2}top {2}videotestsrc .* 640x480 MJPG @ 30 fps$/m);
+
+  const d = spawnReflex(['run', '--config', file]);
+  try {
+    await d.waitForLog((l) => l.msg === 'policy ready', 15_000);
+    await sleep(2000);
+    const s = (await request(sock, 'status')) as DaemonStatus;
+    assert.equal(s.cameras[0]!.state, 'streaming');
+    assert.ok(s.cameras[0]!.fps > 20, `fps ${s.cameras[0]!.fps}`);
+    assert.equal(s.loop.mode, 'policy');
+    assert.ok(s.loop.chunks.received >= 5, `chunks ${s.loop.chunks.received}`);
+    assert.equal(s.policy.inference.errors, 0);
+
+    const viaDaemon = await runReflex(['camera', 'snapshot', 'top', join(dir, 'daemon.jpg'), '--socket', sock, '--config', file]);
+    assert.equal(viaDaemon.code, 0, viaDaemon.stderr);
+    assert.match(viaDaemon.stdout, /from the running daemon/);
+    assert.ok(existsSync(join(dir, 'daemon.jpg')));
+  } finally {
+    d.proc.kill('SIGTERM');
+    assert.equal((await d.exited).code, 0);
+    await sim.close();
+  }
+});
