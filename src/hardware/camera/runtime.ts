@@ -1,9 +1,9 @@
 import { Worker } from 'node:worker_threads';
 import { errorMessage, ReflexError, type Logger, type Part } from '../../core/index.js';
 import type { CameraConfig } from '../../config/index.js';
-import { FrameSlot, monoMs } from '../../rt/index.js';
+import { FrameSlot, SpscRing, monoMs } from '../../rt/index.js';
 import { specLength, type ImageSpec, DEFAULT_SPEC } from './preprocess.js';
-import { C, CAMERA_STATE_NAMES, type CameraStateName } from './stats.js';
+import { C, CAMERA_STATE_NAMES, TIMING_CAPACITY, type CameraStateName } from './stats.js';
 import type { VisionMessage, VisionRequest, VisionWorkerData } from './vision-worker.js';
 
 export interface CameraStatus {
@@ -41,6 +41,8 @@ export class VisionRuntime implements Part {
   readonly name = 'cameras';
   readonly sources: FrameSource[];
   private readonly stats: Float64Array;
+  /** Per-frame [camera index, capture-to-published ms], for whoever wants the distribution. */
+  readonly timings = SpscRing.create(TIMING_CAPACITY, 2);
   private worker: Worker | null = null;
   private seq = 0;
   private readonly snapshots = new Map<number, (r: { jpeg: Uint8Array | null; error: string | null }) => void>();
@@ -64,6 +66,7 @@ export class VisionRuntime implements Part {
     const data: VisionWorkerData = {
       cameras: this.cameras.map((config, i) => ({ config, spec: this.sources[i]!.spec, frame: this.sources[i]!.buffer })),
       stats: this.stats.buffer as SharedArrayBuffer,
+      timings: this.timings.buffer,
       failureLimit: 10,
     };
     const worker = new Worker(new URL('./vision-worker.js', import.meta.url), { workerData: data, name: 'reflex-vision' });

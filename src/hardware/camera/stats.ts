@@ -14,3 +14,6 @@ export const C = {
 export const CameraState = { STARTING: 0, STREAMING: 1, STALE: 2 } as const;
 export const CAMERA_STATE_NAMES = ['starting', 'streaming', 'stale'] as const;
 export type CameraStateName = (typeof CAMERA_STATE_NAMES)[number];
+
+/** Records in the per-frame timing ring. */
+export const TIMING_CAPACITY = 1024;

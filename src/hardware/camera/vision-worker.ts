@@ -4,11 +4,11 @@
 // stale, retried with backoff, and reported; the policy side holds on stale frames.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CameraConfig } from '../../config/index.js';
-import { FrameSlot, monoMs } from '../../rt/index.js';
+import { FrameSlot, SpscRing, monoMs } from '../../rt/index.js';
 import { loadOpenCv, type Mat, type VideoCapture } from './opencv.js';
 import { openCapture } from './source.js';
 import { preprocess, specLength, type ImageSpec } from './preprocess.js';
-import { C, CameraState } from './stats.js';
+import { C, CameraState, TIMING_CAPACITY } from './stats.js';
 
 export interface VisionCamera {
   config: CameraConfig;
@@ -19,6 +19,8 @@ export interface VisionCamera {
 export interface VisionWorkerData {
   cameras: VisionCamera[];
   stats: SharedArrayBuffer;
+  /** Per-frame timings [camera index, capture-to-published ms], for benchmarks; dropped when full. */
+  timings: SharedArrayBuffer;
   /** Consecutive failed reads before a camera is declared stale and reopened. */
   failureLimit: number;
 }
@@ -31,6 +33,8 @@ export type VisionMessage =
 const data = workerData as VisionWorkerData;
 const cv = loadOpenCv();
 const stats = new Float64Array(data.stats);
+const timings = new SpscRing(data.timings, TIMING_CAPACITY, 2);
+const timing = new Float64Array(2);
 const post = (m: VisionMessage) => parentPort!.postMessage(m);
 let running = true;
 const latest = new Map<string, Mat>();
@@ -46,7 +50,7 @@ class CameraLoop {
   private readonly slot: FrameSlot;
 
   constructor(
-    index: number,
+    private readonly index: number,
     private readonly cam: VisionCamera,
   ) {
     this.base = index * C.LENGTH;
@@ -86,6 +90,9 @@ class CameraLoop {
     const t0 = monoMs();
     this.slot.write(captured, (into) => preprocess(cv, frame, this.cam.spec, into));
     const ms = monoMs() - t0;
+    timing[0] = this.index;
+    timing[1] = monoMs() - captured;
+    timings.push(timing);
     latest.set(name, frame);
     s[b + C.FRAMES]! += 1;
     s[b + C.LAST_CAPTURE_MS] = captured;
