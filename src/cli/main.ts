@@ -25,8 +25,9 @@ const USAGE = `usage: reflex <command> [options]
                                       extended-position, velocity, current, current-position, pwm)
   camera list [--config FILE]         configured cameras and the video devices present
   camera snapshot NAME FILE           what camera NAME sees now, as a JPEG or PNG
-  sim dynamixel [--link PATH] [--ids 1-6] [--model M] [--firmware F]
-                                      a simulated servo bus on a pseudo-terminal
+  sim dynamixel [--link PATH] [--ids 1-6] [--model M] [--firmware F] [--camera-port P]
+                                      a simulated servo bus on a pseudo-terminal, and a
+                                      camera over it served as MJPEG on tcp port P
 
 options for commands that talk to the daemon:
   --socket PATH                       its control socket (else REFLEX_CONTROL_SOCKET, else the config's)
@@ -96,6 +97,7 @@ async function main(argv: string[]): Promise<void> {
       ids: { type: 'string' },
       model: { type: 'string' },
       firmware: { type: 'string' },
+      'camera-port': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });

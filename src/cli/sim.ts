@@ -1,7 +1,8 @@
 // `reflex sim dynamixel`: a simulated servo bus as its own process, for a technician without a
 // robot, for benchmarks, and for the simulated robot.
 import { ReflexError } from '../core/index.js';
-import { SimDynamixelBus } from '../sim/index.js';
+import { SimCamera, SimDynamixelBus, simCameraSource } from '../sim/index.js';
+import { ticksToRad } from '../hardware/dynamixel/index.js';
 
 export interface SimArgs {
   link?: string | undefined;
@@ -9,6 +10,7 @@ export interface SimArgs {
   model?: string | undefined;
   baud?: string | undefined;
   firmware?: string | undefined;
+  'camera-port'?: string | undefined;
 }
 
 /** "1-6" or "1,2,5" or "1-3,7". */
@@ -33,9 +35,21 @@ export async function simDynamixel(args: SimArgs): Promise<void> {
     baud: args.baud === undefined ? 1_000_000 : Number(args.baud),
     ...(args.link === undefined ? {} : { link: args.link }),
   });
+  // A camera looking down at the arm (servos 1, 2, 3 as base, shoulder, elbow) and a target.
+  const port = args['camera-port'] === undefined ? null : Number(args['camera-port']);
+  let camera: SimCamera | null = null;
+  if (port !== null) {
+    const joint = (id: number) => (sim.servos.some((s) => s.id === id) ? ticksToRad(sim.servo(id).positionTicks) : 0);
+    camera = new SimCamera({ port, fps: 30, width: 640, height: 480 }, () => ({
+      joints: [joint(1), joint(2), joint(3)],
+      target: { x: 0.3, y: 0.1 },
+    }));
+    process.stderr.write(`simulated camera: ${simCameraSource(port)}\n`);
+  }
   process.stdout.write(`${args.link ?? sim.path}\n`);
   await new Promise<void>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
   });
+  camera?.close();
   sim.close();
 }

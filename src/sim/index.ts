@@ -1,2 +1,4 @@
 export { SimDynamixelBus, type SimBusFaults, type SimServoSpec, type SimBusOptions } from './dynamixel-bus.js';
 export { SimServo } from './servo.js';
+export { SimCamera, simCameraSource, type SimCameraOptions } from './camera.js';
+export { render, endEffector, ARM, type Scene } from './scene.js';

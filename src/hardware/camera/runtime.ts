@@ -123,9 +123,10 @@ export class VisionRuntime implements Part {
     if (worker === null) return;
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     worker.postMessage({ type: 'stop' } satisfies VisionRequest);
-    // A capture blocked in a read (a hung camera) would keep it; the bound ends it.
+    // A capture blocked in a native read (a hung camera) keeps the thread even past
+    // terminate(); then it is left to die with the process rather than hang the stop.
     const timer = setTimeout(() => void worker.terminate(), 2000);
-    await exited;
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 4000).unref())]);
     clearTimeout(timer);
   }
 }

@@ -1,0 +1,48 @@
+// One VisionRuntime per test file: OpenCV can be loaded by one thread of a process, once.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { parseConfig } from '../src/config/index.js';
+import { VisionRuntime, specLength } from '../src/hardware/camera/index.js';
+import { FrameSlot } from '../src/rt/index.js';
+import { simCameraSource } from '../src/sim/index.js';
+import { spawnReflex, tempDir } from './helpers/daemon.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('the simulated camera streams the arm and the target as real pixels through the real capture path', async () => {
+  const port = 20000 + (process.pid % 20000);
+  const link = join(tempDir(), 'dxl0');
+  const sim = spawnReflex(['sim', 'dynamixel', '--link', link, '--ids', '1-3', '--camera-port', String(port)]);
+  await sim.waitForLog((l) => l.text === link, 10_000);
+  const spec = { height: 48, width: 64, mean: [0, 0, 0] as [number, number, number], std: [1, 1, 1] as [number, number, number] };
+  const cams = parseConfig({ deviceId: 't', cameras: [{ name: 'sim', source: simCameraSource(port) }] }, 'test').cameras;
+  const vision = new VisionRuntime(cams, new Map([['sim', spec]]), pino({ level: 'silent' }));
+  await vision.start();
+  try {
+    await sleep(2500);
+    const [s] = vision.status();
+    assert.equal(s!.state, 'streaming');
+    assert.ok(s!.fps > 20, `fps ${s!.fps}`);
+    const px = new Float32Array(specLength(spec));
+    assert.ok(new FrameSlot(vision.sources[0]!.buffer, px.length).read(px) > 0);
+    // The target (red, at 0.3 m, 0.1 m) lands near column 48, row 19 of the 64x48 view.
+    const plane = 48 * 64;
+    const red: [number, number][] = [];
+    for (let y = 0; y < 48; y++) {
+      for (let x = 0; x < 64; x++) {
+        const i = y * 64 + x;
+        if (px[i]! > 0.7 && px[plane + i]! < 0.3 && px[2 * plane + i]! < 0.3) red.push([x, y]);
+      }
+    }
+    assert.ok(red.length > 0, 'the target is in the picture');
+    const cx = red.reduce((a, [x]) => a + x, 0) / red.length;
+    const cy = red.reduce((a, [, y]) => a + y, 0) / red.length;
+    assert.ok(Math.abs(cx - 48) < 3 && Math.abs(cy - 18.7) < 3, `target seen at ${cx.toFixed(1)}, ${cy.toFixed(1)}`);
+  } finally {
+    await vision.stop();
+    sim.proc.kill('SIGTERM');
+    await sim.exited;
+  }
+});
