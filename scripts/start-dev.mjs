@@ -11,7 +11,7 @@ const link = join(root, '.run', 'sim', 'dxl0');
 
 // Its own process group: Ctrl-C in the terminal must reach the daemon, not pull the simulated
 // robot out from under it while it is still making the motors safe.
-const sim = spawn(process.execPath, [cli, 'sim', 'dynamixel', '--link', link, '--ids', '1-3'], {
+const sim = spawn(process.execPath, [cli, 'sim', 'dynamixel', '--link', link, '--ids', '1-3', '--camera-port', '5600'], {
   cwd: root,
   stdio: ['ignore', 'pipe', 'inherit'],
   detached: true,

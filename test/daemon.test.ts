@@ -44,7 +44,7 @@ test('a spawned daemon reports READY, feeds the watchdog, answers status, and st
     assert.ok(Date.now() - t0 < 5000, 'stopped within the bound');
     await notify.waitFor((m) => m.startsWith('STOPPING=1'), 2000);
     const stops = d.logs.filter((l) => l.msg === 'made safe' || l.msg === 'stopped').map((l) => `${String(l.msg)} ${String(l.part)}`);
-    assert.deepEqual(stops.slice(0, 5), ['made safe control-loop', 'stopped systemd-health', 'stopped control-socket', 'stopped policy', 'stopped control-loop']);
+    assert.deepEqual(stops.slice(0, 6), ['made safe control-loop', 'stopped systemd-health', 'stopped control-socket', 'stopped policy', 'stopped cameras', 'stopped control-loop']);
     assert.equal(existsSync(sock), false, 'socket file removed');
   } finally {
     d.proc.kill('SIGKILL');

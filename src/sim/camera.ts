@@ -1,9 +1,11 @@
 // The simulated camera: renders the scene at a fixed rate and serves it as an MJPEG stream
 // (multipart JPEG, as IP cameras do) over TCP on localhost, through GStreamer, so reflex reads
 // it through its real capture path as a GStreamer pipeline source. (RTP over UDP was the first
-// choice; GStreamer's UDP sender delivered nothing in this sandbox, TCP does.)
-import { loadOpenCv, type Cv } from '../hardware/camera/index.js';
-import { render, type Scene } from './scene.js';
+// choice; GStreamer's UDP sender delivered nothing in this sandbox, TCP does.) Rendering runs
+// in its own thread (camera-worker.ts).
+import { Worker } from 'node:worker_threads';
+import type { Scene } from './scene.js';
+import type { CameraWorkerData } from './camera-worker.js';
 
 export interface SimCameraOptions {
   port: number;
@@ -18,28 +20,31 @@ export function simCameraSource(port: number): string {
 }
 
 export class SimCamera {
-  private readonly cv: Cv;
-  private readonly writer: InstanceType<Cv['VideoWriter']>;
+  private readonly state = new Float64Array(new SharedArrayBuffer(6 * 8));
+  private readonly worker: Worker;
   private readonly timer: NodeJS.Timeout;
-  frames = 0;
 
-  constructor(
-    private readonly opts: SimCameraOptions,
-    private readonly scene: () => Scene,
-  ) {
-    this.cv = loadOpenCv();
-    const pipeline = `appsrc ! videoconvert ! jpegenc quality=85 ! multipartmux ! tcpserversink host=127.0.0.1 port=${opts.port} sync=false`;
-    this.writer = new this.cv.VideoWriter(pipeline, 0, opts.fps, new this.cv.Size(opts.width, opts.height), true);
-    this.timer = setInterval(() => this.frame(), 1000 / opts.fps);
+  constructor(opts: SimCameraOptions, scene: () => Scene) {
+    const data: CameraWorkerData = { ...opts, state: this.state.buffer };
+    this.worker = new Worker(new URL('./camera-worker.js', import.meta.url), { workerData: data, name: 'sim-camera' });
+    const update = () => {
+      const s = scene();
+      this.state[0] = s.joints[0] ?? 0;
+      this.state[1] = s.joints[1] ?? 0;
+      this.state[2] = s.joints[2] ?? 0;
+      this.state[3] = s.target.x;
+      this.state[4] = s.target.y;
+    };
+    update();
+    this.timer = setInterval(update, 10);
   }
 
-  private frame(): void {
-    this.writer.write(render(this.cv, this.scene(), this.opts.width, this.opts.height));
-    this.frames++;
+  get frames(): number {
+    return this.state[5]!;
   }
 
   close(): void {
     clearInterval(this.timer);
-    this.writer.release();
+    void this.worker.terminate();
   }
 }
