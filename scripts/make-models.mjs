@@ -5,12 +5,15 @@
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
-const { writeHomeBundle, writeActBundle } = await import(join(root, 'dist', 'src', 'policy', 'index.js'));
+const { writeHomeBundle, writeActBundle, writeReachBundle } = await import(join(root, 'dist', 'src', 'policy', 'index.js'));
+const { ARM } = await import(join(root, 'dist', 'src', 'sim', 'index.js'));
 const what = process.argv[2] ?? 'default';
 if (what === 'default') {
   // The development arm (config/dev.yaml): base, shoulder, elbow, to a pose clear of the limits.
   writeHomeBundle(join(root, 'models', 'home'), ['base', 'shoulder', 'elbow'], [0.3, -0.4, 0.8]);
-  process.stderr.write('models/home written\n');
+  // The simulated camera: 640x480 over 1.2 m, base at the centre; pre-processed to 128x96.
+  writeReachBundle(join(root, 'models', 'reach'), { camera: 'top', height: 96, width: 128, pxPerM: 128 / 1.2, upperM: ARM.upperM, foreM: ARM.foreM, horizon: 50 });
+  process.stderr.write('models/home and models/reach written\n');
 } else if (what === 'act-bench') {
   writeActBundle(join(root, 'models', 'act-bench'));
   process.stderr.write('models/act-bench written\n');

@@ -27,6 +27,11 @@ export function parseIds(spec: string): number[] {
   return ids;
 }
 
+/** The target's slow loop in front of the arm (x > 0, within reach), at time `t` seconds. */
+export function targetAt(t: number): { x: number; y: number } {
+  return { x: 0.3 + 0.08 * Math.cos(0.25 * t), y: 0.18 * Math.sin(0.25 * t) };
+}
+
 /** Runs until SIGTERM/SIGINT; prints the pty path once ready. */
 export async function simDynamixel(args: SimArgs): Promise<void> {
   const ids = parseIds(args.ids ?? '1-6');
@@ -40,9 +45,10 @@ export async function simDynamixel(args: SimArgs): Promise<void> {
   let camera: SimCamera | null = null;
   if (port !== null) {
     const joint = (id: number) => (sim.servos.some((s) => s.id === id) ? ticksToRad(sim.servo(id).positionTicks) : 0);
+    const t0 = Date.now();
     camera = new SimCamera({ port, fps: 30, width: 640, height: 480 }, () => ({
       joints: [joint(1), joint(2), joint(3)],
-      target: { x: 0.3, y: 0.1 },
+      target: targetAt((Date.now() - t0) / 1000),
     }));
     process.stderr.write(`simulated camera: ${simCameraSource(port)}\n`);
   }

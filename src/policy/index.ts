@@ -4,4 +4,4 @@ export { openSession, loadOrt, ioMismatches, providerEntry, type ProviderName, t
 export { PolicyRunner } from './runner.js';
 export { buildModel, weights, DataType, type GraphInit, type NodeInit } from './onnx-builder.js';
 export type { PolicyInfo } from './worker.js';
-export { writeBundle, offsetModel, imageOffsetModel, actModel, writeActBundle, writeHomeBundle, ACT_BENCH, type ActOptions } from './models.js';
+export { writeBundle, offsetModel, imageOffsetModel, actModel, writeActBundle, writeHomeBundle, writeReachBundle, reachModel, ACT_BENCH, type ReachOptions, type ActOptions } from './models.js';

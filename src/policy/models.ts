@@ -111,6 +111,118 @@ export function imageOffsetModel(o: OffsetPolicyOptions & { camera: string; size
   });
 }
 
+export interface ReachOptions {
+  /** Camera name and the size its frames are pre-processed to (the top-down view of the rig). */
+  camera: string;
+  height: number;
+  width: number;
+  /** Image pixels per metre on the table, and where the base is in the image. */
+  pxPerM: number;
+  /** Link lengths, metres (upper arm, forearm). */
+  upperM: number;
+  foreM: number;
+  horizon: number;
+}
+
+/**
+ * The simulated arm's reaching policy, written by hand as an ONNX graph (no training): find
+ * the red target in the camera image (a redness map, a softmax over pixels, the expected pixel
+ * position), turn it into a point on the table, solve the arm's inverse kinematics (base yaw
+ * from the bearing; shoulder = -elbow/2 for the reach), and plan a chunk that moves from the
+ * measured joint state to that solution. Camera and joint state in, closed loop.
+ */
+export function reachModel(o: ReachOptions): Buffer {
+  const n = o.height * o.width;
+  const grid = new Float32Array(n * 2);
+  for (let v = 0; v < o.height; v++) {
+    for (let u = 0; u < o.width; u++) {
+      grid[(v * o.width + u) * 2] = u;
+      grid[(v * o.width + u) * 2 + 1] = v;
+    }
+  }
+  // Reach the solution within a third of a second, then hold it for the rest of the chunk.
+  const rampTicks = Math.min(o.horizon, 15);
+  const keep = new Float32Array(o.horizon * 3);
+  for (let i = 0; i < o.horizon; i++) for (let j = 0; j < 3; j++) keep[i * 3 + j] = 1 - Math.min(1, (i + 1) / rampTicks);
+  const reach = o.upperM + o.foreM;
+  const img = `observation.images.${o.camera}`;
+  const f = (name: string, dims: number[], data: number[] | Float32Array): TensorInit => ({ name, dims, data });
+  return buildModel({
+    name: 'reach',
+    inputs: [{ name: 'observation.state', shape: [1, 3] }, { name: img, shape: [1, 3, o.height, o.width] }],
+    outputs: [{ name: 'action', shape: [1, o.horizon, 3] }],
+    initializers: [
+      f('redness.w', [1, 3, 1, 1], [1, -0.5, -0.5]),
+      f('beta', [1], [60]),
+      i64('flat', [1, n]),
+      f('grid', [n, 2], grid),
+      f('center', [1, 2], [o.width / 2, o.height / 2]),
+      f('toMetres', [1, 2], [1 / o.pxPerM, -1 / o.pxPerM]),
+      i64('i0', [0]),
+      i64('i1', [1]),
+      f('reach', [1], [reach]),
+      f('cmin', [1], [Math.cos(1.1)]),
+      f('cmax', [1], [1]),
+      f('two', [1], [2]),
+      f('minusHalf', [1], [-0.5]),
+      i64('axes1', [1]),
+      f('keep', [1, o.horizon, 3], keep),
+      f('one', [1], [1]),
+    ],
+    nodes: [
+      { op: 'Conv', inputs: [img, 'redness.w'], outputs: ['red'] },
+      { op: 'Mul', inputs: ['red', 'beta'], outputs: ['logits4'] },
+      { op: 'Reshape', inputs: ['logits4', 'flat'], outputs: ['logits'] },
+      { op: 'Softmax', inputs: ['logits'], outputs: ['p'], attrs: { axis: 1 } },
+      { op: 'MatMul', inputs: ['p', 'grid'], outputs: ['uv'] },
+      { op: 'Sub', inputs: ['uv', 'center'], outputs: ['duv'] },
+      { op: 'Mul', inputs: ['duv', 'toMetres'], outputs: ['xy'] },
+      { op: 'Gather', inputs: ['xy', 'i0'], outputs: ['x'], attrs: { axis: 1 } },
+      { op: 'Gather', inputs: ['xy', 'i1'], outputs: ['y'], attrs: { axis: 1 } },
+      // Targets are in front of the base (x > 0), so the bearing is atan(y / x).
+      { op: 'Div', inputs: ['y', 'x'], outputs: ['slope'] },
+      { op: 'Atan', inputs: ['slope'], outputs: ['base'] },
+      { op: 'Mul', inputs: ['x', 'x'], outputs: ['x2'] },
+      { op: 'Mul', inputs: ['y', 'y'], outputs: ['y2'] },
+      { op: 'Add', inputs: ['x2', 'y2'], outputs: ['r2'] },
+      { op: 'Sqrt', inputs: ['r2'], outputs: ['r'] },
+      { op: 'Div', inputs: ['r', 'reach'], outputs: ['c0'] },
+      { op: 'Clip', inputs: ['c0', 'cmin', 'cmax'], outputs: ['c'] },
+      { op: 'Acos', inputs: ['c'], outputs: ['half'] },
+      { op: 'Mul', inputs: ['half', 'two'], outputs: ['elbow'] },
+      { op: 'Mul', inputs: ['elbow', 'minusHalf'], outputs: ['shoulder'] },
+      { op: 'Concat', inputs: ['base', 'shoulder', 'elbow'], outputs: ['goal'], attrs: { axis: 1 } },
+      { op: 'Unsqueeze', inputs: ['goal', 'axes1'], outputs: ['goal3'] },
+      { op: 'Unsqueeze', inputs: ['observation.state', 'axes1'], outputs: ['s3'] },
+      { op: 'Mul', inputs: ['s3', 'keep'], outputs: ['kept'] },
+      { op: 'Sub', inputs: ['one', 'keep'], outputs: ['toward'] },
+      { op: 'Mul', inputs: ['goal3', 'toward'], outputs: ['moved'] },
+      { op: 'Add', inputs: ['kept', 'moved'], outputs: ['action'] },
+    ],
+  });
+}
+
+/** Writes the reaching policy for the simulated rig (config/dev.yaml's arm and camera). */
+export function writeReachBundle(dir: string, o: ReachOptions): void {
+  writeBundle(
+    dir,
+    {
+      name: 'reach',
+      version: '1',
+      fps: 50,
+      joints: ['base', 'shoulder', 'elbow'],
+      cameras: [o.camera],
+      features: {
+        'observation.state': { shape: [3], normalization: 'identity' },
+        [`observation.images.${o.camera}`]: { shape: [3, o.height, o.width], normalization: 'identity' },
+        action: { shape: [o.horizon, 3], normalization: 'identity' },
+      },
+      runtime: { budgetMs: 200, intraOpThreads: 1 },
+    },
+    reachModel(o),
+  );
+}
+
 export interface ActOptions {
   cameras: readonly string[];
   size: number;
