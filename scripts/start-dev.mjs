@@ -11,7 +11,7 @@ const link = join(root, '.run', 'sim', 'dxl0');
 
 // Its own process group: Ctrl-C in the terminal must reach the daemon, not pull the simulated
 // robot out from under it while it is still making the motors safe.
-const sim = spawn(process.execPath, [cli, 'sim', 'dynamixel', '--link', link, '--ids', '1-3', '--camera-port', '5600'], {
+const sim = spawn(process.execPath, [cli, 'sim', 'rig', '--link', link, '--camera-port', '5600', '--socket', join(root, '.run', 'sim', 'rig.sock')], {
   cwd: root,
   stdio: ['ignore', 'pipe', 'inherit'],
   detached: true,
@@ -20,7 +20,7 @@ await new Promise((resolve, reject) => {
   createInterface({ input: sim.stdout }).once('line', resolve);
   sim.once('exit', (code) => reject(new Error(`simulated servo bus exited (${code})`)));
 });
-process.stderr.write(`simulated servo bus on ${link}\n`);
+process.stderr.write(`simulated rig: servos on ${link}, camera on tcp 5600, task score: npx reflex sim score\n`);
 
 const daemon = spawn(process.execPath, [cli, 'run', '--config', 'config/dev.yaml'], { cwd: root, stdio: 'inherit' });
 // Ctrl-C reaches the daemon from the terminal itself; a SIGTERM sent to us is passed on.

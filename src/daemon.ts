@@ -237,6 +237,10 @@ export class Daemon {
       },
     });
     if (config.debug.faultInjection) {
+      this.commands.register('debug.policy.stall', {
+        summary: 'fault injection: the policy answers nothing for {ms}',
+        run: (args) => (this.policy.stall(numberArg(args, 'ms', 1, 60_000)), null),
+      });
       this.commands.register('debug.stall', {
         summary: 'fault injection: block the control loop for {ms}',
         run: async (args) => {

@@ -14,7 +14,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 test('the simulated camera streams the arm and the target as real pixels through the real capture path', async () => {
   const port = 20000 + (process.pid % 20000);
   const link = join(tempDir(), 'dxl0');
-  const sim = spawnReflex(['sim', 'dynamixel', '--link', link, '--ids', '1-3', '--camera-port', String(port)]);
+  const sim = spawnReflex(['sim', 'rig', '--link', link, '--camera-port', String(port)]);
   await sim.waitForLog((l) => l.text === link, 10_000);
   const spec = { height: 48, width: 64, mean: [0, 0, 0] as [number, number, number], std: [1, 1, 1] as [number, number, number] };
   const cams = parseConfig({ deviceId: 't', cameras: [{ name: 'sim', source: simCameraSource(port) }] }, 'test').cameras;

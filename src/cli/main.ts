@@ -8,7 +8,7 @@ import { Daemon, type DaemonStatus } from '../daemon.js';
 import { request } from './client.js';
 import { formatStatus } from './format.js';
 import { motors } from './motors.js';
-import { simDynamixel } from './sim.js';
+import { simDynamixel, simRig } from './sim.js';
 import { cameraList, cameraSnapshot } from './camera.js';
 
 const USAGE = `usage: reflex <command> [options]
@@ -25,9 +25,12 @@ const USAGE = `usage: reflex <command> [options]
                                       extended-position, velocity, current, current-position, pwm)
   camera list [--config FILE]         configured cameras and the video devices present
   camera snapshot NAME FILE           what camera NAME sees now, as a JPEG or PNG
-  sim dynamixel [--link PATH] [--ids 1-6] [--model M] [--firmware F] [--camera-port P]
-                                      a simulated servo bus on a pseudo-terminal, and a
-                                      camera over it served as MJPEG on tcp port P
+  sim dynamixel [--link PATH] [--ids 1-6] [--model M] [--firmware F]
+                                      a simulated servo bus on a pseudo-terminal
+  sim score [--socket PATH]           the simulated rig's task score (default .run/sim/rig.sock)
+  sim rig --link PATH [--camera-port P] [--socket PATH]
+                                      the simulated robot: arm, camera (MJPEG on tcp port P),
+                                      moving target, task score and faults on the socket
 
 options for commands that talk to the daemon:
   --socket PATH                       its control socket (else REFLEX_CONTROL_SOCKET, else the config's)
@@ -148,7 +151,13 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'sim':
-      if (rest[0] !== 'dynamixel') fail(EXIT.USAGE, 'usage: reflex sim dynamixel [--link PATH] [--ids 1-6]');
+      if (rest[0] === 'rig') return simRig(values);
+      if (rest[0] === 'score') {
+        const t = (await request(values.socket ?? '.run/sim/rig.sock', 'task')) as { samples: number; meanErrorM: number; holdBaselineM: number };
+        process.stdout.write(`task error ${(t.meanErrorM * 100).toFixed(1)} cm mean over ${t.samples} samples; holding still would score ${(t.holdBaselineM * 100).toFixed(1)} cm\n`);
+        return;
+      }
+      if (rest[0] !== 'dynamixel') fail(EXIT.USAGE, 'usage: reflex sim dynamixel|rig ...');
       return simDynamixel(values);
     default:
       fail(EXIT.USAGE, `unknown command "${verb}"\n${USAGE}`);

@@ -1,8 +1,8 @@
 // `reflex sim dynamixel`: a simulated servo bus as its own process, for a technician without a
 // robot, for benchmarks, and for the simulated robot.
 import { ReflexError } from '../core/index.js';
-import { SimCamera, SimDynamixelBus, simCameraSource } from '../sim/index.js';
-import { ticksToRad } from '../hardware/dynamixel/index.js';
+import { SimDynamixelBus, SimRig, simCameraSource } from '../sim/index.js';
+import { pino } from 'pino';
 
 export interface SimArgs {
   link?: string | undefined;
@@ -11,6 +11,7 @@ export interface SimArgs {
   baud?: string | undefined;
   firmware?: string | undefined;
   'camera-port'?: string | undefined;
+  socket?: string | undefined;
 }
 
 /** "1-6" or "1,2,5" or "1-3,7". */
@@ -27,11 +28,6 @@ export function parseIds(spec: string): number[] {
   return ids;
 }
 
-/** The target's slow loop in front of the arm (x > 0, within reach), at time `t` seconds. */
-export function targetAt(t: number): { x: number; y: number } {
-  return { x: 0.3 + 0.08 * Math.cos(0.25 * t), y: 0.18 * Math.sin(0.25 * t) };
-}
-
 /** Runs until SIGTERM/SIGINT; prints the pty path once ready. */
 export async function simDynamixel(args: SimArgs): Promise<void> {
   const ids = parseIds(args.ids ?? '1-6');
@@ -40,22 +36,26 @@ export async function simDynamixel(args: SimArgs): Promise<void> {
     baud: args.baud === undefined ? 1_000_000 : Number(args.baud),
     ...(args.link === undefined ? {} : { link: args.link }),
   });
-  // A camera looking down at the arm (servos 1, 2, 3 as base, shoulder, elbow) and a target.
-  const port = args['camera-port'] === undefined ? null : Number(args['camera-port']);
-  let camera: SimCamera | null = null;
-  if (port !== null) {
-    const joint = (id: number) => (sim.servos.some((s) => s.id === id) ? ticksToRad(sim.servo(id).positionTicks) : 0);
-    const t0 = Date.now();
-    camera = new SimCamera({ port, fps: 30, width: 640, height: 480 }, () => ({
-      joints: [joint(1), joint(2), joint(3)],
-      target: targetAt((Date.now() - t0) / 1000),
-    }));
-    process.stderr.write(`simulated camera: ${simCameraSource(port)}\n`);
-  }
   process.stdout.write(`${args.link ?? sim.path}\n`);
   await new Promise<void>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
   });
-  camera?.close();
   sim.close();
+}
+
+/**
+ * `reflex sim rig`: the simulated robot (arm, camera, moving target, task score) as its own
+ * process. Prints the servo port once ready; runs until SIGTERM/SIGINT.
+ */
+export async function simRig(args: SimArgs): Promise<void> {
+  if (args.link === undefined) throw new ReflexError('BAD_REQUEST', 'sim rig needs --link PATH');
+  const port = args['camera-port'] === undefined ? null : Number(args['camera-port']);
+  const rig = new SimRig({ link: args.link, cameraPort: port, socket: args.socket ?? null });
+  await rig.start(pino({ level: 'warn' }, pino.destination(2)));
+  if (port !== null) process.stderr.write(`simulated camera: ${simCameraSource(port)}\n`);
+  process.stdout.write(`${args.link}\n`);
+  await new Promise<void>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
+  });
+  await rig.close();
 }

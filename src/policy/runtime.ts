@@ -4,7 +4,8 @@ import { ReflexError, errorMessage, type Logger, type Part } from '../core/index
 import type { LoopBuffers } from '../control/index.js';
 import type { RobotShape } from './bundle.js';
 import type { SessionOptions } from './session.js';
-import { S } from './stats.js';
+import { HIST, S } from './stats.js';
+import { quantileUs } from '../control/shared.js';
 import type { InferenceMessage, InferenceRequest, InferenceWorkerData, PolicyInfo } from './worker.js';
 
 export interface PolicyRuntimeOptions {
@@ -23,7 +24,9 @@ export interface PolicyStatus {
   active: PolicyInfo | null;
   previous: PolicyInfo | null;
   error: string | null;
-  inference: { count: number; errors: number; overBudget: number; lastMs: number; meanMs: number; meanOrtMs: number; maxMs: number };
+  inference: { count: number; errors: number; overBudget: number; lastMs: number; meanMs: number; meanOrtMs: number; maxMs: number; p50Ms: number; p99Ms: number };
+  /** Age of the camera frames the policy used, ms. */
+  frameAgeMs: { p50: number; p99: number };
 }
 
 /**
@@ -35,7 +38,7 @@ export class PolicyRuntime implements Part {
   readonly name = 'policy';
   private worker: Worker | null = null;
   /** The inference worker's counters (see stats.ts). */
-  readonly stats = new Float64Array(new SharedArrayBuffer(S.LENGTH * 8));
+  readonly stats = new Float64Array(new SharedArrayBuffer(HIST.END * 8));
   private seq = 0;
   private readonly pending = new Map<number, { resolve: (i: PolicyInfo) => void; reject: (e: Error) => void }>();
   private state: PolicyStatus['state'] = 'none';
@@ -155,8 +158,20 @@ export class PolicyRuntime implements Part {
         meanMs: r(n > 0 ? s[S.SUM_MS]! / n : 0),
         meanOrtMs: r(n > 0 ? s[S.SUM_ORT_MS]! / n : 0),
         maxMs: r(s[S.MAX_MS]!),
+        p50Ms: r(quantileUs(this.hist(HIST.LATENCY), 0.5) / 1000),
+        p99Ms: r(quantileUs(this.hist(HIST.LATENCY), 0.99) / 1000),
       },
+      frameAgeMs: { p50: r(quantileUs(this.hist(HIST.FRAME_AGE), 0.5) / 1000), p99: r(quantileUs(this.hist(HIST.FRAME_AGE), 0.99) / 1000) },
     };
+  }
+
+  private hist(at: number): Uint32Array {
+    return Uint32Array.from(this.stats.subarray(at, at + HIST.BUCKETS));
+  }
+
+  /** Fault injection: the policy answers nothing for `ms`. */
+  stall(ms: number): void {
+    this.worker?.postMessage({ type: 'stall', ms } satisfies InferenceRequest);
   }
 
   async stop(): Promise<void> {

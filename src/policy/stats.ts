@@ -11,3 +11,6 @@ export const S = {
   GENERATION: 8,
   LENGTH: 10,
 } as const;
+
+/** Histograms after the slots: inference latency, and the age of the camera frames it used (us, log buckets). */
+export const HIST = { LATENCY: S.LENGTH, FRAME_AGE: S.LENGTH + 192, BUCKETS: 192, END: S.LENGTH + 2 * 192 } as const;

@@ -8,7 +8,8 @@ import { errorMessage } from '../core/index.js';
 import { loadBundle, mismatches, type RobotShape } from './bundle.js';
 import { ioMismatches, loadOrt, openSession, type SessionOptions } from './session.js';
 import { PolicyRunner } from './runner.js';
-import { S } from './stats.js';
+import { HIST, S } from './stats.js';
+import { bucketOf } from '../control/shared.js';
 
 export interface InferenceWorkerData {
   loop: LoopBuffers;
@@ -21,7 +22,12 @@ export interface InferenceWorkerData {
   frames: { name: string; buffer: SharedArrayBuffer; height: number; width: number; maxAgeMs: number }[];
 }
 
-export type InferenceRequest = { type: 'load'; dir: string; id: number } | { type: 'rollback'; id: number } | { type: 'stop' };
+export type InferenceRequest =
+  | { type: 'load'; dir: string; id: number }
+  | { type: 'rollback'; id: number }
+  | { type: 'stop' }
+  /** Fault injection: answer no request for `ms`, as a hung or overloaded accelerator would. */
+  | { type: 'stall'; ms: number };
 
 export interface PolicyInfo {
   name: string;
@@ -57,6 +63,7 @@ let previous: Active | null = null;
 let generation = 0;
 let running = true;
 let lastErrorPost = 0;
+let stalledUntil = 0;
 
 async function load(dir: string): Promise<Active> {
   const bundle = loadBundle(dir);
@@ -91,6 +98,10 @@ async function handle(m: InferenceRequest): Promise<void> {
     Atomics.notify(request, 0);
     return;
   }
+  if (m.type === 'stall') {
+    stalledUntil = monoMs() + m.ms;
+    return;
+  }
   try {
     if (m.type === 'rollback') {
       if (!previous) throw new Error('there is no previous policy to go back to');
@@ -118,6 +129,7 @@ function takeFrames(runner: PolicyRunner, now: number): void {
     const captured = f.slot.read(into);
     if (captured < 0) throw new Error(`camera ${cam}: no frame yet`);
     const age = now - captured;
+    stats[HIST.FRAME_AGE + bucketOf(age * 1000)]! += 1;
     // Acting on old pixels is worse than holding: the loop holds until a fresh frame comes.
     if (age > f.maxAgeMs) throw new Error(`camera ${cam}: newest frame is ${Math.round(age)} ms old (limit ${f.maxAgeMs} ms)`);
   }
@@ -136,7 +148,7 @@ async function serve(): Promise<void> {
     if (seq === seen || !running) continue;
     seen = seq;
     const current = active;
-    if (current === null) continue;
+    if (current === null || monoMs() < stalledUntil) continue;
     if (observation.read(obs) <= 0) continue;
     const t0 = monoMs();
     const obsTick = obs[0]!;
@@ -159,6 +171,7 @@ async function serve(): Promise<void> {
     stats[S.SUM_MS]! += ms;
     stats[S.SUM_ORT_MS]! += current.runner.lastOrtMs;
     if (ms > stats[S.MAX_MS]!) stats[S.MAX_MS] = ms;
+    stats[HIST.LATENCY + bucketOf(ms * 1000)]! += 1;
     if (ms > current.runner.bundle.spec.runtime.budgetMs) {
       // Too late to be worth acting on: the loop holds rather than play a stale plan.
       stats[S.OVER_BUDGET]! += 1;

@@ -2,3 +2,4 @@ export { SimDynamixelBus, type SimBusFaults, type SimServoSpec, type SimBusOptio
 export { SimServo } from './servo.js';
 export { SimCamera, simCameraSource, type SimCameraOptions } from './camera.js';
 export { render, endEffector, ARM, type Scene } from './scene.js';
+export { SimRig, targetAt, type RigOptions, type TaskScore } from './rig.js';

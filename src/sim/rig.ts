@@ -1,0 +1,109 @@
+// The simulated robot rig, as its own process: a Dynamixel arm (base, shoulder, elbow) on a
+// pty, a camera looking down at it, a target moving on a slow loop, and the task's score: how
+// far the end effector is from the target, next to how far it would be had the arm held still.
+// A control socket (the same protocol as the daemon's) reports the score and injects faults.
+import { CommandRegistry, ControlSocketServer, numberArg } from '../cli/index.js';
+import type { Logger } from '../core/index.js';
+import { ticksToRad } from '../hardware/dynamixel/index.js';
+import { SimCamera } from './camera.js';
+import { SimDynamixelBus } from './dynamixel-bus.js';
+import { endEffector } from './scene.js';
+
+export interface RigOptions {
+  link: string;
+  cameraPort: number | null;
+  socket: string | null;
+}
+
+/** The target's slow loop in front of the arm (x > 0, within reach), at time `t` seconds. */
+export function targetAt(t: number): { x: number; y: number } {
+  return { x: 0.3 + 0.08 * Math.cos(0.25 * t), y: 0.18 * Math.sin(0.25 * t) };
+}
+
+export interface TaskScore {
+  samples: number;
+  /** Mean end-effector distance to the target, metres. */
+  meanErrorM: number;
+  /** The same, had the arm held the pose it had when scoring started. */
+  holdBaselineM: number;
+  lastErrorM: number;
+}
+
+export class SimRig {
+  readonly bus: SimDynamixelBus;
+  private camera: SimCamera | null = null;
+  private server: ControlSocketServer | null = null;
+  private readonly t0 = Date.now();
+  private readonly sampler: NodeJS.Timeout;
+  private score = { n: 0, sum: 0, sumHold: 0, last: 0 };
+  private held: number[];
+
+  constructor(private readonly opts: RigOptions) {
+    this.bus = new SimDynamixelBus({ servos: [1, 2, 3].map((id) => ({ id, model: 'xm430-w350' })), link: opts.link });
+    this.held = this.joints();
+    this.sampler = setInterval(() => this.sample(), 20);
+  }
+
+  async start(log: Logger): Promise<void> {
+    if (this.opts.cameraPort !== null) {
+      this.camera = new SimCamera({ port: this.opts.cameraPort, fps: 30, width: 640, height: 480 }, () => ({ joints: this.joints(), target: this.target() }));
+    }
+    if (this.opts.socket !== null) {
+      this.server = new ControlSocketServer({ path: this.opts.socket, mode: '0600', group: null }, this.commands(), log);
+      await this.server.start();
+    }
+  }
+
+  joints(): number[] {
+    return [1, 2, 3].map((id) => ticksToRad(this.bus.servo(id).positionTicks));
+  }
+
+  target(): { x: number; y: number } {
+    return targetAt((Date.now() - this.t0) / 1000);
+  }
+
+  private sample(): void {
+    const t = this.target();
+    const ee = endEffector(this.joints());
+    const hold = endEffector(this.held);
+    const err = Math.hypot(ee.x - t.x, ee.y - t.y);
+    this.score.n++;
+    this.score.sum += err;
+    this.score.sumHold += Math.hypot(hold.x - t.x, hold.y - t.y);
+    this.score.last = err;
+  }
+
+  task(): TaskScore {
+    const s = this.score;
+    return { samples: s.n, meanErrorM: s.n ? s.sum / s.n : 0, holdBaselineM: s.n ? s.sumHold / s.n : 0, lastErrorM: s.last };
+  }
+
+  /** Starts scoring afresh from now, the baseline holding the arm where it is now. */
+  resetTask(): void {
+    this.score = { n: 0, sum: 0, sumHold: 0, last: 0 };
+    this.held = this.joints();
+  }
+
+  private commands(): CommandRegistry {
+    const c = new CommandRegistry();
+    c.register('task', { summary: 'the task score since the last reset', run: () => this.task() });
+    c.register('task.reset', { summary: 'score afresh from now', run: () => (this.resetTask(), null) });
+    c.register('joints', { summary: 'joint angles, radians', run: () => this.joints() });
+    c.register('servo.fault', {
+      summary: 'raise hardware error bits {id, bits} on a servo (it turns its torque off)',
+      run: (a) => (this.bus.servo(numberArg(a, 'id', 0, 252)).injectHardwareError(numberArg(a, 'bits', 1, 255)), null),
+    });
+    c.register('servo.clear', {
+      summary: 'clear a servo hardware error {id} (as a reboot does)',
+      run: (a) => (this.bus.servo(numberArg(a, 'id', 0, 252)).injectHardwareError(0), null),
+    });
+    return c;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sampler);
+    this.camera?.close();
+    await this.server?.stop();
+    this.bus.close();
+  }
+}

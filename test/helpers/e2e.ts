@@ -1,0 +1,53 @@
+import { join } from 'node:path';
+import { simCameraSource } from '../../src/sim/index.js';
+import { spawnReflex, tempDir, testConfig, writeConfig, type Spawned } from './daemon.js';
+import { REPO } from './paths.js';
+
+export interface E2E {
+  dir: string;
+  rig: Spawned;
+  rigSocket: string;
+  daemon: Spawned;
+  socket: string;
+  stop(): Promise<{ daemon: number | null }>;
+}
+
+/** The simulated rig and the daemon, as separate processes, wired as `npm start` wires them. */
+export async function startE2E(extra: Record<string, unknown> = {}): Promise<E2E> {
+  const dir = tempDir('reflex-e2e-');
+  const link = join(dir, 'dxl0');
+  const rigSocket = join(dir, 'rig.sock');
+  const port = 30000 + (process.pid % 20000);
+  const rig = spawnReflex(['sim', 'rig', '--link', link, '--camera-port', String(port), '--socket', rigSocket]);
+  await rig.waitForLog((l) => l.text === link, 15_000);
+  const config = testConfig(dir, {
+    buses: [{ name: 'arm', kind: 'dynamixel', port: link }],
+    robot: {
+      joints: [
+        { name: 'base', bus: 'arm', id: 1, model: 'xm430-w350', limits: { min: -2.6, max: 2.6 } },
+        { name: 'shoulder', bus: 'arm', id: 2, model: 'xm430-w350', limits: { min: -1.6, max: 1.6 } },
+        { name: 'elbow', bus: 'arm', id: 3, model: 'xm430-w350', limits: { min: -2.2, max: 2.2 } },
+      ],
+    },
+    cameras: [{ name: 'top', source: simCameraSource(port), maxAgeMs: 150 }],
+    policy: { bundle: join(REPO, 'models', 'reach') },
+    debug: { faultInjection: true },
+    ...extra,
+  });
+  const socket = join(dir, 'control.sock');
+  const daemon = spawnReflex(['run', '--config', writeConfig(dir, config)]);
+  return {
+    dir,
+    rig,
+    rigSocket,
+    daemon,
+    socket,
+    stop: async () => {
+      daemon.proc.kill('SIGTERM');
+      const { code } = await daemon.exited;
+      rig.proc.kill('SIGTERM');
+      await rig.exited;
+      return { daemon: code };
+    },
+  };
+}
