@@ -23,9 +23,30 @@ await new Promise((resolve, reject) => {
 process.stderr.write(`simulated rig: servos on ${link}, camera on tcp 5600, task score: npx reflex sim score\n`);
 
 const daemon = spawn(process.execPath, [cli, 'run', '--config', 'config/dev.yaml'], { cwd: root, stdio: 'inherit' });
+
+// A live line every two seconds: what the robot is doing, from the daemon's and the rig's sockets.
+const { request } = await import(join(root, 'dist', 'src', 'cli', 'client.js'));
+const live = setInterval(async () => {
+  try {
+    const s = await request(join(root, '.run', 'control.sock'), 'status', {}, 1000);
+    const t = await request(join(root, '.run', 'sim', 'rig.sock'), 'task', {}, 1000);
+    const l = s.loop;
+    const p = s.policy;
+    const cam = s.cameras.map((c) => `${c.name} ${c.state} ${c.ageMs === null ? '-' : c.ageMs.toFixed(0)} ms`).join(', ');
+    process.stderr.write(
+      `[live] ${l.mode} ${l.rateHz.toFixed(1)} Hz, lateness p99 ${l.latenessUs.p99.toFixed(0)} us, missed ${l.missedDeadlines}` +
+        ` | task error ${(t.lastErrorM * 100).toFixed(1)} cm (mean ${(t.meanErrorM * 100).toFixed(1)}, holding still ${(t.holdBaselineM * 100).toFixed(1)})` +
+        ` | policy ${p.active ? `${p.active.name} on ${p.active.provider}` : p.state}, ${p.inference.p50Ms} ms` +
+        ` | camera ${cam} | faults ${s.faults.length ? s.faults.join('; ') : 'none'}\n`,
+    );
+  } catch {
+    // the daemon is starting or stopping
+  }
+}, 2000);
 // Ctrl-C reaches the daemon from the terminal itself; a SIGTERM sent to us is passed on.
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => daemon.kill(sig));
 const code = await new Promise((resolve) => daemon.once('exit', (c, s) => resolve(c ?? (s ? 1 : 0))));
+clearInterval(live);
 sim.kill('SIGTERM');
 await new Promise((resolve) => sim.once('exit', resolve));
 process.exit(code);
