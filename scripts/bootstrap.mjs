@@ -17,6 +17,7 @@ const DEBIAN_PACKAGES = [
   'rt-tests', // cyclictest: the OS's own timer latency, the floor `npm run bench -- loop` compares with
   'libopencv-dev', // @u4/opencv4nodejs is built against Debian's OpenCV (its own auto-build is off)
   'gstreamer1.0-plugins-base', 'gstreamer1.0-plugins-good', 'gstreamer1.0-tools', // camera sources; test videos
+  'mosquitto', 'openssl', // the fleet link's tests run a real broker, with TLS certificates they make
 ];
 
 const MULTIARCH = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', arm: 'arm-linux-gnueabihf' }[process.arch] ?? `${process.arch}-linux-gnu`;

@@ -7,6 +7,7 @@ import { CommandRegistry, ControlSocketServer, numberArg, stringArg } from './cl
 import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } from './rt/index.js';
 import { PolicyRuntime, imageSpecs, loadBundle, type PolicyStatus } from './policy/index.js';
 import { VisionRuntime, type CameraStatus, type ImageSpec } from './hardware/camera/index.js';
+import { FleetLink, LogShipper, type FleetStatus } from './fleet/index.js';
 
 /** How often the loop's numbers go to the log. */
 const STATS_LOG_MS = 60_000;
@@ -28,7 +29,7 @@ export interface DaemonStatus {
   loop: ReturnType<ControlLoop['status']>;
   policy: PolicyStatus;
   cameras: CameraStatus[];
-  fleet: { state: 'disabled' };
+  fleet: FleetStatus | { state: 'disabled' };
   faults: string[];
   nativeAddon: { available: boolean; reason: string | null };
   logLevels: Record<string, string>;
@@ -38,6 +39,7 @@ export class Daemon {
   readonly loop: ControlLoop;
   readonly policy: PolicyRuntime;
   readonly vision: VisionRuntime;
+  readonly fleet: FleetLink | null;
   readonly commands = new CommandRegistry();
   private readonly lifecycle: Lifecycle;
   private readonly notifier: SystemdNotifier;
@@ -80,7 +82,8 @@ export class Daemon {
     });
     const socket = new ControlSocketServer(config.socket, this.commands, logging.child('socket'));
     this.registerCommands();
-    const parts: Part[] = [this.loop, this.vision, this.policy, socket, this.healthPart()];
+    this.fleet = config.fleet.enabled && config.fleet.url !== null ? this.fleetLink(config.fleet.url) : null;
+    const parts: Part[] = [this.loop, this.vision, this.policy, socket, ...(this.fleet ? [this.fleet] : []), this.healthPart()];
     this.lifecycle = new Lifecycle(parts, logging.child('lifecycle'), { stopTimeoutMs: deps.stopTimeoutMs ?? 3000 });
   }
 
@@ -114,6 +117,50 @@ export class Daemon {
     });
   }
 
+  /** The fleet link: telemetry from status, warnings and errors and loop faults as events. */
+  private fleetLink(url: string): FleetLink {
+    const { config, logging } = this.deps;
+    const f = config.fleet;
+    const link = new FleetLink(
+      {
+        deviceId: config.deviceId,
+        url,
+        username: f.username,
+        passwordFile: f.passwordFile,
+        caFile: f.caFile,
+        certFile: f.certFile,
+        keyFile: f.keyFile,
+        telemetryHz: f.telemetryHz,
+        stateDir: config.paths.stateDir,
+        maxOutbox: f.outboxMax,
+        drainPerSecond: f.drainPerSecond,
+      },
+      this.commands,
+      () => this.telemetry(),
+      logging.child('fleet'),
+    );
+    const shipper = new LogShipper((log) => void link.event('log', log).catch(() => undefined));
+    logging.setTap((record) => {
+      // The fleet link's own complaints about the broker would only queue behind the outage.
+      if (record.mod !== 'fleet') shipper.take(record);
+    });
+    this.loop.on('fault', (reason: string) => void link.event('fault', { reason }).catch(() => undefined));
+    return link;
+  }
+
+  /** One telemetry record: loop timing, motors, inference, policy version, cameras. */
+  private telemetry(): object {
+    const l = this.loop.status();
+    const p = this.policy.status();
+    return {
+      loop: { mode: l.mode, hz: l.rateHz, latenessUs: l.latenessUs, missed: l.missedDeadlines, starved: l.starvedTicks, faults: l.safety.faults, busFailedReads: l.bus.failedReads },
+      motors: this.loop.motors(),
+      inference: { meanMs: p.inference.meanMs, p99Ms: p.inference.p99Ms, errors: p.inference.errors },
+      policy: p.active ? { name: p.active.name, version: p.active.version, provider: p.active.provider } : null,
+      cameras: this.vision.status().map((c) => ({ name: c.name, state: c.state, fps: c.fps, ageMs: c.ageMs })),
+    };
+  }
+
   private async camerasStreaming(timeoutMs: number): Promise<void> {
     const until = monoMs() + timeoutMs;
     while (this.vision.status().some((c) => c.state !== 'streaming') && monoMs() < until && !this.shuttingDown) {
@@ -135,7 +182,7 @@ export class Daemon {
       loop,
       policy: this.policy.status(),
       cameras: this.vision.status(),
-      fleet: { state: 'disabled' },
+      fleet: this.fleet?.status() ?? { state: 'disabled' },
       faults,
       nativeAddon: { available: reason === null, reason },
       logLevels: this.deps.logging.levels(),
@@ -148,7 +195,7 @@ export class Daemon {
     const health = !s.healthy ? 'STALLED' : s.mode === 'fault' ? 'FAULT' : s.mode === 'estop' ? 'ESTOP' : s.mode;
     const p = this.policy.status();
     const policy = p.active ? `${p.active.name} ${p.active.version} on ${p.active.provider}` : p.state;
-    return `${health} ${s.rateHz.toFixed(1)}/${s.targetHz} Hz, lateness p99 ${s.latenessUs.p99.toFixed(0)} us, missed ${s.missedDeadlines}, policy ${policy}, fleet disabled`;
+    return `${health} ${s.rateHz.toFixed(1)}/${s.targetHz} Hz, lateness p99 ${s.latenessUs.p99.toFixed(0)} us, missed ${s.missedDeadlines}, policy ${policy}, fleet ${this.fleet?.status().state ?? 'disabled'}`;
   }
 
   /**

@@ -108,6 +108,10 @@ const fleet = z
     certFile: z.string().nullable().default(null),
     keyFile: z.string().nullable().default(null),
     telemetryHz: z.number().positive().max(50).default(1),
+    /** Events and logs kept on disk while the broker is unreachable; the oldest go first past this. */
+    outboxMax: z.number().int().min(10).max(10_000_000).default(100_000),
+    /** How fast a backlog drains after a reconnect. */
+    drainPerSecond: z.number().int().min(1).max(100_000).default(500),
   })
   .strict();
 

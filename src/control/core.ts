@@ -31,6 +31,7 @@ export class ControlCore {
   private readonly hold: Float64Array;
   private readonly motorCmd: Float64Array[];
   private readonly obs: Float64Array;
+  private readonly motorRec: Float64Array;
   private readonly chunkBuf: Float64Array;
   private readonly actions: Float64Array;
   private chunkVersion = 0;
@@ -63,6 +64,7 @@ export class ControlCore {
     this.hold = new Float64Array(n);
     this.motorCmd = buses.map((b) => new Float64Array(b.ids.length));
     this.obs = new Float64Array(shared.observation.length);
+    this.motorRec = new Float64Array(shared.motors.length);
     this.chunkBuf = new Float64Array(shared.chunk.length);
     this.actions = new Float64Array(MAX_HORIZON * n);
     this.executor = new ChunkExecutor({
@@ -205,10 +207,14 @@ export class ControlCore {
       this.q[j] = r.direction * bus.position[r.motor]! + r.offset;
       this.dq[j] = r.direction * bus.velocity[r.motor]!;
       this.effort[j] = r.direction * bus.current[r.motor]!;
+      this.motorRec[3 * j] = bus.temperature[r.motor]!;
+      this.motorRec[3 * j + 1] = bus.voltage[r.motor]!;
+      this.motorRec[3 * j + 2] = bus.hardwareError[r.motor]!;
       if (bus.hardwareError[r.motor] !== 0 && this.mode !== Mode.FAULT) {
         this.fault(`joint ${this.cfg.joints[j]!.name}: motor hardware error 0x${bus.hardwareError[r.motor]!.toString(16)}`);
       }
     }
+    this.shared.motors.write(this.motorRec);
     return ok;
   }
 

@@ -183,6 +183,13 @@ export class ControlLoop extends EventEmitter implements Part {
     };
   }
 
+  /** Per joint: temperature, voltage and hardware error bits from the last tick (telemetry). */
+  motors(): { joint: string; temperatureC: number; voltageV: number; hardwareError: number }[] {
+    const rec = new Float64Array(this.shared.motors.length);
+    this.shared.motors.read(rec);
+    return this.cfg.joints.map((j, i) => ({ joint: j.name, temperatureC: rec[3 * i]!, voltageV: rec[3 * i + 1]!, hardwareError: rec[3 * i + 2]! }));
+  }
+
   /** E-stop: hold (or torque off) at the measured pose, latched until reset(). */
   estop(): Promise<void> {
     return this.command(Command.ESTOP, 0);

@@ -90,6 +90,8 @@ export interface LoopShared {
   observation: LatestSlot;
   chunk: LatestSlot;
   request: Int32Array;
+  /** Per joint [temperature C, voltage V, hardware error bits], for telemetry. */
+  motors: LatestSlot;
 }
 
 export interface LoopBuffers {
@@ -99,6 +101,7 @@ export interface LoopBuffers {
   observation: SharedArrayBuffer;
   chunk: SharedArrayBuffer;
   request: SharedArrayBuffer;
+  motors: SharedArrayBuffer;
   joints: number;
 }
 
@@ -121,6 +124,7 @@ export function allocShared(joints: number): LoopBuffers {
     observation: new SharedArrayBuffer(LatestSlot.bytes(observationLength(joints))),
     chunk: new SharedArrayBuffer(LatestSlot.bytes(chunkLength(joints))),
     request: new SharedArrayBuffer(8),
+    motors: new SharedArrayBuffer(LatestSlot.bytes(Math.max(1, 3 * joints))),
     joints,
   };
 }
@@ -133,6 +137,7 @@ export function viewShared(b: LoopBuffers): LoopShared {
     observation: new LatestSlot(b.observation, observationLength(b.joints)),
     chunk: new LatestSlot(b.chunk, chunkLength(b.joints)),
     request: new Int32Array(b.request),
+    motors: new LatestSlot(b.motors, Math.max(1, 3 * b.joints)),
   };
 }
 

@@ -1,3 +1,3 @@
 export { ReflexError, EXIT, errorMessage, type ErrorCode } from './errors.js';
-export { Logging, LOG_LEVELS, isLogLevel, type Logger, type LogLevel, type LoggingOptions } from './log.js';
+export { Logging, LOG_LEVELS, isLogLevel, type Logger, type LogLevel, type LoggingOptions, type LogTap } from './log.js';
 export { Lifecycle, type Part, type LifecycleOptions } from './lifecycle.js';

@@ -19,9 +19,12 @@ export interface LoggingOptions {
  * changing the root's level later would not reach them: this keeps the children and sets
  * their levels itself, which is what a run-time level change through the control socket needs.
  */
+export type LogTap = (record: Record<string, unknown>) => void;
+
 export class Logging {
   readonly root: Logger;
   private readonly children = new Map<string, Logger>();
+  private tap: LogTap | null = null;
 
   constructor(opts: LoggingOptions) {
     const usePretty = opts.pretty === 'auto' ? process.stdout.isTTY === true : opts.pretty;
@@ -30,7 +33,23 @@ export class Logging {
       (usePretty
         ? pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
         : pino.destination({ dest: 1, sync: true }));
-    this.root = pino({ level: opts.level, base: null }, dest);
+    // Warnings and errors also go to a tap (the fleet link ships them), whatever the level set.
+    const tap = {
+      write: (line: string) => {
+        if (this.tap === null) return;
+        try {
+          this.tap(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          // a line the tap cannot read is still in the main log
+        }
+      },
+    };
+    this.root = pino({ level: opts.level, base: null }, pino.multistream([{ level: 'trace', stream: dest }, { level: 'warn', stream: tap }]));
+  }
+
+  /** Receives every warning and error record (one tap; the fleet link). */
+  setTap(tap: LogTap | null): void {
+    this.tap = tap;
   }
 
   /** The logger of module `mod` (`{ mod: 'dxl' }` on every line). */

@@ -14,6 +14,8 @@ export interface MotorBus {
   /** Amperes (NaN where the motor does not sense current). */
   readonly current: Float64Array;
   readonly temperature: Float64Array;
+  /** Supply voltage at each motor, volts. */
+  readonly voltage: Float64Array;
   /** 1 where the last read got a fresh value for that motor. */
   readonly fresh: Uint8Array;
   /** Per-motor hardware error bits (driver-specific), 0 when none. */

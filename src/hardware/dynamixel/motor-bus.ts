@@ -73,6 +73,9 @@ export class DynamixelMotorBus implements MotorBus {
   get temperature(): Float64Array {
     return this.group.state.temperature;
   }
+  get voltage(): Float64Array {
+    return this.group.state.voltage;
+  }
   get fresh(): Uint8Array {
     return this.group.state.fresh;
   }
