@@ -140,9 +140,10 @@ export class Daemon {
       logging.child('fleet'),
     );
     const shipper = new LogShipper((log) => void link.event('log', log).catch(() => undefined));
+    const minLevel = { warn: 40, error: 50, fatal: 60 }[f.shipLogLevel];
     logging.setTap((record) => {
       // The fleet link's own complaints about the broker would only queue behind the outage.
-      if (record.mod !== 'fleet') shipper.take(record);
+      if (record.mod !== 'fleet' && Number(record.level) >= minLevel) shipper.take(record);
     });
     this.loop.on('fault', (reason: string) => void link.event('fault', { reason }).catch(() => undefined));
     return link;

@@ -112,6 +112,8 @@ const fleet = z
     outboxMax: z.number().int().min(10).max(10_000_000).default(100_000),
     /** How fast a backlog drains after a reconnect. */
     drainPerSecond: z.number().int().min(1).max(100_000).default(500),
+    /** Log records at this level and above are shipped to the fleet (through the outbox). */
+    shipLogLevel: z.enum(['warn', 'error', 'fatal']).default('warn'),
   })
   .strict();
 
