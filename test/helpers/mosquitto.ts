@@ -17,23 +17,44 @@ export function freePort(): Promise<number> {
 /** A real Mosquitto on a port of its own, with a config the test writes. */
 export class Mosquitto {
   private proc: ChildProcess | null = null;
+  private started = false;
 
   constructor(
     readonly dir: string,
-    readonly port: number,
+    public port: number,
     private readonly extra: string[] = [],
   ) {}
 
+  /**
+   * Starts the broker. The first start may move to another free port if the chosen one was
+   * taken meanwhile (test files run in parallel); a restart keeps its port, as clients expect.
+   */
   async start(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.startOnce();
+        this.started = true;
+        return;
+      } catch (err) {
+        if (this.started || attempt >= 3) throw err;
+        this.port = await freePort();
+      }
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     const conf = join(this.dir, `mosquitto-${this.port}.conf`);
     // `user root`: as root, mosquitto would otherwise switch to its own user, which cannot read
     // the test's private temporary directory (the certificates).
     writeFileSync(conf, [`listener ${this.port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'user root', ...this.extra, ''].join('\n'));
-    this.proc = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
+    const proc = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
+    this.proc = proc;
+    for (let i = 0; i < 200; i++) {
+      if (proc.exitCode !== null) throw new Error(`mosquitto exited (${proc.exitCode}) on port ${this.port}`);
       if (await this.listening()) return;
       await new Promise((r) => setTimeout(r, 50));
     }
+    proc.kill('SIGKILL');
     throw new Error(`mosquitto did not start on ${this.port}`);
   }
 
