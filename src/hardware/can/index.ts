@@ -1,0 +1,2 @@
+export * from './mit.js';
+export * from './odrive.js';

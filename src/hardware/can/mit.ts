@@ -1,0 +1,101 @@
+// MIT mode (the MIT Mini Cheetah protocol), as CubeMars AK and Damiao DM-J motors speak it:
+// a command packs position, velocity, kp, kd and feed-forward torque into 8 bytes as unsigned
+// fixed-point over per-model ranges; the reply packs position, velocity and torque back, with
+// temperature and error where the firmware adds them.
+
+export interface MitRanges {
+  p: number; // +-rad
+  v: number; // +-rad/s
+  t: number; // +-N m
+  kpMax: number;
+  kdMax: number;
+}
+
+/** Per-model ranges (the firmware's defaults; a Damiao's can be reconfigured to match its own). */
+export const MIT_MODELS: Readonly<Record<string, MitRanges>> = {
+  'ak60-6': { p: 12.5, v: 45, t: 15, kpMax: 500, kdMax: 5 },
+  'ak70-10': { p: 12.5, v: 50, t: 25, kpMax: 500, kdMax: 5 },
+  'ak80-9': { p: 12.5, v: 50, t: 18, kpMax: 500, kdMax: 5 },
+  'ak10-9': { p: 12.5, v: 50, t: 65, kpMax: 500, kdMax: 5 },
+  'dm-j4310': { p: 12.5, v: 30, t: 10, kpMax: 500, kdMax: 5 },
+  'dm-j4340': { p: 12.5, v: 10, t: 28, kpMax: 500, kdMax: 5 },
+};
+
+/** The special frames: every byte 0xFF but the last. */
+export const MIT_ENTER = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc);
+export const MIT_EXIT = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd);
+export const MIT_ZERO = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe);
+
+/** x in [min, max] to an unsigned integer of `bits` (clamped: out-of-range commands saturate). */
+export function toUint(x: number, min: number, max: number, bits: number): number {
+  const top = (1 << bits) - 1;
+  const c = x < min ? min : x > max ? max : x;
+  return Math.trunc(((c - min) * top) / (max - min));
+}
+
+export function fromUint(u: number, min: number, max: number, bits: number): number {
+  return (u * (max - min)) / ((1 << bits) - 1) + min;
+}
+
+export interface MitCommand {
+  p: number;
+  v: number;
+  kp: number;
+  kd: number;
+  t: number;
+}
+
+/** Packs a command into `out` (8 bytes); values beyond the model's ranges are clamped. */
+export function encodeMit(c: MitCommand, r: MitRanges, out: Uint8Array): void {
+  const p = toUint(c.p, -r.p, r.p, 16);
+  const v = toUint(c.v, -r.v, r.v, 12);
+  const kp = toUint(c.kp, 0, r.kpMax, 12);
+  const kd = toUint(c.kd, 0, r.kdMax, 12);
+  const t = toUint(c.t, -r.t, r.t, 12);
+  out[0] = p >> 8;
+  out[1] = p & 0xff;
+  out[2] = v >> 4;
+  out[3] = ((v & 0xf) << 4) | (kp >> 8);
+  out[4] = kp & 0xff;
+  out[5] = kd >> 4;
+  out[6] = ((kd & 0xf) << 4) | (t >> 8);
+  out[7] = t & 0xff;
+}
+
+export interface MitReply {
+  id: number;
+  p: number;
+  v: number;
+  t: number;
+  /** Degrees C where the reply carries it (8-byte replies), else NaN. */
+  temperature: number;
+  /** Error code where the reply carries it (Damiao: the high nibble of byte 0), else 0. */
+  error: number;
+}
+
+export type MitDialect = 'cubemars' | 'damiao';
+
+/**
+ * Decodes a reply into `out`; false (out untouched) for a frame that is not a reply: wrong
+ * length. CubeMars: [id, p16, v12, t12, temperature, error]. Damiao: [err<<4 | id, p16, v12,
+ * t12, T_mos, T_rotor].
+ */
+export function decodeMit(data: Uint8Array, length: number, r: MitRanges, dialect: MitDialect, out: MitReply): boolean {
+  if (length !== 6 && length !== 8) return false;
+  const p = (data[1]! << 8) | data[2]!;
+  const v = (data[3]! << 4) | (data[4]! >> 4);
+  const t = ((data[4]! & 0xf) << 8) | data[5]!;
+  out.p = fromUint(p, -r.p, r.p, 16);
+  out.v = fromUint(v, -r.v, r.v, 12);
+  out.t = fromUint(t, -r.t, r.t, 12);
+  if (dialect === 'damiao') {
+    out.id = data[0]! & 0x0f;
+    out.error = data[0]! >> 4;
+    out.temperature = length === 8 ? data[7]! : NaN;
+  } else {
+    out.id = data[0]!;
+    out.error = length === 8 ? data[7]! : 0;
+    out.temperature = length === 8 ? data[6]! : NaN;
+  }
+  return true;
+}

@@ -1,0 +1,82 @@
+// ODrive CANSimple: an 11-bit arbitration id of node id (6 bits) and command id (5 bits),
+// little-endian payloads. Only what a control loop needs: set axis state, set input
+// position/velocity/torque, the heartbeat, encoder estimates, errors.
+
+export const OdriveCmd = {
+  HEARTBEAT: 0x01,
+  ESTOP: 0x02,
+  GET_ERROR: 0x03,
+  SET_AXIS_STATE: 0x07,
+  GET_ENCODER_ESTIMATES: 0x09,
+  SET_CONTROLLER_MODE: 0x0b,
+  SET_INPUT_POS: 0x0c,
+  SET_INPUT_VEL: 0x0d,
+  SET_INPUT_TORQUE: 0x0e,
+  CLEAR_ERRORS: 0x18,
+} as const;
+
+export const AxisState = { IDLE: 1, CLOSED_LOOP_CONTROL: 8 } as const;
+
+export function arbitrationId(node: number, cmd: number): number {
+  return ((node & 0x3f) << 5) | (cmd & 0x1f);
+}
+
+export function splitId(id: number): { node: number; cmd: number } {
+  return { node: (id >> 5) & 0x3f, cmd: id & 0x1f };
+}
+
+/** Each encoder writes into `out` (8 bytes) and returns the payload length. */
+export function setAxisState(state: number, out: Uint8Array): number {
+  new DataView(out.buffer, out.byteOffset, 8).setUint32(0, state, true);
+  return 4;
+}
+
+/** Position in turns; feed-forwards in 0.001 units (rev/s, N m) as the protocol packs them. */
+export function setInputPos(pos: number, velFf: number, torqueFf: number, out: Uint8Array): number {
+  const d = new DataView(out.buffer, out.byteOffset, 8);
+  d.setFloat32(0, pos, true);
+  d.setInt16(4, clampI16(Math.round(velFf * 1000)), true);
+  d.setInt16(6, clampI16(Math.round(torqueFf * 1000)), true);
+  return 8;
+}
+
+export function setInputVel(vel: number, torqueFf: number, out: Uint8Array): number {
+  const d = new DataView(out.buffer, out.byteOffset, 8);
+  d.setFloat32(0, vel, true);
+  d.setFloat32(4, torqueFf, true);
+  return 8;
+}
+
+export function setInputTorque(torque: number, out: Uint8Array): number {
+  new DataView(out.buffer, out.byteOffset, 8).setFloat32(0, torque, true);
+  return 4;
+}
+
+function clampI16(v: number): number {
+  return v < -32768 ? -32768 : v > 32767 ? 32767 : v;
+}
+
+export interface Heartbeat {
+  axisError: number;
+  axisState: number;
+  procedureResult: number;
+  trajectoryDone: boolean;
+}
+
+export function decodeHeartbeat(data: Uint8Array, length: number): Heartbeat | null {
+  if (length < 7) return null;
+  const d = new DataView(data.buffer, data.byteOffset, length);
+  return { axisError: d.getUint32(0, true), axisState: data[4]!, procedureResult: data[5]!, trajectoryDone: data[6] !== 0 };
+}
+
+export function decodeEncoderEstimates(data: Uint8Array, length: number): { pos: number; vel: number } | null {
+  if (length !== 8) return null;
+  const d = new DataView(data.buffer, data.byteOffset, 8);
+  return { pos: d.getFloat32(0, true), vel: d.getFloat32(4, true) };
+}
+
+export function decodeError(data: Uint8Array, length: number): { activeErrors: number; disarmReason: number } | null {
+  if (length !== 8) return null;
+  const d = new DataView(data.buffer, data.byteOffset, 8);
+  return { activeErrors: d.getUint32(0, true), disarmReason: d.getUint32(4, true) };
+}
