@@ -8,11 +8,12 @@ import { VisionRuntime, specLength } from '../src/hardware/camera/index.js';
 import { FrameSlot } from '../src/rt/index.js';
 import { simCameraSource } from '../src/sim/index.js';
 import { spawnReflex, tempDir } from './helpers/daemon.js';
+import { freePort } from './helpers/mosquitto.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('the simulated camera streams the arm and the target as real pixels through the real capture path', async () => {
-  const port = 20000 + (process.pid % 20000);
+  const port = await freePort();
   const link = join(tempDir(), 'dxl0');
   const sim = spawnReflex(['sim', 'rig', '--link', link, '--camera-port', String(port)]);
   await sim.waitForLog((l) => l.text === link, 10_000);

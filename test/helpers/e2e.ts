@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { simCameraSource } from '../../src/sim/index.js';
 import { spawnReflex, tempDir, testConfig, writeConfig, type Spawned } from './daemon.js';
 import { REPO } from './paths.js';
+import { freePort } from './mosquitto.js';
 
 export interface E2E {
   dir: string;
@@ -17,7 +18,7 @@ export async function startE2E(extra: Record<string, unknown> = {}): Promise<E2E
   const dir = tempDir('reflex-e2e-');
   const link = join(dir, 'dxl0');
   const rigSocket = join(dir, 'rig.sock');
-  const port = 30000 + (process.pid % 20000);
+  const port = await freePort();
   const rig = spawnReflex(['sim', 'rig', '--link', link, '--camera-port', String(port), '--socket', rigSocket]);
   await rig.waitForLog((l) => l.text === link, 15_000);
   const config = testConfig(dir, {
