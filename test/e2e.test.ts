@@ -16,6 +16,8 @@ async function until(what: string, check: () => Promise<boolean>, ms: number): P
 }
 
 test('end to end: the default policy reaches the moving target from camera and joint state; faults and e-stop are handled safely', async () => {
+  // The stall test below relies on the 500 ms starvation bound; the camera bound is loosened for
+  // a loaded, shared test machine.
   const e = await startE2E();
   const status = async () => (await request(e.socket, 'status')) as DaemonStatus;
   const joints = async () => (await request(e.rigSocket, 'joints')) as number[];

@@ -30,7 +30,7 @@ export async function startE2E(extra: Record<string, unknown> = {}): Promise<E2E
         { name: 'elbow', bus: 'arm', id: 3, model: 'xm430-w350', limits: { min: -2.2, max: 2.2 } },
       ],
     },
-    cameras: [{ name: 'top', source: simCameraSource(port), maxAgeMs: 150 }],
+    cameras: [{ name: 'top', source: simCameraSource(port), maxAgeMs: 400 }],
     policy: { bundle: join(REPO, 'models', 'reach') },
     debug: { faultInjection: true },
     ...extra,
