@@ -60,8 +60,14 @@ test('a camera feeds the policy through the vision worker; camera list and snaps
   const d = spawnReflex(['run', '--config', file]);
   try {
     await d.waitForLog((l) => l.msg === 'policy ready', 15_000);
-    await sleep(2000);
-    const s = (await request(sock, 'status')) as DaemonStatus;
+    // The policy starts once the camera streams; a loaded machine may take a while to get there.
+    let s = (await request(sock, 'status')) as DaemonStatus;
+    for (let i = 0; i < 150 && !(s.loop.mode !== 'hold' && s.loop.chunks.received >= 5); i++) {
+      await sleep(100);
+      s = (await request(sock, 'status')) as DaemonStatus;
+    }
+    await sleep(1200); // a full window for the frame rate
+    s = (await request(sock, 'status')) as DaemonStatus;
     assert.equal(s.cameras[0]!.state, 'streaming');
     assert.ok(s.cameras[0]!.fps > 20, `fps ${s.cameras[0]!.fps}`);
     assert.equal(s.loop.mode, 'policy', `loop fault: ${s.loop.fault ?? 'none'}`);

@@ -107,19 +107,6 @@ Napi::Value UnlockMemory(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), reflex::UnlockMemory());
 }
 
-Napi::Value SleepUntil(const Napi::CallbackInfo& info) {
-#ifdef __linux__
-  int e = reflex::SleepUntilMs(info[0].As<Napi::Number>().DoubleValue());
-#else
-  int e = 95;
-#endif
-  return Napi::Number::New(info.Env(), e);
-}
-
-Napi::Value MonotonicMs(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), reflex::MonotonicMs());
-}
-
 // sleepThenSpin(deadlineMs, spinMs, out: Float64Array): sleeps and spins to the deadline, then
 // writes the wake-up time into out[0] (a double written in place: no heap number per tick).
 Napi::Value SleepThenSpin(const Napi::CallbackInfo& info) {
@@ -146,8 +133,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("serialDiscardInput", Napi::Function::New(env, SerialDiscardInput));
   exports.Set("rtSetup", Napi::Function::New(env, RtSetup));
   exports.Set("unlockMemory", Napi::Function::New(env, UnlockMemory));
-  exports.Set("sleepUntil", Napi::Function::New(env, SleepUntil));
-  exports.Set("monotonicMs", Napi::Function::New(env, MonotonicMs));
   exports.Set("sleepThenSpin", Napi::Function::New(env, SleepThenSpin));
   exports.Set("clockInto", Napi::Function::New(env, ClockInto));
   return exports;

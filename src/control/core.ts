@@ -80,10 +80,6 @@ export class ControlCore {
     this.safety = new SafetyFilter(cfg.joints.map((j) => ({ min: j.min, max: j.max, maxVelocity: j.maxVelocity })), period, cfg.softStartTicks);
   }
 
-  get modeNow(): number {
-    return this.mode;
-  }
-
   /** One tick. `k` is the tick index (deadline count), `now` its wake-up time. */
   tick(k: number, now: number): void {
     const f = this.shared.floats;
@@ -285,10 +281,5 @@ export class ControlCore {
     let retries = 0;
     for (let b = 0; b < this.buses.length; b++) retries += this.buses[b]!.errors.retries;
     f[F.BUS_RETRIES] = retries;
-  }
-
-  /** Joint positions now (for tests and the e-stop check). */
-  get measured(): Float64Array {
-    return this.q;
   }
 }

@@ -15,9 +15,7 @@ interface Addon {
   serialRead(this: void, fd: number, buf: Uint8Array, offset: number, minBytes: number, timeoutUs: number): number;
   serialDiscardInput(this: void, fd: number): number;
   rtSetup(this: void, priority: number, cpu: number, lockMemory: boolean): { fifo?: number; affinity?: number; mlock?: number };
-  sleepUntil(this: void, deadlineMs: number): number;
   unlockMemory(this: void): number;
-  monotonicMs(this: void): number;
   sleepThenSpin(this: void, deadlineMs: number, spinMs: number, out: Float64Array): void;
   clockInto(this: void, out: Float64Array, index: number): void;
 }
@@ -156,17 +154,7 @@ export function unlockMemory(): void {
   load()?.unlockMemory();
 }
 
-/** Sleeps until an absolute CLOCK_MONOTONIC time in ms (the same clock as monoMs()). */
-export function sleepUntilMs(deadlineMs: number): void {
-  const a = load();
-  if (a === null) {
-    const left = deadlineMs - Number(process.hrtime.bigint()) / 1e6;
-    if (left > 0) Atomics.wait(SLEEPER, 0, 0, left);
-    return;
-  }
-  a.sleepUntil(deadlineMs);
-}
-
+/** What the JS fallback of the tick clock sleeps on (Atomics.wait with a timeout). */
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 /** The control thread's clock: sleeps and reads time into a Float64Array, allocating nothing. */

@@ -49,17 +49,6 @@ function u16(v: number): [number, number] {
   return [v & 0xff, (v >> 8) & 0xff];
 }
 
-/** Little-endian bytes of an unsigned or two's-complement value of `size` bytes. */
-export function le(value: number, size: number): number[] {
-  const out: number[] = [];
-  let v = value < 0 ? value + 2 ** (8 * size) : value;
-  for (let i = 0; i < size; i++) {
-    out.push(v & 0xff);
-    v = Math.floor(v / 256);
-  }
-  return out;
-}
-
 export const build = {
   ping: (id: number) => packet(id, Instruction.PING),
   read: (id: number, address: number, length: number) => packet(id, Instruction.READ, [...u16(address), ...u16(length)]),
