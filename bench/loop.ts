@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { ControlLoop, type ControlConfig } from '../src/control/index.js';
 import { CLI } from '../test/helpers/paths.js';
 import { ScriptedChunks } from '../test/helpers/chunks.js';
+import { armConfig } from '../test/helpers/control.js';
 import { argNumber, machine, progress, result, round, summary } from './_util.js';
 
 const SECONDS = argNumber('seconds', 60);
@@ -90,29 +91,12 @@ function cyclictest(seconds: number): { p99: number; max: number } | { error: st
 }
 
 const sim = await startSim();
-const config: ControlConfig = {
-  rateHz: RATE,
-  spinUs: 1500,
-  estop: 'hold',
-  softStartTicks: 50,
-  starvationLimitTicks: 25,
-  firstChunkTicks: 100,
-  chunk: { blend: 'crossfade', overlapTicks: 10, ensembleDecay: 0.01, refillTicks: 20 },
-  realtime: { priority: 80, cpu: null, lockMemory: true },
-  joints: Array.from({ length: SERVOS }, (_, i) => ({ name: `j${i + 1}`, bus: 'arm', id: i + 1, min: -1.5, max: 1.5, maxVelocity: 3, offset: 0, direction: 1 as const })),
-  dynamixel: [
-    {
-      name: 'arm',
-      port: sim.link,
-      baud: 1_000_000,
-      zeroReturnDelay: true,
-      servos: Array.from({ length: SERVOS }, (_, i) => ({ id: i + 1, model: 'xm430-w350' })),
-      retries: 1,
-      errorBudgetMs: 200,
-      watchdogMs: 200,
-    },
-  ],
-};
+// Deployment settings for the real-time part: SCHED_FIFO 80, mlockall where permitted.
+const config: ControlConfig = armConfig(
+  sim.link,
+  { softStartTicks: 50, firstChunkTicks: 100, chunk: { blend: 'crossfade', overlapTicks: 10, ensembleDecay: 0.01, refillTicks: 20 }, realtime: { priority: 80, cpu: null, lockMemory: true } },
+  Array.from({ length: SERVOS }, (_, i) => ({ name: `j${i + 1}`, bus: 'arm', id: i + 1, min: -1.5, max: 1.5, maxVelocity: 3, offset: 0, direction: 1 as const })),
+);
 const loop = new ControlLoop(config, { stallMs: 500 }, pino({ level: 'warn' }, pino.destination(2)));
 await loop.start(new AbortController().signal);
 const rt = loop.status().realtime;

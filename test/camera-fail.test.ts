@@ -1,20 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino } from 'pino';
-import { parseConfig } from '../src/config/index.js';
 import { VisionRuntime } from '../src/hardware/camera/index.js';
+import { cameras, logger } from './helpers/camera.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function cameras(list: { name: string; source: string; maxAgeMs?: number }[]) {
-  return parseConfig({ deviceId: 't', cameras: list }, 'test').cameras;
-}
-
-function logger() {
-  const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) });
-  return { log, lines };
-}
 
 // One VisionRuntime per test file: OpenCV can be loaded by one thread of a process, once.
 test('a camera that cannot be opened is stale, retried with backoff, and does not take the others down', async () => {

@@ -1,23 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino } from 'pino';
-import { parseConfig } from '../src/config/index.js';
-import { VisionRuntime, specLength, type ImageSpec } from '../src/hardware/camera/index.js';
+import { VisionRuntime, specLength } from '../src/hardware/camera/index.js';
 import { FrameSlot, monoMs } from '../src/rt/index.js';
+import { cameras, logger, small } from './helpers/camera.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function cameras(list: { name: string; source: string; maxAgeMs?: number }[]) {
-  return parseConfig({ deviceId: 't', cameras: list }, 'test').cameras;
-}
-
-function logger() {
-  const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) });
-  return { log, lines };
-}
-
-const small: ImageSpec = { height: 32, width: 48, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
 
 // One VisionRuntime per test file: OpenCV can be loaded by one thread of a process, once.
 test('frames from GStreamer videotestsrc arrive fresh, timestamped on the shared clock, pre-processed to the spec', async () => {

@@ -6,6 +6,7 @@ import { bucketOf, bucketUpperUs, quantileUs, HIST_BUCKETS } from '../src/contro
 import { ticksToRad } from '../src/hardware/dynamixel/index.js';
 import { SimHandle } from './helpers/sim.js';
 import { ScriptedChunks } from './helpers/chunks.js';
+import { armConfig } from './helpers/control.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -27,34 +28,12 @@ test('lateness histogram buckets are monotonic and quantiles land in the right b
 });
 
 function config(port: string, over: Partial<ControlConfig> = {}): ControlConfig {
-  return {
-    rateHz: 50,
-    spinUs: 1500,
-    estop: 'hold',
-    softStartTicks: 10,
-    starvationLimitTicks: 10,
-    firstChunkTicks: 10,
-    chunk: { blend: 'crossfade', overlapTicks: 5, ensembleDecay: 0.01, refillTicks: 20 },
-    realtime: { priority: 0, cpu: null, lockMemory: false },
-    joints: [
-      { name: 'base', bus: 'arm', id: 1, min: -1, max: 1, maxVelocity: 3, offset: 0, direction: 1 },
-      { name: 'shoulder', bus: 'arm', id: 2, min: -0.5, max: 0.5, maxVelocity: 3, offset: 0, direction: 1 },
-      { name: 'elbow', bus: 'arm', id: 3, min: -1, max: 1, maxVelocity: 3, offset: 0.1, direction: -1 },
-    ],
-    dynamixel: [
-      {
-        name: 'arm',
-        port,
-        baud: 1_000_000,
-        zeroReturnDelay: true,
-        servos: [1, 2, 3].map((id) => ({ id, model: 'xm430-w350' })),
-        retries: 1,
-        errorBudgetMs: 200,
-        watchdogMs: 200,
-      },
-    ],
-    ...over,
-  };
+  // The shoulder's limits are tighter, and the elbow is mounted reversed with an offset.
+  return armConfig(port, { starvationLimitTicks: 10, firstChunkTicks: 10, ...over }, [
+    { name: 'base', bus: 'arm', id: 1, min: -1, max: 1, maxVelocity: 3, offset: 0, direction: 1 },
+    { name: 'shoulder', bus: 'arm', id: 2, min: -0.5, max: 0.5, maxVelocity: 3, offset: 0, direction: 1 },
+    { name: 'elbow', bus: 'arm', id: 3, min: -1, max: 1, maxVelocity: 3, offset: 0.1, direction: -1 },
+  ]);
 }
 
 async function motorRad(sim: SimHandle, id: number): Promise<number> {

@@ -7,6 +7,7 @@ import { loadBundle, loadOrt, openSession, ioMismatches, mismatches, PolicyRunne
 import { ControlLoop, type ControlConfig } from '../src/control/index.js';
 import { SimHandle } from './helpers/sim.js';
 import { tempDir } from './helpers/daemon.js';
+import { armConfig } from './helpers/control.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -110,18 +111,7 @@ test('a bundle that does not fit the robot says what differs', () => {
 });
 
 function loopConfig(port: string): ControlConfig {
-  return {
-    rateHz: 50,
-    spinUs: 1500,
-    estop: 'hold',
-    softStartTicks: 10,
-    starvationLimitTicks: 25,
-    firstChunkTicks: 25,
-    chunk: { blend: 'crossfade', overlapTicks: 5, ensembleDecay: 0.01, refillTicks: 10 },
-    realtime: { priority: 0, cpu: null, lockMemory: false },
-    joints: JOINTS.map((name, i) => ({ name, bus: 'arm', id: i + 1, min: -1.5, max: 1.5, maxVelocity: 3, offset: 0, direction: 1 as const })),
-    dynamixel: [{ name: 'arm', port, baud: 1_000_000, zeroReturnDelay: true, servos: [1, 2, 3].map((id) => ({ id, model: 'xm430-w350' })), retries: 1, errorBudgetMs: 300, watchdogMs: 300 }],
-  };
+  return armConfig(port, { chunk: { blend: 'crossfade', overlapTicks: 5, ensembleDecay: 0.01, refillTicks: 10 } });
 }
 
 test('the inference worker drives the loop, refuses broken policies while the good one keeps serving, and hot-swaps with no missed tick', async () => {
