@@ -69,7 +69,7 @@ test('a camera feeds the policy through the vision worker; camera list and snaps
     await sleep(1200); // a full window for the frame rate
     s = (await request(sock, 'status')) as DaemonStatus;
     assert.equal(s.cameras[0]!.state, 'streaming');
-    assert.ok(s.cameras[0]!.fps > 20, `fps ${s.cameras[0]!.fps}`);
+    assert.ok(s.cameras[0]!.fps > 10, `fps ${s.cameras[0]!.fps}`);
     assert.equal(s.loop.mode, 'policy', `loop fault: ${s.loop.fault ?? 'none'}`);
     assert.ok(s.loop.chunks.received >= 5, `chunks ${s.loop.chunks.received}`);
     // A frame late now and then on a loaded machine is refused (and the loop holds); most are not.
