@@ -114,12 +114,18 @@ function loopConfig(port: string): ControlConfig {
   return armConfig(port, { chunk: { blend: 'crossfade', overlapTicks: 5, ensembleDecay: 0.01, refillTicks: 10 } });
 }
 
-test('the inference worker drives the loop, refuses broken policies while the good one keeps serving, and hot-swaps with no missed tick', async () => {
+/** The simulated servos, a running loop in hold, and the inference worker with no policy yet. */
+async function rig() {
   const sim = await SimHandle.start({ servos: [1, 2, 3].map((id) => ({ id, model: 'xm430-w350' })) });
   const loop = new ControlLoop(loopConfig(sim.path), { stallMs: 500 }, silent);
   await loop.start(new AbortController().signal);
   const policy = new PolicyRuntime({ bundle: null, onnxruntimePath: null, providers: ['cpu'], stateDir: tempDir(), robot }, loop.buffers, silent);
   await policy.start();
+  return { sim, loop, policy };
+}
+
+test('the inference worker drives the loop, refuses broken policies while the good one keeps serving, and hot-swaps with no missed tick', async () => {
+  const { sim, loop, policy } = await rig();
   try {
     const a = await policy.activate(bundle({ step: 0.002, name: 'a' }));
     assert.equal(a.provider, 'cpu');
@@ -158,11 +164,7 @@ test('the inference worker drives the loop, refuses broken policies while the go
 });
 
 test('an inference over its budget is dropped: the loop holds, it never acts on a late plan', async () => {
-  const sim = await SimHandle.start({ servos: [1, 2, 3].map((id) => ({ id, model: 'xm430-w350' })) });
-  const loop = new ControlLoop(loopConfig(sim.path), { stallMs: 500 }, silent);
-  await loop.start(new AbortController().signal);
-  const policy = new PolicyRuntime({ bundle: null, onnxruntimePath: null, providers: ['cpu'], stateDir: tempDir(), robot }, loop.buffers, silent);
-  await policy.start();
+  const { sim, loop, policy } = await rig();
   try {
     await policy.activate(bundle({ budgetMs: 0.001 }));
     await loop.startPolicy();
