@@ -1,54 +1,62 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { VirtualCanHub, arbitrationId, OdriveCmd } from '../src/hardware/can/index.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SocketCan, VirtualCanHub, VirtualCanServer } from '../src/hardware/can/index.js';
+import { canTransportSuite, collect } from './helpers/can-suite.js';
 
-function collect(t: { receive(take: (id: number, d: Uint8Array, n: number) => void): number }) {
-  const got: [number, string][] = [];
-  t.receive((id, d, n) => got.push([id, Buffer.from(d.subarray(0, n)).toString('hex')]));
-  return got;
-}
-
-test('virtual CAN: a frame reaches every other endpoint, not its sender, in order', () => {
+canTransportSuite('virtual CAN (in-process)', async () => {
   const hub = new VirtualCanHub();
-  const host = hub.endpoint('host');
-  const m1 = hub.endpoint('motor1');
-  const m2 = hub.endpoint('motor2');
-  assert.equal(host.send(0x001, Uint8Array.of(1, 2, 3), 3), true);
-  assert.equal(host.send(0x002, Uint8Array.of(4), 1), true);
-  assert.deepEqual(collect(m1), [[1, '010203'], [2, '04']]);
-  assert.deepEqual(collect(m2), [[1, '010203'], [2, '04']]);
-  assert.deepEqual(collect(host), []);
-  assert.equal(host.stats.sent, 2);
+  const a = hub.endpoint('a');
+  const b = hub.endpoint('b');
+  return {
+    a,
+    b,
+    inject: async (s) => a.injectState(s),
+    restarted: async () => {},
+    close: async () => {
+      a.close();
+      b.close();
+    },
+  };
 });
 
-test('virtual CAN: filters select by id and mask (an ODrive node takes only its own commands)', () => {
-  const hub = new VirtualCanHub();
-  const host = hub.endpoint('host');
-  const node3 = hub.endpoint('odrive3');
-  node3.setFilters([{ id: 3 << 5, mask: 0x7e0 }]);
-  host.send(arbitrationId(3, OdriveCmd.SET_INPUT_POS), new Uint8Array(8), 8);
-  host.send(arbitrationId(4, OdriveCmd.SET_INPUT_POS), new Uint8Array(8), 8);
-  assert.deepEqual(collect(node3).map(([id]) => id), [arbitrationId(3, OdriveCmd.SET_INPUT_POS)]);
+canTransportSuite('virtual CAN (Unix socket, as the control worker uses it)', async () => {
+  const server = await VirtualCanServer.listen(new VirtualCanHub(), join(mkdtempSync(join(tmpdir(), 'reflex-can-')), 'bus.sock'));
+  const a = SocketCan.connectVirtual(server.path);
+  const b = SocketCan.connectVirtual(server.path);
+  // connect() returns before the server's event loop has taken the connections.
+  while (server.connections < 2) await new Promise((r) => setTimeout(r, 1));
+  return {
+    a,
+    b,
+    inject: async (s) => server.injectState(s),
+    restarted: async () => {},
+    close: async () => {
+      a.close();
+      b.close();
+      await server.close();
+    },
+  };
 });
 
-test('virtual CAN: bus-off refuses sends without blocking, is counted, and a restart recovers', () => {
-  const hub = new VirtualCanHub();
-  const host = hub.endpoint('host');
-  const m = hub.endpoint('m');
-  host.injectState('bus-off');
-  assert.equal(host.send(0x10, Uint8Array.of(1), 1), false);
-  assert.deepEqual(host.stats, { sent: 0, received: 0, refused: 1, overruns: 0, busOffs: 1 });
-  host.restart();
-  assert.equal(host.state, 'error-active');
-  assert.equal(host.send(0x10, Uint8Array.of(1), 1), true);
-  assert.equal(collect(m).length, 1);
-});
-
-test('virtual CAN: a full receive queue drops and counts instead of growing', () => {
+test('virtual CAN: a full receive queue drops and counts instead of growing', async () => {
   const hub = new VirtualCanHub();
   const host = hub.endpoint('host');
   const slow = hub.endpoint('slow');
   for (let i = 0; i < 300; i++) host.send(i, Uint8Array.of(i & 0xff), 1);
-  assert.equal(collect(slow).length, 256);
+  assert.equal((await collect(slow, 300, 10)).length, 256);
   assert.equal(slow.stats.overruns, 44);
+});
+
+test('virtual CAN socket: a bus that goes away is bus-off for its nodes, not a crash', async () => {
+  const server = await VirtualCanServer.listen(new VirtualCanHub(), join(mkdtempSync(join(tmpdir(), 'reflex-can-')), 'bus.sock'));
+  const a = SocketCan.connectVirtual(server.path);
+  await server.close();
+  await collect(a, 1, 200);
+  assert.equal(a.state, 'bus-off');
+  assert.equal(a.send(1, Uint8Array.of(1), 1), false);
+  a.close();
+  assert.throws(() => SocketCan.connectVirtual(server.path), /virtual CAN bus .*ENOENT|ECONNREFUSED/);
 });

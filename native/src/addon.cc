@@ -1,7 +1,10 @@
 // Thin N-API surface. Argument checking lives in the TypeScript facade (src/rt/native.ts);
 // here we only convert and call.
 #include <napi.h>
+#include <cerrno>
+#include <unistd.h>
 
+#include "can.h"
 #include "notify.h"
 #include "pty.h"
 #include "serial_io.h"
@@ -124,7 +127,48 @@ Napi::Value ClockInto(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// canOpen(ifname) -> fd | -errno
+Napi::Value CanOpen(const Napi::CallbackInfo& info) {
+#ifdef __linux__
+  int r = reflex::CanOpen(info[0].As<Napi::String>().Utf8Value().c_str());
+#else
+  int r = -95;
+#endif
+  return Napi::Number::New(info.Env(), r);
+}
+
+// canSetFilters(fd, pairs: Uint32Array [id, mask, ...]) -> 0 | -errno
+Napi::Value CanSetFilters(const Napi::CallbackInfo& info) {
+  auto pairs = info[1].As<Napi::Uint32Array>();
+#ifdef __linux__
+  int r = reflex::CanSetFilters(info[0].As<Napi::Number>().Int32Value(), pairs.Data(), pairs.ElementLength() / 2);
+#else
+  int r = -95;
+#endif
+  return Napi::Number::New(info.Env(), r);
+}
+
+// unixConnect(path) -> fd | -errno
+Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
+#ifdef __linux__
+  int r = reflex::UnixConnect(info[0].As<Napi::String>().Utf8Value().c_str());
+#else
+  int r = -95;
+#endif
+  return Napi::Number::New(info.Env(), r);
+}
+
+// closeFd(fd) -> 0 | -errno
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int r = close(info[0].As<Napi::Number>().Int32Value());
+  return Napi::Number::New(info.Env(), r < 0 ? -errno : 0);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("canOpen", Napi::Function::New(env, CanOpen));
+  exports.Set("canSetFilters", Napi::Function::New(env, CanSetFilters));
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("openPty", Napi::Function::New(env, OpenPty));
   exports.Set("ptyBaud", Napi::Function::New(env, PtyBaud));

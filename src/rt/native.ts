@@ -18,6 +18,10 @@ interface Addon {
   unlockMemory(this: void): number;
   sleepThenSpin(this: void, deadlineMs: number, spinMs: number, out: Float64Array): void;
   clockInto(this: void, out: Float64Array, index: number): void;
+  canOpen(this: void, ifname: string): number;
+  canSetFilters(this: void, fd: number, pairs: Uint32Array): number;
+  unixConnect(this: void, path: string): number;
+  closeFd(this: void, fd: number): number;
 }
 
 export interface PtyPair {
@@ -110,6 +114,20 @@ export function serialIo(): SerialIo {
   const a = load();
   if (a === null) throw new Error(`synchronous serial I/O needs the native addon: ${loadError ?? 'unavailable'}`);
   return { write: a.serialWrite, read: a.serialRead, discardInput: a.serialDiscardInput };
+}
+
+/** Frame sockets (SocketCAN, the virtual bus's Unix socket): non-blocking fds; errors as -errno. */
+export interface FrameSockets {
+  canOpen(ifname: string): number;
+  canSetFilters(fd: number, pairs: Uint32Array): number;
+  unixConnect(path: string): number;
+  close(fd: number): number;
+}
+
+export function frameSockets(): FrameSockets {
+  const a = load();
+  if (a === null) throw new Error(`CAN sockets need the native addon: ${loadError ?? 'unavailable'}`);
+  return { canOpen: a.canOpen, canSetFilters: a.canSetFilters, unixConnect: a.unixConnect, close: a.closeFd };
 }
 
 export interface RealtimeReport {

@@ -12,11 +12,20 @@ export interface CanTransport {
    * or the controller is bus-off. Never waits.
    */
   send(id: number, data: Uint8Array, length: number): boolean;
-  /** Hands every frame received since the last call, that passes the filters, to `take`. */
+  /**
+   * Hands every frame received since the last call, that passes the filters, to `take`. Error
+   * frames are not handed on: they update `state` and are counted.
+   */
   receive(take: (id: number, data: Uint8Array, length: number) => void): number;
+  /** Waits at most `timeoutUs` for a frame to arrive; true when one is there to receive. */
+  wait(timeoutUs: number): boolean;
   /** Only frames whose id & mask equals filter id & mask are received (none set: all). */
   setFilters(filters: readonly CanFilter[]): void;
-  /** Leaves bus-off (the controller restart a SocketCAN interface does with restart-ms). */
+  /**
+   * Asks to leave bus-off. The virtual bus restarts at once; a SocketCAN interface restarts by
+   * itself after its restart-ms (set where the interface is brought up), and the error frame
+   * that says so returns `state` to error-active.
+   */
   restart(): void;
   readonly stats: CanStats;
   close(): void;
@@ -37,4 +46,6 @@ export interface CanStats {
   /** Received frames dropped because the receive queue was full. */
   overruns: number;
   busOffs: number;
+  /** Error frames seen (bus errors, state changes, restarts). */
+  errorFrames: number;
 }

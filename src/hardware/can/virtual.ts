@@ -1,33 +1,51 @@
 // The virtual CAN bus: endpoints on one hub, in one thread, each frame delivered to every other
 // endpoint (as a real bus does), with bounded receive queues and the bus states of a real
-// controller, so that drivers and the simulated motors meet the same conditions.
+// controller, so that drivers and the simulated motors meet the same conditions. Simulated
+// devices listen with a callback and answer at once; other threads and processes reach the
+// hub through VirtualCanServer.
 import type { CanBusState, CanFilter, CanStats, CanTransport } from './transport.js';
 
 const QUEUE = 256;
 
+export type FrameHandler = (id: number, data: Uint8Array, length: number) => void;
+
+interface Node {
+  deliver(id: number, data: Uint8Array, length: number): void;
+}
+
 export class VirtualCanHub {
-  private readonly ends = new Set<VirtualCan>();
+  private readonly nodes = new Set<Node>();
 
   endpoint(name: string): VirtualCan {
     const e = new VirtualCan(name, this);
-    this.ends.add(e);
+    this.nodes.add(e);
     return e;
   }
 
-  /** @internal */
-  broadcast(from: VirtualCan, id: number, data: Uint8Array, length: number): void {
-    for (const e of this.ends) if (e !== from) e.deliver(id, data, length);
+  /** A device on the bus: `handle` sees every frame others send, as they send it. */
+  listen(handle: FrameHandler): { send(id: number, data: Uint8Array, length: number): void; close(): void } {
+    const node: Node = { deliver: handle };
+    this.nodes.add(node);
+    return {
+      send: (id, data, length) => this.broadcast(node, id, data, length),
+      close: () => this.nodes.delete(node),
+    };
   }
 
   /** @internal */
-  remove(e: VirtualCan): void {
-    this.ends.delete(e);
+  broadcast(from: Node, id: number, data: Uint8Array, length: number): void {
+    for (const e of this.nodes) if (e !== from) e.deliver(id, data, length);
+  }
+
+  /** @internal */
+  remove(e: Node): void {
+    this.nodes.delete(e);
   }
 }
 
 export class VirtualCan implements CanTransport {
   state: CanBusState = 'error-active';
-  readonly stats: CanStats = { sent: 0, received: 0, refused: 0, overruns: 0, busOffs: 0 };
+  readonly stats: CanStats = { sent: 0, received: 0, refused: 0, overruns: 0, busOffs: 0, errorFrames: 0 };
   private readonly ids = new Uint32Array(QUEUE);
   private readonly lens = new Uint8Array(QUEUE);
   private readonly data = new Uint8Array(QUEUE * 8);
@@ -53,7 +71,7 @@ export class VirtualCan implements CanTransport {
 
   /** @internal */
   deliver(id: number, data: Uint8Array, length: number): void {
-    if (this.filters.length > 0 && !this.filters.some((f) => (id & f.mask) === (f.id & f.mask))) return;
+    if (!passes(this.filters, id)) return;
     if (this.count === QUEUE) {
       this.stats.overruns++;
       return;
@@ -65,7 +83,7 @@ export class VirtualCan implements CanTransport {
     this.count++;
   }
 
-  receive(take: (id: number, data: Uint8Array, length: number) => void): number {
+  receive(take: FrameHandler): number {
     let n = 0;
     while (this.count > 0) {
       const slot = this.head;
@@ -80,6 +98,11 @@ export class VirtualCan implements CanTransport {
     return n;
   }
 
+  /** Nothing else in this thread can send while we wait: what is queued is all there will be. */
+  wait(_timeoutUs: number): boolean {
+    return this.count > 0;
+  }
+
   setFilters(filters: readonly CanFilter[]): void {
     this.filters = filters.map((f) => ({ ...f }));
   }
@@ -87,6 +110,7 @@ export class VirtualCan implements CanTransport {
   /** Fault injection: the controller goes error-passive or bus-off, as a shorted bus makes it. */
   injectState(state: CanBusState): void {
     if (state === 'bus-off' && this.state !== 'bus-off') this.stats.busOffs++;
+    this.stats.errorFrames++;
     this.state = state;
   }
 
@@ -97,4 +121,11 @@ export class VirtualCan implements CanTransport {
   close(): void {
     this.hub.remove(this);
   }
+}
+
+/** Whether a frame passes a receive filter list (none: every frame). */
+export function passes(filters: readonly CanFilter[], id: number): boolean {
+  if (filters.length === 0) return true;
+  for (const f of filters) if (((id ^ f.id) & f.mask) === 0) return true;
+  return false;
 }
