@@ -18,6 +18,8 @@ const DEBIAN_PACKAGES = [
   'libopencv-dev', // @u4/opencv4nodejs is built against Debian's OpenCV (its own auto-build is off)
   'gstreamer1.0-plugins-base', 'gstreamer1.0-plugins-good', 'gstreamer1.0-tools', // camera sources; test videos
   'mosquitto', 'openssl', // the fleet link's tests run a real broker, with TLS certificates they make
+  // SocketCAN tests boot Debian's kernel in QEMU where this kernel has no CAN (see ensureCanVmKernel)
+  ...(process.arch === 'x64' ? ['qemu-system-x86', 'busybox-static'] : []),
 ];
 
 const MULTIARCH = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', arm: 'arm-linux-gnueabihf' }[process.arch] ?? `${process.arch}-linux-gnu`;
@@ -150,8 +152,27 @@ function ensureTypeScriptBuild() {
   writeStamp(stamp);
 }
 
+/**
+ * Debian's kernel for the CAN VM (test/helpers/can-vm.ts), unpacked into .cache/can-vm: taken
+ * with `apt-get download`, never installed. Only where this kernel has no CAN of its own.
+ */
+function ensureCanVmKernel() {
+  if (process.arch !== 'x64' || !existsSync('/usr/bin/apt-get') || existsSync('/proc/net/can')) return;
+  const dir = join(root, '.cache', 'can-vm');
+  if (existsSync(join(dir, 'root', 'boot'))) return;
+  const dep = spawnSync('apt-cache', ['depends', 'linux-image-amd64'], { encoding: 'utf8' });
+  const pkg = /Depends: (linux-image-[0-9][^\s]*)/.exec(dep.stdout ?? '')?.[1];
+  if (!pkg) {
+    say('no linux-image-amd64 in the package lists: the SocketCAN tests will say they cannot run');
+    return;
+  }
+  mkdirSync(dir, { recursive: true });
+  run('sh', ['-c', `cd '${dir}' && rm -f linux-image-*.deb && apt-get download ${pkg} && dpkg-deb -x linux-image-*.deb root.tmp && rm -rf root && mv root.tmp root && rm -f linux-image-*.deb`]);
+}
+
 checkNode();
 ensureDebianPackages();
+ensureCanVmKernel();
 ensureNodeModules();
 ensureNativeAddon();
 ensureTypeScriptBuild();

@@ -1,0 +1,71 @@
+// The transport suite on Linux's own SocketCAN (vcan0). Where this kernel has CAN and vcan0 is
+// up (a developer's laptop: `ip link add vcan0 type vcan && ip link set vcan0 up`) it runs here;
+// otherwise this file boots a VM with a real kernel (test/helpers/can-vm.ts) and runs itself
+// inside, where REFLEX_IN_CAN_VM is set.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CAN_ERR_FLAG, CanErr, CanErrCrtl, SocketCan } from '../src/hardware/can/index.js';
+import { frameSockets } from '../src/rt/index.js';
+import { canTransportSuite } from './helpers/can-suite.js';
+import { canVmUnavailable, runInCanVm } from './helpers/can-vm.js';
+
+const IFACE = 'vcan0';
+
+function hostHasVcan(): boolean {
+  try {
+    const s = frameSockets();
+    const fd = s.canOpen(IFACE);
+    if (fd < 0) return false;
+    s.close(fd);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+if (process.env.REFLEX_IN_CAN_VM === '1' || hostHasVcan()) {
+  canTransportSuite(`SocketCAN (${IFACE})`, async () => {
+    const a = SocketCan.open(IFACE);
+    const b = SocketCan.open(IFACE);
+    // vcan has no controller of its own: a third socket sends the error frames a controller would.
+    const controller = SocketCan.open(IFACE);
+    const data = new Uint8Array(8);
+    return {
+      a,
+      b,
+      inject: async (state) => {
+        data.fill(0);
+        if (state === 'bus-off') controller.send((CAN_ERR_FLAG | CanErr.BUSOFF) >>> 0, data, 8);
+        else {
+          data[1] = state === 'error-passive' ? CanErrCrtl.TX_PASSIVE : CanErrCrtl.ACTIVE;
+          controller.send((CAN_ERR_FLAG | CanErr.CRTL) >>> 0, data, 8);
+        }
+      },
+      restarted: async () => {
+        data.fill(0);
+        controller.send((CAN_ERR_FLAG | CanErr.RESTARTED) >>> 0, data, 8);
+      },
+      close: async () => {
+        a.close();
+        b.close();
+        controller.close();
+      },
+    };
+  });
+
+  test('SocketCAN: an interface that does not exist is a clear error', () => {
+    assert.throws(() => SocketCan.open('nocan7'), /CAN interface nocan7: ENODEV/);
+  });
+} else {
+  const why = canVmUnavailable();
+  test('SocketCAN transport suite on a real kernel (in a VM: this kernel has no CAN)', { skip: why ?? false }, async () => {
+    const script = 'NO_COLOR=1 REFLEX_IN_CAN_VM=1 node --test --test-reporter=spec dist/test/can-socketcan.test.js';
+    const r = await runInCanVm(script, 300_000);
+    const pass = Number(/ℹ pass (\d+)/.exec(r.output)?.[1] ?? /# pass (\d+)/.exec(r.output)?.[1] ?? -1);
+    const fail = Number(/ℹ fail (\d+)/.exec(r.output)?.[1] ?? /# fail (\d+)/.exec(r.output)?.[1] ?? -1);
+    if (r.code !== 0 || fail !== 0 || pass < 6) process.stderr.write(`--- VM output ---\n${r.output}\n`);
+    assert.equal(r.code, 0, 'the suite passed inside the VM');
+    assert.equal(fail, 0);
+    assert.ok(pass >= 6, `${pass} tests passed inside the VM`);
+  });
+}
