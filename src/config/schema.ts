@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { LOG_LEVELS } from '../core/index.js';
+import { MIT_MODELS } from '../hardware/can/mit.js';
 
 // The one schema of the agent's config: the TypeScript types, the defaults and the validation
 // all come from here. Every object is strict, so a misspelt key is an error rather than a
@@ -31,10 +32,19 @@ const canBus = z
   .object({
     name,
     kind: z.literal('can'),
-    /** SocketCAN interface (can0), or a name on the virtual bus. */
+    /** SocketCAN interface (can0), or for the virtual bus the path of its socket (the simulated robot's). */
     interface: z.string().min(1),
     transport: z.enum(['socketcan', 'virtual']).default('socketcan'),
+    /** What the interface was brought up with (bus load is reckoned against it). */
     bitrate: z.number().int().min(10_000).max(8_000_000).default(1_000_000),
+    /** How long one exchange waits for the motors' replies before retrying the silent ones. */
+    replyTimeoutUs: z.number().int().min(100).max(20_000).default(1000),
+    /** A motor at or above this temperature faults the loop. */
+    maxTemperatureC: z.number().min(20).max(150).default(80),
+    /** On e-stop, fault and shutdown: go limp (exit motor mode, axis idle) or hold position. */
+    onStop: z.enum(['disable', 'hold']).default('disable'),
+    /** The loop warns when the frames take more than this percent of the bitrate. */
+    loadWarnPct: z.number().min(1).max(100).default(70),
   })
   .strict();
 
@@ -59,6 +69,18 @@ const joint = z
         offset: z.number().finite().default(0),
         /** -1 where the motor turns opposite to the joint's positive direction. */
         direction: z.union([z.literal(1), z.literal(-1)]).default(1),
+      })
+      .strict()
+      .default({}),
+    /** CAN motors only: the MIT-mode gains, and the effort a command may ask for. */
+    can: z
+      .object({
+        /** Position gain, N m/rad (MIT mode). */
+        kp: z.number().min(0).max(500).default(20),
+        /** Damping, N m s/rad (MIT mode). */
+        kd: z.number().min(0).max(5).default(1),
+        /** N m for MIT motors (the target is bounded so the position term asks no more); A for ODrive (its current limit). */
+        effortLimit: z.number().positive().default(5),
       })
       .strict()
       .default({}),
@@ -236,6 +258,11 @@ export const configSchema = z
     dupes(c.robot.joints, 'robot.joints');
 
     const buses = new Map(c.buses.map((b) => [b.name, b]));
+    c.buses.forEach((b, i) => {
+      if (b.kind === 'can' && b.transport === 'socketcan' && !/^[a-zA-Z0-9_.-]{1,15}$/.test(b.interface)) {
+        ctx.addIssue({ code: 'custom', path: ['buses', i, 'interface'], message: 'a network interface name (can0) of at most 15 characters' });
+      }
+    });
     const ids = new Set<string>();
     c.robot.joints.forEach((j, i) => {
       const at = ['robot', 'joints', i];
@@ -246,6 +273,16 @@ export const configSchema = z
       if (j.limits.min >= j.limits.max) {
         ctx.addIssue({ code: 'custom', path: [...at, 'limits'], message: 'limits.min less than limits.max' });
       }
+      const b = buses.get(j.bus);
+      if (b?.kind === 'can') {
+        const family = canFamily(j.model);
+        if (family === null) {
+          ctx.addIssue({ code: 'custom', path: [...at, 'model'], message: `a CAN motor model: ${Object.keys(MIT_MODELS).join(', ')}, or odrive` });
+        } else {
+          const other = c.robot.joints.find((o) => o.bus === j.bus && canFamily(o.model) !== null && canFamily(o.model) !== family);
+          if (other) ctx.addIssue({ code: 'custom', path: [...at, 'model'], message: `a model of one protocol per CAN bus (${j.model} shares ${j.bus} with ${other.model})` });
+        }
+      }
       const key = `${j.bus}/${j.id}`;
       if (ids.has(key)) ctx.addIssue({ code: 'custom', path: [...at, 'id'], message: `an id not used by another joint on bus ${j.bus}` });
       ids.add(key);
@@ -254,6 +291,13 @@ export const configSchema = z
       ctx.addIssue({ code: 'custom', path: ['fleet', 'url'], message: 'a broker URL when fleet.enabled is true' });
     }
   });
+
+/** The protocol a CAN motor model speaks: an MIT dialect, or ODrive's CANSimple. */
+function canFamily(model: string): string | null {
+  const m = model.toLowerCase();
+  if (m.startsWith('odrive')) return 'odrive';
+  return MIT_MODELS[m] ? (m.startsWith('dm') ? 'damiao' : 'cubemars') : null;
+}
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

@@ -1,6 +1,6 @@
 // What the control worker needs from the agent's config, as plain data it can be sent.
 import type { Config } from '../config/index.js';
-import type { DynamixelBusConfig } from '../hardware/index.js';
+import type { CanBusConfig, DynamixelBusConfig } from '../hardware/index.js';
 import type { BlendMode } from './executor.js';
 
 export interface JointSpec {
@@ -25,6 +25,7 @@ export interface ControlConfig {
   realtime: { priority: number; cpu: number | null; lockMemory: boolean };
   joints: JointSpec[];
   dynamixel: DynamixelBusConfig[];
+  can: CanBusConfig[];
 }
 
 export function controlConfigFrom(c: Config): ControlConfig {
@@ -40,8 +41,28 @@ export function controlConfigFrom(c: Config): ControlConfig {
     direction: j.calibration.direction,
   }));
   const dynamixel: DynamixelBusConfig[] = [];
+  const can: CanBusConfig[] = [];
   for (const b of c.buses) {
-    if (b.kind !== 'dynamixel') continue;
+    if (b.kind === 'can') {
+      const motors = c.robot.joints
+        .filter((j) => j.bus === b.name)
+        .map((j) => ({ id: j.id, model: j.model, kp: j.can.kp, kd: j.can.kd, effortLimit: j.can.effortLimit, maxVelocity: j.maxVelocity }));
+      if (motors.length === 0) continue;
+      can.push({
+        name: b.name,
+        interface: b.interface,
+        transport: b.transport,
+        bitrate: b.bitrate,
+        motors,
+        retries: c.control.bus.retries,
+        errorBudgetMs: c.control.bus.errorBudgetMs,
+        replyTimeoutUs: b.replyTimeoutUs,
+        maxTemperatureC: b.maxTemperatureC,
+        onStop: b.onStop,
+        loadWarnPct: b.loadWarnPct,
+      });
+      continue;
+    }
     const servos = c.robot.joints.filter((j) => j.bus === b.name).map((j) => ({ id: j.id, model: j.model }));
     if (servos.length === 0) continue;
     dynamixel.push({
@@ -66,5 +87,6 @@ export function controlConfigFrom(c: Config): ControlConfig {
     realtime: { ...c.control.realtime },
     joints,
     dynamixel,
+    can,
   };
 }

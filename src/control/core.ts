@@ -15,7 +15,11 @@ interface JointRef {
   direction: number;
 }
 
-export type FaultReporter = (reason: string) => void;
+/** Rare events the core reports out of the tick (the worker posts them to the main thread). */
+export interface CoreEvents {
+  fault(reason: string): void;
+  warning(message: string): void;
+}
 
 export class ControlCore {
   readonly executor: ChunkExecutor;
@@ -40,12 +44,14 @@ export class ControlCore {
   private mode: number = Mode.HOLD;
   private torqueIsOff = false;
   private started = false;
+  /** Per bus: 1 while its load is past the warning bound (warned once per crossing). */
+  private readonly loadWarned: Uint8Array;
 
   constructor(
     private readonly cfg: ControlConfig,
     private readonly buses: readonly MotorBus[],
     private readonly shared: LoopShared,
-    private readonly onFault: FaultReporter,
+    private readonly events: CoreEvents,
   ) {
     this.n = cfg.joints.length;
     this.refs = cfg.joints.map((j) => {
@@ -63,6 +69,7 @@ export class ControlCore {
     this.prev = new Float64Array(n);
     this.hold = new Float64Array(n);
     this.motorCmd = buses.map((b) => new Float64Array(b.ids.length));
+    this.loadWarned = new Uint8Array(buses.length);
     this.obs = new Float64Array(shared.observation.length);
     this.motorRec = new Float64Array(shared.motors.length);
     this.chunkBuf = new Float64Array(shared.chunk.length);
@@ -174,9 +181,14 @@ export class ControlCore {
     this.prev.set(this.q);
     this.mode = mode;
     Atomics.store(this.shared.ints, I.MODE, mode);
-    if ((mode === Mode.ESTOP || mode === Mode.FAULT) && this.cfg.estop === 'torque_off') {
-      for (const b of this.buses) b.disable();
-      this.torqueIsOff = true;
+    if (mode === Mode.ESTOP || mode === Mode.FAULT) {
+      if (this.cfg.estop === 'torque_off') {
+        for (const b of this.buses) b.disable();
+        this.torqueIsOff = true;
+      } else {
+        // CAN actuators go limp on a stop unless their bus is set to hold.
+        for (const b of this.buses) if (b.disableOnStop) b.disable();
+      }
     }
   }
 
@@ -185,7 +197,7 @@ export class ControlCore {
     this.shared.floats[F.FAULTS]! += 1;
     Atomics.add(this.shared.ints, I.FAULT_SEQ, 1);
     this.enterHold(Mode.FAULT);
-    this.onFault(reason);
+    this.events.fault(reason);
   }
 
   private readBuses(): boolean {
@@ -209,7 +221,7 @@ export class ControlCore {
       this.motorRec[3 * j + 1] = bus.voltage[r.motor]!;
       this.motorRec[3 * j + 2] = bus.hardwareError[r.motor]!;
       if (bus.hardwareError[r.motor] !== 0 && this.mode !== Mode.FAULT) {
-        this.fault(`joint ${this.cfg.joints[j]!.name}: motor hardware error 0x${bus.hardwareError[r.motor]!.toString(16)}`);
+        this.fault(`joint ${this.cfg.joints[j]!.name} (bus ${bus.name}, motor ${bus.ids[r.motor]}): ${bus.errorText(r.motor)}`);
       }
     }
     this.shared.motors.write(this.motorRec);
@@ -281,7 +293,19 @@ export class ControlCore {
     f[F.STALE_ACTIONS] = e.staleActions;
     f[F.REFILL_REQUESTS] = e.refillRequests;
     let retries = 0;
-    for (let b = 0; b < this.buses.length; b++) retries += this.buses[b]!.errors.retries;
+    let load = 0;
+    for (let b = 0; b < this.buses.length; b++) {
+      const bus = this.buses[b]!;
+      retries += bus.errors.retries;
+      const l = bus.load;
+      if (l === null) continue;
+      if (l.pct > load) load = l.pct;
+      if (l.pct > l.warnPct && this.loadWarned[b] === 0) {
+        this.loadWarned[b] = 1;
+        this.events.warning(`CAN bus ${bus.name}: frames take ${l.pct.toFixed(1)}% of the bitrate (${Math.round(l.framesPerS)} frames/s; warning bound ${l.warnPct}%)`);
+      } else if (l.pct < l.warnPct * 0.9) this.loadWarned[b] = 0;
+    }
     f[F.BUS_RETRIES] = retries;
+    f[F.BUS_LOAD_PCT] = load;
   }
 }

@@ -30,7 +30,8 @@ export interface LoopStatus {
   msSinceLastTick: number | null;
   starvedTicks: number;
   safety: { limitClamps: number; deltaClamps: number; nonFinite: number; softStarts: number; estops: number; faults: number };
-  bus: { failedReads: number; retries: number };
+  /** loadPct: the busiest CAN bus's share of its bitrate over the last second (0 without CAN). */
+  bus: { failedReads: number; retries: number; loadPct: number };
   chunks: { received: number; rejected: number; staleActions: number; refillRequests: number };
   gcEvents: number;
   /** The last fault's reason while the loop is in fault. */
@@ -88,6 +89,10 @@ export class ControlLoop extends EventEmitter implements Part {
             break;
           case 'error':
             reject(new ReflexError('START_FAILED', m.message));
+            break;
+          case 'warning':
+            this.log.warn(m.message);
+            this.warnings = [...this.warnings.slice(-19), m.message];
             break;
           case 'fault':
             this.lastFault = m.reason;
@@ -174,7 +179,7 @@ export class ControlLoop extends EventEmitter implements Part {
         estops: f[F.ESTOPS]!,
         faults: f[F.FAULTS]!,
       },
-      bus: { failedReads: f[F.BUS_FAILED_READS]!, retries: f[F.BUS_RETRIES]! },
+      bus: { failedReads: f[F.BUS_FAILED_READS]!, retries: f[F.BUS_RETRIES]!, loadPct: round(f[F.BUS_LOAD_PCT]!, 1) },
       chunks: { received: f[F.CHUNKS]!, rejected: f[F.CHUNKS_REJECTED]!, staleActions: f[F.STALE_ACTIONS]!, refillRequests: f[F.REFILL_REQUESTS]! },
       gcEvents: f[F.GC_EVENTS]!,
       fault: mode === 'fault' ? this.lastFault : null,

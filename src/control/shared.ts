@@ -46,6 +46,7 @@ export const F = {
   ESTOPS: 20,
   FAULTS: 21,
   GC_EVENTS: 22,
+  BUS_LOAD_PCT: 23,
   LENGTH: 24,
 } as const;
 

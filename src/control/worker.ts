@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { getHeapStatistics } from 'node:v8';
 import { readFileSync } from 'node:fs';
-import { DynamixelMotorBus, type MotorBus } from '../hardware/index.js';
+import { CanMotorBus, DynamixelMotorBus, SocketCan, type MotorBus } from '../hardware/index.js';
 import { monoMs, setupRealtime, tickClock, unlockMemory, type RealtimeReport } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import { ControlCore } from './core.js';
@@ -20,7 +20,8 @@ export interface ControlWorkerData {
 export type WorkerMessage =
   | { type: 'ready'; realtime: RealtimeReport; warnings: string[] }
   | { type: 'error'; message: string }
-  | { type: 'fault'; reason: string };
+  | { type: 'fault'; reason: string }
+  | { type: 'warning'; message: string };
 
 const data = workerData as ControlWorkerData;
 const cfg = data.config;
@@ -131,12 +132,21 @@ async function main(): Promise<void> {
       buses.push(bus);
       warnings.push(...bus.warnings);
     }
+    for (const b of cfg.can) {
+      const transport = b.transport === 'socketcan' ? SocketCan.open(b.interface) : SocketCan.connectVirtual(b.interface);
+      const bus = CanMotorBus.open(b, transport);
+      buses.push(bus);
+      warnings.push(...bus.warnings);
+    }
   } catch (err) {
     for (const b of buses) await b.close();
     post({ type: 'error', message: err instanceof Error ? err.message : String(err) });
     return;
   }
-  const core = new ControlCore(cfg, buses, shared, (reason) => post({ type: 'fault', reason }));
+  const core = new ControlCore(cfg, buses, shared, {
+    fault: (reason) => post({ type: 'fault', reason }),
+    warning: (message) => post({ type: 'warning', message }),
+  });
   // Real-time priority only now: threads started before this (libuv's pool, used while
   // opening the ports) keep their ordinary priority, as they must.
   const rt = cfg.realtime;

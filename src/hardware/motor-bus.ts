@@ -11,7 +11,7 @@ export interface MotorBus {
   readonly position: Float64Array;
   /** rad/s. */
   readonly velocity: Float64Array;
-  /** Amperes (NaN where the motor does not sense current). */
+  /** Amperes, or N m where the motor reports torque (MIT-mode CAN motors); NaN where not sensed. */
   readonly current: Float64Array;
   readonly temperature: Float64Array;
   /** Supply voltage at each motor, volts. */
@@ -22,6 +22,10 @@ export interface MotorBus {
   readonly hardwareError: Uint8Array;
   /** Counters the loop reports. */
   readonly errors: { failedReads: number; retries: number };
+  /** Motors go limp (disable()) on e-stop and fault rather than hold: CAN motors, by default. */
+  readonly disableOnStop: boolean;
+  /** Frames per second and percent of the bitrate (and the bound to warn past), where frames share a bus (CAN). */
+  readonly load: { framesPerS: number; pct: number; warnPct: number } | null;
 
   /**
    * Reads every motor once (retrying within the tick). False when some did not answer: their
@@ -31,9 +35,11 @@ export interface MotorBus {
   read(): boolean;
   /** Commands positions (radians, motor frame), one per motor. */
   write(positions: Float64Array): void;
-  /** Torque off, best effort: used on e-stop (torque_off) and never throws. */
+  /** Torque off, best effort: used on e-stop (torque_off or disableOnStop) and never throws. */
   disable(): void;
-  /** Clears a latched fault. */
+  /** Clears a latched fault (and enables motors disable() left limp). */
   reset(): void;
+  /** Words for motor i's hardware error (called when the loop faults on it, never per tick). */
+  errorText(motor: number): string;
   close(): Promise<void>;
 }

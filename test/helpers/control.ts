@@ -28,6 +28,7 @@ export function armConfig(port: string, over: Partial<ControlConfig> = {}, joint
         watchdogMs: 200,
       },
     ],
+    can: [],
     ...over,
   };
 }

@@ -5,3 +5,4 @@ export type { CanTransport, CanBusState, CanFilter, CanStats } from './transport
 export { VirtualCanHub, VirtualCan, type FrameHandler } from './virtual.js';
 export { VirtualCanServer } from './virtual-server.js';
 export { SocketCan } from './socket.js';
+export type { CanMotorSpec } from './protocols.js';

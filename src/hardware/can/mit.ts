@@ -99,3 +99,66 @@ export function decodeMit(data: Uint8Array, length: number, r: MitRanges, dialec
   }
   return true;
 }
+
+/** The motor's side of encodeMit: what a command asks for, within the model's ranges. */
+export function decodeMitCommand(data: Uint8Array, r: MitRanges, out: MitCommand): void {
+  out.p = fromUint((data[0]! << 8) | data[1]!, -r.p, r.p, 16);
+  out.v = fromUint((data[2]! << 4) | (data[3]! >> 4), -r.v, r.v, 12);
+  out.kp = fromUint(((data[3]! & 0xf) << 8) | data[4]!, 0, r.kpMax, 12);
+  out.kd = fromUint((data[5]! << 4) | (data[6]! >> 4), 0, r.kdMax, 12);
+  out.t = fromUint(((data[6]! & 0xf) << 8) | data[7]!, -r.t, r.t, 12);
+}
+
+/** The motor's side of decodeMit: an 8-byte reply in the dialect's layout, into `out`. */
+export function encodeMitReply(s: MitReply, r: MitRanges, dialect: MitDialect, out: Uint8Array): void {
+  const p = toUint(s.p, -r.p, r.p, 16);
+  const v = toUint(s.v, -r.v, r.v, 12);
+  const t = toUint(s.t, -r.t, r.t, 12);
+  const temp = Number.isFinite(s.temperature) ? Math.max(0, Math.min(255, Math.round(s.temperature))) : 0;
+  out[0] = dialect === 'damiao' ? ((s.error & 0xf) << 4) | (s.id & 0xf) : s.id & 0xff;
+  out[1] = p >> 8;
+  out[2] = p & 0xff;
+  out[3] = v >> 4;
+  out[4] = ((v & 0xf) << 4) | (t >> 8);
+  out[5] = t & 0xff;
+  // CubeMars: temperature, error. Damiao: MOS temperature, rotor temperature.
+  out[6] = temp;
+  out[7] = dialect === 'damiao' ? temp : s.error & 0xff;
+}
+
+/** A special frame (enter, exit, set zero): seven 0xFF bytes and the code. */
+export function mitSpecial(data: Uint8Array, length: number): number {
+  if (length !== 8) return 0;
+  for (let i = 0; i < 7; i++) if (data[i] !== 0xff) return 0;
+  return data[7]!;
+}
+
+/** Damiao's status nibble: 0 disabled, 1 enabled, 8 and up faults. CubeMars: non-zero is a fault. */
+export const DAMIAO_STATUS: Readonly<Record<number, string>> = {
+  0: 'disabled',
+  1: 'enabled',
+  8: 'over-voltage',
+  9: 'under-voltage',
+  0xa: 'over-current',
+  0xb: 'MOS over-temperature',
+  0xc: 'coil over-temperature',
+  0xd: 'communication lost',
+  0xe: 'overload',
+};
+
+export const CUBEMARS_ERRORS: Readonly<Record<number, string>> = {
+  1: 'over-temperature',
+  2: 'over-current',
+  3: 'over-voltage',
+  4: 'under-voltage',
+  5: 'encoder fault',
+  6: 'MOSFET over-temperature',
+  7: 'motor locked',
+};
+
+/** MIT dialect and ranges from a model name (ak80-9, dm-j4310), or null for another protocol. */
+export function mitModel(model: string): { ranges: MitRanges; dialect: MitDialect } | null {
+  const ranges = MIT_MODELS[model.toLowerCase()];
+  if (!ranges) return null;
+  return { ranges, dialect: model.toLowerCase().startsWith('dm') ? 'damiao' : 'cubemars' };
+}

@@ -80,3 +80,38 @@ export function decodeError(data: Uint8Array, length: number): { activeErrors: n
   const d = new DataView(data.buffer, data.byteOffset, 8);
   return { activeErrors: d.getUint32(0, true), disarmReason: d.getUint32(4, true) };
 }
+
+export const OdriveCmdExtra = {
+  SET_LIMITS: 0x0f,
+  GET_TEMPERATURE: 0x15,
+} as const;
+
+export const ControlMode = { POSITION_CONTROL: 3 } as const;
+export const InputMode = { PASSTHROUGH: 1 } as const;
+
+/** Axis errors (firmware 0.5) the driver and the simulator name. */
+export const OdriveAxisError = {
+  MOTOR_FAILED: 0x40,
+  WATCHDOG_TIMER_EXPIRED: 0x800,
+} as const;
+
+export function setControllerMode(control: number, input: number, out: Uint8Array): number {
+  const d = new DataView(out.buffer, out.byteOffset, 8);
+  d.setUint32(0, control, true);
+  d.setUint32(4, input, true);
+  return 8;
+}
+
+/** Velocity limit (rev/s) and current limit (A). */
+export function setLimits(velLimit: number, currentLimit: number, out: Uint8Array): number {
+  const d = new DataView(out.buffer, out.byteOffset, 8);
+  d.setFloat32(0, velLimit, true);
+  d.setFloat32(4, currentLimit, true);
+  return 8;
+}
+
+export function decodeTemperature(data: Uint8Array, length: number): { fet: number; motor: number } | null {
+  if (length !== 8) return null;
+  const d = new DataView(data.buffer, data.byteOffset, 8);
+  return { fet: d.getFloat32(0, true), motor: d.getFloat32(4, true) };
+}

@@ -6,6 +6,7 @@
 // construction; a tick allocates nothing.
 import { ReflexError } from '../../core/index.js';
 import { monoMs } from '../../rt/index.js';
+import { ErrorBudget } from '../error-budget.js';
 import { timeoutUs, type BusTiming } from './bus.js';
 import { encodePacket, maxPacketBytes } from './encode.js';
 import { PacketParser, type ParsedPacket } from './parser.js';
@@ -99,7 +100,7 @@ export class SyncGroup {
   private replied = 0;
   private received = 0;
   private readonly seen: Uint8Array;
-  private failingSinceMs = -1;
+  private readonly budget: ErrorBudget;
   private dirty = false;
 
   constructor(
@@ -110,6 +111,7 @@ export class SyncGroup {
     private readonly label = 'bus',
   ) {
     const n = servos.length;
+    this.budget = new ErrorBudget(opts.errorBudgetMs);
     this.state = new GroupState(n);
     this.seen = new Uint8Array(n);
     this.ids = servos.map((s) => s.id);
@@ -152,15 +154,14 @@ export class SyncGroup {
       ok = this.received === this.servos.length;
     }
     if (ok) {
-      this.failingSinceMs = -1;
+      this.budget.record(true, 0);
       return true;
     }
     this.stats.failedReads++;
     this.stats.missingReplies += this.servos.length - this.received;
-    const now = monoMs();
-    if (this.failingSinceMs < 0) this.failingSinceMs = now;
-    else if (now - this.failingSinceMs > this.opts.errorBudgetMs) {
-      this.fault = `${this.label}: reads failing for ${Math.round(now - this.failingSinceMs)} ms (budget ${this.opts.errorBudgetMs} ms); missing ${this.missingIds()}`;
+    const failing = this.budget.record(false, monoMs());
+    if (failing >= 0) {
+      this.fault = `${this.label}: reads failing for ${Math.round(failing)} ms (budget ${this.opts.errorBudgetMs} ms); missing ${this.missingIds()}`;
       throw new ReflexError('BUS_FAULT', this.fault);
     }
     return false;
@@ -213,7 +214,7 @@ export class SyncGroup {
   /** Clears a latched fault (an explicit reset, after the cause is fixed). */
   reset(): void {
     this.fault = null;
-    this.failingSinceMs = -1;
+    this.budget.reset();
   }
 
   missingIds(): string {

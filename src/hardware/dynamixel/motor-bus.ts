@@ -2,6 +2,7 @@ import { ReflexError, errorMessage } from '../../core/index.js';
 import type { MotorBus } from '../motor-bus.js';
 import { DynamixelBus } from './bus.js';
 import { build } from './encode.js';
+import { decodeHardwareErrors } from './protocol.js';
 import { SyncGroup } from './group.js';
 import { openSerial, tickIo, tuneLatency, type SerialLink, type TickIo } from './serial.js';
 import { mapTickRead, prepare, setBusWatchdog, torqueOnInPlace, type ExpectedServo } from './setup.js';
@@ -22,6 +23,8 @@ export interface DynamixelBusConfig {
 /** A Dynamixel bus behind the MotorBus interface: set-up through the async driver, ticks through the sync group. */
 export class DynamixelMotorBus implements MotorBus {
   readonly ids: readonly number[];
+  readonly disableOnStop = false;
+  readonly load = null;
   private readonly goal: Int32Array;
   private readonly torqueOff: Buffer;
 
@@ -105,6 +108,10 @@ export class DynamixelMotorBus implements MotorBus {
 
   reset(): void {
     this.group.reset();
+  }
+
+  errorText(motor: number): string {
+    return decodeHardwareErrors(this.hardwareError[motor]!).join(', ') || 'no error';
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,272 @@
+// What a tick says to CAN motors, per protocol: the frames that enable, poll, command and
+// disable a motor, and what the replies mean. State goes straight into the bus's arrays;
+// nothing here allocates after construction.
+import { CAN_RTR_FLAG } from './frame.js';
+import {
+  CUBEMARS_ERRORS, DAMIAO_STATUS, MIT_ENTER, MIT_EXIT, decodeMit, encodeMit, mitModel,
+  type MitCommand, type MitDialect, type MitRanges, type MitReply,
+} from './mit.js';
+import {
+  AxisState, ControlMode, InputMode, OdriveCmd, OdriveCmdExtra, arbitrationId, setAxisState,
+  setControllerMode, setInputPos, setLimits,
+} from './odrive.js';
+import type { CanFilter } from './transport.js';
+
+export interface CanMotorSpec {
+  id: number;
+  model: string;
+  /** MIT position gain (N m/rad) and damping (N m s/rad); ODrive uses its own tuning. */
+  kp: number;
+  kd: number;
+  /** N m for MIT motors (a command never asks for more), A for ODrive (its current limit). */
+  effortLimit: number;
+  /** rad/s: ODrive's velocity limit. */
+  maxVelocity: number;
+}
+
+/** Per-motor state the bus exposes (the MotorBus arrays). */
+export interface CanMotorState {
+  position: Float64Array;
+  velocity: Float64Array;
+  current: Float64Array;
+  temperature: Float64Array;
+  voltage: Float64Array;
+  /** The motor's own error report (protocol-specific code), 0 when none. */
+  motorError: Uint32Array;
+  /** 1 while the motor reports it is not under control though it should be. */
+  disarmed: Uint8Array;
+}
+
+export type Send = (id: number, data: Uint8Array, length: number) => void;
+
+export interface CanProtocol {
+  readonly filters: readonly CanFilter[];
+  /** Puts motor i under control holding `position` (motor frame, rad). */
+  enable(i: number, position: number, send: Send): void;
+  /** The per-tick exchange's request; the reply updates the state. */
+  request(i: number, send: Send): void;
+  command(i: number, position: number, send: Send): void;
+  /** The torque limit as a bound on the target: where motor i may be asked to go from `measured`. */
+  bound(i: number, position: number, measured: number): number;
+  disable(i: number, send: Send): void;
+  /** Once per tick after the exchange: housekeeping frames (ODrive's temperature poll). */
+  extra(tick: number, send: Send): void;
+  /** A received frame: the index of the motor whose exchange it answers, else -1. */
+  accept(id: number, data: Uint8Array, length: number, s: CanMotorState): number;
+  /** Words for motor i's error report. */
+  describe(i: number, s: CanMotorState): string;
+}
+
+const TWO_PI = 2 * Math.PI;
+
+export class MitProtocol implements CanProtocol {
+  readonly filters: readonly CanFilter[] = []; // replies come on the master id, set per motor: take all
+  private readonly ranges: MitRanges[];
+  private readonly dialect: MitDialect;
+  private readonly byId = new Int16Array(256).fill(-1);
+  /** The frame each motor's poll repeats: its last command, or limp (zero gains) before one. */
+  private readonly last: Uint8Array;
+  private readonly enabled: Uint8Array;
+  private readonly cmd: MitCommand = { p: 0, v: 0, kp: 0, kd: 0, t: 0 };
+  private readonly reply: MitReply = { id: 0, p: 0, v: 0, t: 0, temperature: NaN, error: 0 };
+  private readonly frame = new Uint8Array(8);
+
+  constructor(private readonly motors: readonly CanMotorSpec[]) {
+    const models = motors.map((m) => mitModel(m.model));
+    const first = models[0];
+    if (!first || models.some((x) => x === null || x.dialect !== first.dialect)) {
+      throw new Error(`MIT bus: every motor must be one MIT dialect (${motors.map((m) => m.model).join(', ')})`);
+    }
+    this.dialect = first.dialect;
+    this.ranges = models.map((x) => x!.ranges);
+    motors.forEach((m, i) => (this.byId[m.id & 0xff] = i));
+    this.last = new Uint8Array(motors.length * 8);
+    this.enabled = new Uint8Array(motors.length);
+  }
+
+  enable(i: number, _position: number, send: Send): void {
+    this.enabled[i] = 1;
+    this.limp(i);
+    send(this.motors[i]!.id, MIT_ENTER, 8);
+  }
+
+  request(i: number, send: Send): void {
+    if (this.enabled[i] === 0) send(this.motors[i]!.id, MIT_EXIT, 8);
+    else send(this.motors[i]!.id, this.last.subarray(i * 8, i * 8 + 8), 8);
+  }
+
+  /** Position control through the motor's PD: the target is kept within effortLimit/kp of where the motor is. */
+  command(i: number, position: number, send: Send): void {
+    if (this.enabled[i] === 0) return;
+    const m = this.motors[i]!;
+    const c = this.cmd;
+    c.p = position;
+    c.v = 0;
+    c.kp = m.kp;
+    c.kd = m.kd;
+    c.t = 0;
+    encodeMit(c, this.ranges[i]!, this.frame);
+    this.last.set(this.frame, i * 8);
+    send(m.id, this.frame, 8);
+  }
+
+  /** Clamps a target so the PD's position term asks at most effortLimit of the motor. */
+  bound(i: number, position: number, measured: number): number {
+    const m = this.motors[i]!;
+    if (m.kp <= 0) return position;
+    const reach = m.effortLimit / m.kp;
+    return position > measured + reach ? measured + reach : position < measured - reach ? measured - reach : position;
+  }
+
+  disable(i: number, send: Send): void {
+    this.enabled[i] = 0;
+    this.limp(i);
+    send(this.motors[i]!.id, MIT_EXIT, 8);
+  }
+
+  extra(): void {}
+
+  accept(_id: number, data: Uint8Array, length: number, s: CanMotorState): number {
+    if (length !== 8 && length !== 6) return -1;
+    const key = this.dialect === 'damiao' ? data[0]! & 0x0f : data[0]!;
+    const i = this.byId[key]!;
+    if (i < 0) return -1;
+    const r = this.reply;
+    if (!decodeMit(data, length, this.ranges[i]!, this.dialect, r)) return -1;
+    s.position[i] = r.p;
+    s.velocity[i] = r.v;
+    s.current[i] = r.t;
+    if (length === 8) s.temperature[i] = r.temperature;
+    if (this.dialect === 'damiao') {
+      s.motorError[i] = r.error >= 8 ? r.error : 0;
+      s.disarmed[i] = this.enabled[i] === 1 && r.error === 0 ? 1 : 0;
+    } else {
+      s.motorError[i] = r.error;
+    }
+    return i;
+  }
+
+  describe(i: number, s: CanMotorState): string {
+    const e = s.motorError[i]!;
+    if (e === 0) return s.disarmed[i] ? 'motor left motor mode' : 'no error';
+    const names = this.dialect === 'damiao' ? DAMIAO_STATUS : CUBEMARS_ERRORS;
+    return `${names[e] ?? 'error'} (code 0x${e.toString(16)})`;
+  }
+
+  private limp(i: number): void {
+    const c = this.cmd;
+    c.p = 0;
+    c.v = 0;
+    c.kp = 0;
+    c.kd = 0;
+    c.t = 0;
+    encodeMit(c, this.ranges[i]!, this.frame);
+    this.last.set(this.frame, i * 8);
+  }
+}
+
+export class OdriveProtocol implements CanProtocol {
+  readonly filters: readonly CanFilter[];
+  private readonly byNode = new Int16Array(64).fill(-1);
+  private readonly enabled: Uint8Array;
+  /** Reads since enable: the heartbeat may lag the state change by one period. */
+  private readonly sinceEnable: Uint32Array;
+  private readonly frame = new Uint8Array(8);
+  private readonly scratch = new ArrayBuffer(8);
+  private readonly bytes = new Uint8Array(this.scratch);
+  private readonly f32 = new Float32Array(this.scratch);
+  private readonly u32 = new Uint32Array(this.scratch);
+  private readonly none = new Uint8Array(0);
+
+  constructor(private readonly motors: readonly CanMotorSpec[]) {
+    motors.forEach((m, i) => {
+      if (m.id > 0x3f) throw new Error(`ODrive node id ${m.id} is beyond 63`);
+      this.byNode[m.id] = i;
+    });
+    this.filters = motors.map((m) => ({ id: m.id << 5, mask: 0x7e0 }));
+    this.enabled = new Uint8Array(motors.length);
+    this.sinceEnable = new Uint32Array(motors.length);
+  }
+
+  enable(i: number, position: number, send: Send): void {
+    const m = this.motors[i]!;
+    const f = this.frame;
+    send(arbitrationId(m.id, OdriveCmd.CLEAR_ERRORS), this.none, 0);
+    send(arbitrationId(m.id, OdriveCmdExtra.SET_LIMITS), f, setLimits(m.maxVelocity / TWO_PI, m.effortLimit, f));
+    send(arbitrationId(m.id, OdriveCmd.SET_CONTROLLER_MODE), f, setControllerMode(ControlMode.POSITION_CONTROL, InputMode.PASSTHROUGH, f));
+    send(arbitrationId(m.id, OdriveCmd.SET_INPUT_POS), f, setInputPos(position / TWO_PI, 0, 0, f));
+    send(arbitrationId(m.id, OdriveCmd.SET_AXIS_STATE), f, setAxisState(AxisState.CLOSED_LOOP_CONTROL, f));
+    this.enabled[i] = 1;
+    this.sinceEnable[i] = 0;
+  }
+
+  request(i: number, send: Send): void {
+    this.sinceEnable[i]!++;
+    send((CAN_RTR_FLAG | arbitrationId(this.motors[i]!.id, OdriveCmd.GET_ENCODER_ESTIMATES)) >>> 0, this.none, 0);
+  }
+
+  command(i: number, position: number, send: Send): void {
+    if (this.enabled[i] === 0) return;
+    send(arbitrationId(this.motors[i]!.id, OdriveCmd.SET_INPUT_POS), this.frame, setInputPos(position / TWO_PI, 0, 0, this.frame));
+  }
+
+  /** The drive enforces its own current limit (set at enable). */
+  bound(_i: number, position: number): number {
+    return position;
+  }
+
+  disable(i: number, send: Send): void {
+    this.enabled[i] = 0;
+    send(arbitrationId(this.motors[i]!.id, OdriveCmd.SET_AXIS_STATE), this.frame, setAxisState(AxisState.IDLE, this.frame));
+  }
+
+  /** One motor's temperature per tick, round robin. */
+  extra(tick: number, send: Send): void {
+    const m = this.motors[tick % this.motors.length]!;
+    send((CAN_RTR_FLAG | arbitrationId(m.id, OdriveCmdExtra.GET_TEMPERATURE)) >>> 0, this.none, 0);
+  }
+
+  accept(id: number, data: Uint8Array, length: number, s: CanMotorState): number {
+    if ((id & CAN_RTR_FLAG) !== 0 || id > 0x7ff) return -1;
+    const i = this.byNode[(id >> 5) & 0x3f]!;
+    if (i < 0) return -1;
+    const b = this.bytes;
+    for (let k = 0; k < 8; k++) b[k] = k < length ? data[k]! : 0;
+    switch (id & 0x1f) {
+      case OdriveCmd.GET_ENCODER_ESTIMATES:
+        if (length !== 8) return -1;
+        s.position[i] = this.f32[0]! * TWO_PI;
+        s.velocity[i] = this.f32[1]! * TWO_PI;
+        return i;
+      case OdriveCmd.HEARTBEAT:
+        if (length < 7) return -1;
+        s.motorError[i] = this.u32[0]!;
+        // Closed loop is asked for at enable; the heartbeat after that must show it.
+        s.disarmed[i] = this.enabled[i] === 1 && this.sinceEnable[i]! > 25 && b[4] !== AxisState.CLOSED_LOOP_CONTROL ? 1 : 0;
+        return -1;
+      case OdriveCmdExtra.GET_TEMPERATURE: {
+        if (length !== 8) return -1;
+        const fet = this.f32[0]!;
+        const motor = this.f32[1]!;
+        s.temperature[i] = Number.isFinite(motor) && motor > fet ? motor : fet;
+        return -1;
+      }
+      default:
+        return -1;
+    }
+  }
+
+  describe(i: number, s: CanMotorState): string {
+    const e = s.motorError[i]!;
+    if (e === 0) return s.disarmed[i] ? 'axis left closed-loop control' : 'no error';
+    const names: string[] = [];
+    if (e & 0x40) names.push('MOTOR_FAILED');
+    if (e & 0x800) names.push('WATCHDOG_TIMER_EXPIRED');
+    return `axis error 0x${e.toString(16)}${names.length ? ` (${names.join(', ')})` : ''}`;
+  }
+}
+
+export function protocolFor(motors: readonly CanMotorSpec[]): CanProtocol {
+  if (motors.every((m) => m.model.toLowerCase().startsWith('odrive'))) return new OdriveProtocol(motors);
+  return new MitProtocol(motors);
+}
