@@ -1,0 +1,146 @@
+// The control worker drives simulated CAN motors at 50 Hz: two MIT motors on one bus and an
+// ODrive on another, each a virtual bus served over its Unix socket from this thread, so the
+// worker runs exactly the code it runs on SocketCAN.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { ControlLoop, type ControlConfig } from '../src/control/index.js';
+import { VirtualCanHub, VirtualCanServer } from '../src/hardware/can/index.js';
+import type { CanBusConfig } from '../src/hardware/index.js';
+import { SimMitMotor, SimOdriveMotor } from '../src/sim/index.js';
+import { ScriptedChunks } from './helpers/chunks.js';
+import { armConfig } from './helpers/control.js';
+
+const silent = pino({ level: 'silent' });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+function canBus(name: string, path: string, motors: { id: number; model: string }[]): CanBusConfig {
+  return {
+    name,
+    interface: path,
+    transport: 'virtual',
+    bitrate: 1_000_000,
+    motors: motors.map((m) => ({ ...m, kp: 30, kd: 1, effortLimit: 8, maxVelocity: 3 })),
+    retries: 1,
+    errorBudgetMs: 200,
+    replyTimeoutUs: 1500,
+    maxTemperatureC: 80,
+    onStop: 'disable',
+    loadWarnPct: 70,
+  };
+}
+
+test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults the loop, over-temperature faults it naming the joint; motors go limp on fault and shutdown', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'reflex-can-'));
+  const legsHub = new VirtualCanHub();
+  const wheelHub = new VirtualCanHub();
+  const legs = await VirtualCanServer.listen(legsHub, join(dir, 'legs.sock'));
+  const wheelBus = await VirtualCanServer.listen(wheelHub, join(dir, 'wheel.sock'));
+  const hip = new SimMitMotor(legsHub, { id: 1, model: 'ak80-9', position: 0.1 });
+  const knee = new SimMitMotor(legsHub, { id: 2, model: 'ak80-9', position: -0.2 });
+  const wheel = new SimOdriveMotor(wheelHub, { id: 3, model: 'odrive', position: 0 });
+  wheel.startHeartbeat(50);
+  const joints = [
+    { name: 'hip', bus: 'legs', id: 1, min: -1, max: 1, maxVelocity: 3, offset: 0, direction: 1 as const },
+    { name: 'knee', bus: 'legs', id: 2, min: -1, max: 1, maxVelocity: 3, offset: 0, direction: -1 as const },
+    { name: 'wheel', bus: 'wheel', id: 3, min: -3, max: 3, maxVelocity: 3, offset: 0, direction: 1 as const },
+  ];
+  const cfg: ControlConfig = armConfig('unused', {
+    joints,
+    dynamixel: [],
+    can: [
+      canBus('legs', legs.path, [{ id: 1, model: 'ak80-9' }, { id: 2, model: 'ak80-9' }]),
+      canBus('wheel', wheelBus.path, [{ id: 3, model: 'odrive' }]),
+    ],
+  });
+  const loop = new ControlLoop(cfg, { stallMs: 500 }, silent);
+  const faults: string[] = [];
+  loop.on('fault', (r: string) => faults.push(r));
+  await loop.start(new AbortController().signal);
+  const target = [0.4, 0.3, 1.2];
+  const source = new ScriptedChunks(loop, 3, (_t, _i, out) => out.set(target));
+  try {
+    assert.deepEqual([hip.enabled, knee.enabled, wheel.enabled], [true, true, true], 'enabled where they stood');
+    await sleep(300);
+    assert.ok(Math.abs(hip.position - 0.1) < 0.01 && Math.abs(knee.position + 0.2) < 0.01, 'hold does not move them');
+
+    await loop.startPolicy();
+    await until(() => Math.abs(wheel.position - 1.2) < 0.03 && Math.abs(hip.position - 0.4) < 0.02, 3000, 'the joints to reach their targets');
+    assert.ok(Math.abs(knee.position + 0.3) < 0.02, `knee motor (reversed) at ${knee.position}`);
+    await sleep(1100); // bus load is reckoned over whole seconds
+    let s = loop.status();
+    assert.ok(s.rateHz > 40 && s.rateHz < 60, `${s.rateHz} Hz`);
+    assert.equal(s.bus.failedReads, 0);
+    assert.equal(s.missedDeadlines, 0);
+    assert.ok(s.bus.loadPct > 0 && s.bus.loadPct < 10, `bus load ${s.bus.loadPct}%`);
+    assert.ok(loop.motors().every((m) => m.temperatureC >= 30 && m.hardwareError === 0));
+
+    // A motor silent for less than the error budget: retried and counted, no fault.
+    knee.inject({ silent: true });
+    await sleep(100);
+    knee.clear();
+    await sleep(100);
+    s = loop.status();
+    assert.equal(loop.mode, 'policy');
+    assert.ok(s.bus.retries >= 3 && s.bus.failedReads >= 3, `retries ${s.bus.retries}, failed reads ${s.bus.failedReads}`);
+
+    // Silent past the budget: the loop faults naming bus and motor, and the CAN motors go limp.
+    knee.inject({ silent: true });
+    await until(() => loop.mode === 'fault', 2000, 'the fault');
+    assert.match(faults[0] ?? '', /^CAN bus legs: reads failing for \d+ ms \(budget 200 ms\); no reply from motor 2$/);
+    await sleep(50);
+    assert.deepEqual([hip.enabled, wheel.enabled], [false, false], 'limp on fault');
+    knee.clear();
+    await loop.reset();
+    assert.equal(loop.mode, 'hold');
+    await sleep(100);
+    assert.deepEqual([hip.enabled, knee.enabled, wheel.enabled], [true, true, true], 'reset enables them where they are');
+
+    // Over temperature: a hardware error naming the joint.
+    await loop.startPolicy();
+    await sleep(200);
+    hip.inject({ temperatureC: 95 });
+    await until(() => loop.mode === 'fault', 1000, 'the over-temperature fault');
+    assert.match(faults[1] ?? '', /^joint hip \(bus legs, motor 1\): over temperature \(95 C, limit 80 C\)$/);
+    await sleep(50);
+    assert.deepEqual([hip.enabled, knee.enabled, wheel.enabled], [false, false, false]);
+    assert.equal(loop.motors()[0]!.temperatureC, 95);
+    hip.clear();
+    await loop.reset();
+    await sleep(100);
+    assert.equal(loop.mode, 'hold');
+    assert.deepEqual([hip.enabled, knee.enabled, wheel.enabled], [true, true, true]);
+    await source.stop();
+    await loop.safe();
+    await loop.stop();
+    assert.deepEqual([hip.enabled, knee.enabled, wheel.enabled], [false, false, false], 'limp after shutdown');
+  } finally {
+    await source.stop();
+    await loop.stop();
+    wheel.close();
+    await legs.close();
+    await wheelBus.close();
+  }
+});
+
+test('a CAN bus the worker cannot reach fails the start with the reason', async () => {
+  const cfg = armConfig('unused', {
+    joints: [{ name: 'hip', bus: 'legs', id: 1, min: -1, max: 1, maxVelocity: 3, offset: 0, direction: 1 }],
+    dynamixel: [],
+    can: [canBus('legs', join(tmpdir(), 'no-such-bus.sock'), [{ id: 1, model: 'ak80-9' }])],
+  });
+  const loop = new ControlLoop(cfg, { stallMs: 500 }, silent);
+  await assert.rejects(loop.start(new AbortController().signal), /virtual CAN bus .*no-such-bus\.sock: ENOENT/);
+  await loop.stop();
+});
