@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import {
   encodeMit, decodeMit, MIT_MODELS, MIT_ENTER, MIT_EXIT, MIT_ZERO, toUint, type MitReply,
   arbitrationId, splitId, setInputVel, setInputPos, setAxisState, setInputTorque, decodeHeartbeat, decodeEncoderEstimates, OdriveCmd, AxisState,
+  decodeMitCommand, encodeMitReply, mitSpecial, setLimits, setControllerMode, decodeTemperature, ControlMode, InputMode, CAN_RTR_FLAG, frameBits,
 } from '../src/hardware/can/index.js';
+import { MitProtocol, OdriveProtocol } from '../src/hardware/can/protocols.js';
 
 const hex = (b: Uint8Array, n = b.length) => Buffer.from(b.subarray(0, n)).toString('hex').toUpperCase().replace(/(..)/g, '$1 ').trim();
 const AK80 = MIT_MODELS['ak80-9']!;
@@ -70,4 +72,70 @@ test('ODrive CANSimple: heartbeat and encoder estimates decode; short frames are
   assert.deepEqual(decodeEncoderEstimates(enc, 8), { pos: 3.25, vel: -0.5 });
   assert.equal(decodeHeartbeat(enc, 4), null);
   assert.equal(decodeEncoderEstimates(enc, 6), null);
+});
+
+test('MIT mode: the motor side decodes what the host encodes, and replies round-trip in both dialects', () => {
+  const out = new Uint8Array(8);
+  const back = { p: 0, v: 0, kp: 0, kd: 0, t: 0 };
+  encodeMit({ p: 1.25, v: -3, kp: 40, kd: 1.5, t: 2 }, AK80, out);
+  decodeMitCommand(out, AK80, back);
+  assert.ok(Math.abs(back.p - 1.25) < 4e-4 && Math.abs(back.v + 3) < 0.03 && Math.abs(back.kp - 40) < 0.13 && Math.abs(back.kd - 1.5) < 2e-3 && Math.abs(back.t - 2) < 0.01);
+  const r: MitReply = { id: 5, p: -0.7, v: 2, t: -4, temperature: 61, error: 0xb };
+  const got: MitReply = { id: 0, p: 0, v: 0, t: 0, temperature: 0, error: 0 };
+  const DM = MIT_MODELS['dm-j4310']!;
+  encodeMitReply(r, DM, 'damiao', out);
+  assert.equal(out[0], 0xb5, 'Damiao: status nibble over id');
+  decodeMit(out, 8, DM, 'damiao', got);
+  assert.deepEqual([got.id, got.error, got.temperature], [5, 0xb, 61]);
+  encodeMitReply({ ...r, error: 1 }, AK80, 'cubemars', out);
+  assert.deepEqual([out[0], out[6], out[7]], [5, 61, 1], 'CubeMars: id, temperature, error');
+  assert.equal(mitSpecial(MIT_ENTER, 8), 0xfc);
+  assert.equal(mitSpecial(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xfc), 8), 0, 'not special unless seven 0xFF');
+});
+
+test('ODrive CANSimple: Set_Limits, Set_Controller_Mode and Get_Temperature layouts', () => {
+  const out = new Uint8Array(8);
+  assert.equal(setLimits(2, 10, out), 8);
+  assert.equal(hex(out), '00 00 00 40 00 00 20 41');
+  assert.equal(setControllerMode(ControlMode.POSITION_CONTROL, InputMode.PASSTHROUGH, out), 8);
+  assert.equal(hex(out), '03 00 00 00 01 00 00 00');
+  assert.deepEqual(decodeTemperature(Uint8Array.of(0, 0, 0x0c, 0x42, 0, 0, 0x20, 0x42), 8), { fet: 35, motor: 40 });
+  assert.equal(decodeTemperature(new Uint8Array(8), 4), null);
+});
+
+test('protocol decoders: unknown ids, wrong lengths and foreign frames are ignored; error reports are kept', () => {
+  const state = () => ({
+    position: new Float64Array(2), velocity: new Float64Array(2), current: new Float64Array(2), temperature: new Float64Array(2),
+    voltage: new Float64Array(2), motorError: new Uint32Array(2), disarmed: new Uint8Array(2),
+  });
+  const spec = (id: number, model: string) => ({ id, model, kp: 10, kd: 1, effortLimit: 5, maxVelocity: 3 });
+  const mit = new MitProtocol([spec(1, 'ak80-9'), spec(2, 'ak80-9')]);
+  const s = state();
+  const reply = Uint8Array.of(0x09, 0x7f, 0xff, 0x7f, 0xf7, 0xff, 0x28, 0x00);
+  assert.equal(mit.accept(0, reply, 8, s), -1, 'motor 9 is not on this bus');
+  assert.equal(mit.accept(0, reply, 5, s), -1, 'wrong length');
+  reply[0] = 2;
+  reply[7] = 2;
+  assert.equal(mit.accept(0, reply, 8, s), 1);
+  assert.equal(s.motorError[1], 2);
+  assert.equal(mit.describe(1, s), 'over-current (code 0x2)');
+
+  const od = new OdriveProtocol([spec(3, 'odrive'), spec(4, 'odrive')]);
+  const o = state();
+  const est = Uint8Array.of(0, 0, 0x80, 0x3f, 0, 0, 0, 0); // 1 turn, 0 rev/s
+  assert.equal(od.accept(arbitrationId(5, OdriveCmd.GET_ENCODER_ESTIMATES), est, 8, o), -1, 'node 5 is not on this bus');
+  assert.equal(od.accept((CAN_RTR_FLAG | arbitrationId(3, OdriveCmd.GET_ENCODER_ESTIMATES)) >>> 0, est, 0, o), -1, 'a request is not a reply');
+  assert.equal(od.accept(arbitrationId(3, OdriveCmd.GET_ENCODER_ESTIMATES), est, 4, o), -1, 'short');
+  assert.equal(od.accept(arbitrationId(4, OdriveCmd.GET_ENCODER_ESTIMATES), est, 8, o), 1);
+  assert.ok(Math.abs(o.position[1]! - 2 * Math.PI) < 1e-6);
+  assert.equal(od.accept(arbitrationId(3, OdriveCmd.HEARTBEAT), Uint8Array.of(0x40, 0x08, 0, 0, 1, 0, 0, 0), 8, o), -1);
+  assert.equal(o.motorError[0], 0x840);
+  assert.equal(od.describe(0, o), 'axis error 0x840 (MOTOR_FAILED, WATCHDOG_TIMER_EXPIRED)');
+  assert.deepEqual(od.filters, [{ id: 3 << 5, mask: 0x7e0 }, { id: 4 << 5, mask: 0x7e0 }]);
+});
+
+test('bus load arithmetic: a worst-case stuffed 8-byte standard frame is 135 bits', () => {
+  assert.equal(frameBits(8), 135);
+  assert.equal(frameBits(0), 55);
+  assert.equal(frameBits(8, true), 160);
 });
