@@ -8,7 +8,7 @@ import { Daemon, type DaemonStatus } from '../daemon.js';
 import { request } from './client.js';
 import { formatStatus } from './format.js';
 import { motors } from './motors.js';
-import { simDynamixel, simRig } from './sim.js';
+import { simCan, simDynamixel, simRig } from './sim.js';
 import { cameraList, cameraSnapshot } from './camera.js';
 
 const USAGE = `usage: reflex <command> [options]
@@ -27,6 +27,9 @@ const USAGE = `usage: reflex <command> [options]
   camera snapshot NAME FILE           what camera NAME sees now, as a JPEG or PNG
   sim dynamixel [--link PATH] [--ids 1-6] [--model M] [--firmware F]
                                       a simulated servo bus on a pseudo-terminal
+  sim can --link PATH [--ids 1-6] [--model ak80-9|dm-j4310|odrive]
+                                      simulated CAN motors on a virtual bus socket
+                                      (a CAN bus with transport: virtual, interface: PATH)
   sim score [--socket PATH]           the simulated rig's task score (default .run/sim/rig.sock)
   sim rig --link PATH [--camera-port P] [--socket PATH]
                                       the simulated robot: arm, camera (MJPEG on tcp port P),
@@ -152,12 +155,13 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'sim':
       if (rest[0] === 'rig') return simRig(values);
+      if (rest[0] === 'can') return simCan(values);
       if (rest[0] === 'score') {
         const t = (await request(values.socket ?? '.run/sim/rig.sock', 'task')) as { samples: number; meanErrorM: number; holdBaselineM: number };
         process.stdout.write(`task error ${(t.meanErrorM * 100).toFixed(1)} cm mean over ${t.samples} samples; holding still would score ${(t.holdBaselineM * 100).toFixed(1)} cm\n`);
         return;
       }
-      if (rest[0] !== 'dynamixel') fail(EXIT.USAGE, 'usage: reflex sim dynamixel|rig ...');
+      if (rest[0] !== 'dynamixel') fail(EXIT.USAGE, 'usage: reflex sim dynamixel|can|rig|score ...');
       return simDynamixel(values);
     default:
       fail(EXIT.USAGE, `unknown command "${verb}"\n${USAGE}`);

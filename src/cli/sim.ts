@@ -1,7 +1,7 @@
 // `reflex sim dynamixel`: a simulated servo bus as its own process, for a technician without a
 // robot, for benchmarks, and for the simulated robot.
 import { ReflexError } from '../core/index.js';
-import { SimDynamixelBus, SimRig, simCameraSource } from '../sim/index.js';
+import { SimCanBus, SimDynamixelBus, SimRig, simCameraSource } from '../sim/index.js';
 import { pino } from 'pino';
 
 export interface SimArgs {
@@ -41,6 +41,18 @@ export async function simDynamixel(args: SimArgs): Promise<void> {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
   });
   sim.close();
+}
+
+/** `reflex sim can`: simulated CAN motors on a virtual bus served at --link; prints the path once ready. */
+export async function simCan(args: SimArgs): Promise<void> {
+  if (args.link === undefined) throw new ReflexError('BAD_REQUEST', 'sim can needs --link PATH (the bus socket)');
+  const model = args.model ?? 'ak80-9';
+  const bus = new SimCanBus(parseIds(args.ids ?? '1-6').map((id) => ({ id, model, timeoutMs: 500 })));
+  process.stdout.write(`${await bus.listen(args.link)}\n`);
+  await new Promise<void>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
+  });
+  await bus.close();
 }
 
 /**

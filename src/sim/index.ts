@@ -4,3 +4,4 @@ export { SimCamera, simCameraSource, type SimCameraOptions } from './camera.js';
 export { render, endEffector, ARM, type Scene } from './scene.js';
 export { SimRig, targetAt, type RigOptions, type TaskScore } from './rig.js';
 export { SimMitMotor, SimOdriveMotor, simCanMotor, type SimCanMotor, type SimCanMotorSpec, type SimCanFaults } from './can-motors.js';
+export { SimCanBus } from './can-bus.js';

@@ -47,11 +47,42 @@ export interface MitCommand {
 
 /** Packs a command into `out` (8 bytes); values beyond the model's ranges are clamped. */
 export function encodeMit(c: MitCommand, r: MitRanges, out: Uint8Array): void {
-  const p = toUint(c.p, -r.p, r.p, 16);
-  const v = toUint(c.v, -r.v, r.v, 12);
-  const kp = toUint(c.kp, 0, r.kpMax, 12);
-  const kd = toUint(c.kd, 0, r.kdMax, 12);
-  const t = toUint(c.t, -r.t, r.t, 12);
+  const a = PACK;
+  a[0] = c.p;
+  a[1] = c.v;
+  a[2] = c.kp;
+  a[3] = c.kd;
+  a[4] = c.t;
+  packMit(a, r, out);
+}
+
+const PACK = new Float64Array(5);
+
+/**
+ * encodeMit for the tick: the command as [p, v, kp, kd, t] in a Float64Array, so no double is
+ * stored in an object (which can box it on every store).
+ */
+export function packMit(c: Float64Array, r: MitRanges, out: Uint8Array): void {
+  // The quantization is written out rather than calling toUint: in the tick, a call that is not
+  // inlined boxes its double arguments, and this runs for every motor every tick.
+  const P = r.p;
+  const V = r.v;
+  const T = r.t;
+  let x = c[0]!;
+  x = x < -P ? -P : x > P ? P : x;
+  const p = Math.trunc(((x + P) * 0xffff) / (2 * P));
+  x = c[1]!;
+  x = x < -V ? -V : x > V ? V : x;
+  const v = Math.trunc(((x + V) * 0xfff) / (2 * V));
+  x = c[2]!;
+  x = x < 0 ? 0 : x > r.kpMax ? r.kpMax : x;
+  const kp = Math.trunc((x * 0xfff) / r.kpMax);
+  x = c[3]!;
+  x = x < 0 ? 0 : x > r.kdMax ? r.kdMax : x;
+  const kd = Math.trunc((x * 0xfff) / r.kdMax);
+  x = c[4]!;
+  x = x < -T ? -T : x > T ? T : x;
+  const t = Math.trunc(((x + T) * 0xfff) / (2 * T));
   out[0] = p >> 8;
   out[1] = p & 0xff;
   out[2] = v >> 4;
@@ -81,21 +112,40 @@ export type MitDialect = 'cubemars' | 'damiao';
  * t12, T_mos, T_rotor].
  */
 export function decodeMit(data: Uint8Array, length: number, r: MitRanges, dialect: MitDialect, out: MitReply): boolean {
+  const a = UNPACK;
+  if (!unpackMit(data, length, r, dialect, a)) return false;
+  out.id = a[MitReplyAt.ID]!;
+  out.p = a[MitReplyAt.P]!;
+  out.v = a[MitReplyAt.V]!;
+  out.t = a[MitReplyAt.T]!;
+  out.temperature = a[MitReplyAt.TEMPERATURE]!;
+  out.error = a[MitReplyAt.ERROR]!;
+  return true;
+}
+
+const UNPACK = new Float64Array(6);
+
+/** Where unpackMit puts each value. */
+export const MitReplyAt = { ID: 0, P: 1, V: 2, T: 3, TEMPERATURE: 4, ERROR: 5 } as const;
+
+/** decodeMit for the tick: into a Float64Array laid out as MitReplyAt. */
+export function unpackMit(data: Uint8Array, length: number, r: MitRanges, dialect: MitDialect, out: Float64Array): boolean {
   if (length !== 6 && length !== 8) return false;
   const p = (data[1]! << 8) | data[2]!;
   const v = (data[3]! << 4) | (data[4]! >> 4);
   const t = ((data[4]! & 0xf) << 8) | data[5]!;
-  out.p = fromUint(p, -r.p, r.p, 16);
-  out.v = fromUint(v, -r.v, r.v, 12);
-  out.t = fromUint(t, -r.t, r.t, 12);
+  // fromUint written out, for the same reason as in packMit.
+  out[MitReplyAt.P] = (p * 2 * r.p) / 0xffff - r.p;
+  out[MitReplyAt.V] = (v * 2 * r.v) / 0xfff - r.v;
+  out[MitReplyAt.T] = (t * 2 * r.t) / 0xfff - r.t;
   if (dialect === 'damiao') {
-    out.id = data[0]! & 0x0f;
-    out.error = data[0]! >> 4;
-    out.temperature = length === 8 ? data[7]! : NaN;
+    out[MitReplyAt.ID] = data[0]! & 0x0f;
+    out[MitReplyAt.ERROR] = data[0]! >> 4;
+    out[MitReplyAt.TEMPERATURE] = length === 8 ? data[7]! : NaN;
   } else {
-    out.id = data[0]!;
-    out.error = length === 8 ? data[7]! : 0;
-    out.temperature = length === 8 ? data[6]! : NaN;
+    out[MitReplyAt.ID] = data[0]!;
+    out[MitReplyAt.ERROR] = length === 8 ? data[7]! : 0;
+    out[MitReplyAt.TEMPERATURE] = length === 8 ? data[6]! : NaN;
   }
   return true;
 }

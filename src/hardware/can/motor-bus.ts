@@ -53,18 +53,20 @@ export class CanMotorBus implements MotorBus {
   readonly disableOnStop: boolean;
   /** Frames per second and percent of the bitrate over the last second (both directions). */
   readonly load: { framesPerS: number; pct: number; warnPct: number };
+  /** Frames and their worst-case bits on the wire since open, both directions. */
+  readonly traffic = { frames: 0, bits: 0 };
   readonly warnings: string[] = [];
   private readonly state: CanMotorState;
   private readonly protocol: CanProtocol;
   private readonly budget: ErrorBudget;
   private readonly clock: TickClock = tickClock();
-  private readonly t = new Float64Array(1);
+  /** [now, deadline, load window start]: times kept in a typed array so that none is boxed in the tick. */
+  private readonly t = new Float64Array([0, 0, -1]);
   private received = 0;
   private counting = false;
   private ticks = 0;
   private fault: string | null = null;
   private disabled = false;
-  private windowStartMs = -1;
   private windowBits = 0;
   private windowFrames = 0;
 
@@ -133,7 +135,7 @@ export class CanMotorBus implements MotorBus {
       throw new ReflexError('START_FAILED', `CAN bus ${this.name} (${this.cfg.interface}): no reply from motor ${this.missing()}`);
     }
     for (let i = 0; i < n; i++) this.protocol.enable(i, this.position[i]!, this.send);
-    for (let i = 0; i < n; i++) this.protocol.command(i, this.position[i]!, this.send);
+    for (let i = 0; i < n; i++) this.protocol.command(i, this.position, this.position, this.send);
     if (!this.exchangeUntil(ENABLE_WAIT_US)) {
       throw new ReflexError('START_FAILED', `CAN bus ${this.name}: motor ${this.missing()} stopped answering after enable`);
     }
@@ -171,11 +173,11 @@ export class CanMotorBus implements MotorBus {
     }
     this.protocol.extra(this.ticks++, this.send);
     this.updateFaults();
-    const now = this.now();
-    this.rollLoad(now);
+    this.clock.into(this.t, 0);
+    this.rollLoad();
     const ok = this.received === n;
     if (!ok) this.errors.failedReads++;
-    const failing = this.budget.record(ok, now);
+    const failing = this.budget.record(ok, this.t[0]!);
     if (failing >= 0) {
       this.fault = `CAN bus ${this.name}: reads failing for ${Math.round(failing)} ms (budget ${this.cfg.errorBudgetMs} ms); no reply from motor ${this.missing()}${this.transport.state === 'error-active' ? '' : ` (controller ${this.transport.state})`}`;
       throw new ReflexError('BUS_FAULT', this.fault);
@@ -188,12 +190,15 @@ export class CanMotorBus implements MotorBus {
     const n = this.ids.length;
     for (let i = 0; i < n; i++) if (this.fresh[i] === 0) this.protocol.request(i, this.send);
     this.counting = true;
-    const deadline = this.now() + this.cfg.replyTimeoutUs / 1000;
+    const t = this.t;
+    this.clock.into(t, 0);
+    t[1] = t[0]! + this.cfg.replyTimeoutUs / 1000;
     for (;;) {
       this.transport.receive(this.take);
       if (this.received === n) break;
-      const left = (deadline - this.now()) * 1000;
-      if (left <= 0 || !this.transport.wait(left)) {
+      this.clock.into(t, 0);
+      const leftUs = ((t[1]! - t[0]!) * 1000) | 0;
+      if (leftUs <= 0 || !this.transport.wait(leftUs)) {
         this.transport.receive(this.take);
         break;
       }
@@ -205,7 +210,7 @@ export class CanMotorBus implements MotorBus {
     if (this.fault !== null) throw new ReflexError('BUS_FAULT', this.fault);
     if (this.disabled) return;
     for (let i = 0; i < this.ids.length; i++) {
-      this.protocol.command(i, this.protocol.bound(i, positions[i]!, this.position[i]!), this.send);
+      this.protocol.command(i, positions, this.position, this.send);
     }
   }
 
@@ -228,7 +233,7 @@ export class CanMotorBus implements MotorBus {
       this.disabled = false;
       for (let i = 0; i < this.ids.length; i++) {
         this.protocol.enable(i, this.position[i]!, this.send);
-        this.protocol.command(i, this.position[i]!, this.send);
+        this.protocol.command(i, this.position, this.position, this.send);
       }
     }
   }
@@ -258,26 +263,25 @@ export class CanMotorBus implements MotorBus {
   }
 
   private account(length: number): void {
-    this.windowBits += frameBits(length);
+    const bits = frameBits(length);
+    this.windowBits += bits;
     this.windowFrames++;
+    this.traffic.bits += bits;
+    this.traffic.frames++;
   }
 
-  /** Closes the load window once a second. */
-  private rollLoad(now: number): void {
-    if (this.windowStartMs < 0) this.windowStartMs = now;
-    const span = now - this.windowStartMs;
+  /** Closes the load window once a second (t[0] is now). */
+  private rollLoad(): void {
+    const t = this.t;
+    if (t[2]! < 0) t[2] = t[0]!;
+    const span = t[0]! - t[2]!;
     if (span >= 1000) {
       this.load.framesPerS = (this.windowFrames * 1000) / span;
       this.load.pct = (this.windowBits * 100_000) / (span * this.cfg.bitrate);
-      this.windowStartMs = now;
+      t[2] = t[0]!;
       this.windowBits = 0;
       this.windowFrames = 0;
     }
-  }
-
-  private now(): number {
-    this.clock.into(this.t, 0);
-    return this.t[0]!;
   }
 
   private missing(): string {

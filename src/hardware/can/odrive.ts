@@ -25,30 +25,49 @@ export function splitId(id: number): { node: number; cmd: number } {
   return { node: (id >> 5) & 0x3f, cmd: id & 0x1f };
 }
 
+// The encoders run every tick: they pack through one scratch DataView made once, so they
+// allocate nothing (a DataView over `out` per call would).
+const SCRATCH = new DataView(new ArrayBuffer(8));
+const SCRATCH_BYTES = new Uint8Array(SCRATCH.buffer);
+
+function put(out: Uint8Array, at: number, n: number): void {
+  for (let i = 0; i < n; i++) out[at + i] = SCRATCH_BYTES[i]!;
+}
+function putU32(out: Uint8Array, at: number, v: number): void {
+  SCRATCH.setUint32(0, v, true);
+  put(out, at, 4);
+}
+function putF32(out: Uint8Array, at: number, v: number): void {
+  SCRATCH.setFloat32(0, v, true);
+  put(out, at, 4);
+}
+function putI16(out: Uint8Array, at: number, v: number): void {
+  SCRATCH.setInt16(0, v, true);
+  put(out, at, 2);
+}
+
 /** Each encoder writes into `out` (8 bytes) and returns the payload length. */
 export function setAxisState(state: number, out: Uint8Array): number {
-  new DataView(out.buffer, out.byteOffset, 8).setUint32(0, state, true);
+  putU32(out, 0, state);
   return 4;
 }
 
 /** Position in turns; feed-forwards in 0.001 units (rev/s, N m) as the protocol packs them. */
 export function setInputPos(pos: number, velFf: number, torqueFf: number, out: Uint8Array): number {
-  const d = new DataView(out.buffer, out.byteOffset, 8);
-  d.setFloat32(0, pos, true);
-  d.setInt16(4, clampI16(Math.round(velFf * 1000)), true);
-  d.setInt16(6, clampI16(Math.round(torqueFf * 1000)), true);
+  putF32(out, 0, pos);
+  putI16(out, 4, clampI16(Math.round(velFf * 1000)));
+  putI16(out, 6, clampI16(Math.round(torqueFf * 1000)));
   return 8;
 }
 
 export function setInputVel(vel: number, torqueFf: number, out: Uint8Array): number {
-  const d = new DataView(out.buffer, out.byteOffset, 8);
-  d.setFloat32(0, vel, true);
-  d.setFloat32(4, torqueFf, true);
+  putF32(out, 0, vel);
+  putF32(out, 4, torqueFf);
   return 8;
 }
 
 export function setInputTorque(torque: number, out: Uint8Array): number {
-  new DataView(out.buffer, out.byteOffset, 8).setFloat32(0, torque, true);
+  putF32(out, 0, torque);
   return 4;
 }
 
@@ -96,17 +115,15 @@ export const OdriveAxisError = {
 } as const;
 
 export function setControllerMode(control: number, input: number, out: Uint8Array): number {
-  const d = new DataView(out.buffer, out.byteOffset, 8);
-  d.setUint32(0, control, true);
-  d.setUint32(4, input, true);
+  putU32(out, 0, control);
+  putU32(out, 4, input);
   return 8;
 }
 
 /** Velocity limit (rev/s) and current limit (A). */
 export function setLimits(velLimit: number, currentLimit: number, out: Uint8Array): number {
-  const d = new DataView(out.buffer, out.byteOffset, 8);
-  d.setFloat32(0, velLimit, true);
-  d.setFloat32(4, currentLimit, true);
+  putF32(out, 0, velLimit);
+  putF32(out, 4, currentLimit);
   return 8;
 }
 

@@ -3,8 +3,8 @@
 // nothing here allocates after construction.
 import { CAN_RTR_FLAG } from './frame.js';
 import {
-  CUBEMARS_ERRORS, DAMIAO_STATUS, MIT_ENTER, MIT_EXIT, decodeMit, encodeMit, mitModel,
-  type MitCommand, type MitDialect, type MitRanges, type MitReply,
+  CUBEMARS_ERRORS, DAMIAO_STATUS, MIT_ENTER, MIT_EXIT, MitReplyAt, mitModel, packMit, unpackMit,
+  type MitDialect, type MitRanges,
 } from './mit.js';
 import {
   AxisState, ControlMode, InputMode, OdriveCmd, OdriveCmdExtra, arbitrationId, setAxisState,
@@ -45,9 +45,11 @@ export interface CanProtocol {
   enable(i: number, position: number, send: Send): void;
   /** The per-tick exchange's request; the reply updates the state. */
   request(i: number, send: Send): void;
-  command(i: number, position: number, send: Send): void;
-  /** The torque limit as a bound on the target: where motor i may be asked to go from `measured`. */
-  bound(i: number, position: number, measured: number): number;
+  /**
+   * Commands motor i to target[i], bounded by its effort limit from measured[i]. Arrays, not
+   * numbers, so that no double is boxed crossing the call in the tick.
+   */
+  command(i: number, target: Float64Array, measured: Float64Array, send: Send): void;
   disable(i: number, send: Send): void;
   /** Once per tick after the exchange: housekeeping frames (ODrive's temperature poll). */
   extra(tick: number, send: Send): void;
@@ -66,9 +68,11 @@ export class MitProtocol implements CanProtocol {
   private readonly byId = new Int16Array(256).fill(-1);
   /** The frame each motor's poll repeats: its last command, or limp (zero gains) before one. */
   private readonly last: Uint8Array;
+  private readonly lastFrames: Uint8Array[];
   private readonly enabled: Uint8Array;
-  private readonly cmd: MitCommand = { p: 0, v: 0, kp: 0, kd: 0, t: 0 };
-  private readonly reply: MitReply = { id: 0, p: 0, v: 0, t: 0, temperature: NaN, error: 0 };
+  /** [p, v, kp, kd, t] and the reply (MitReplyAt): typed arrays, so no double is boxed per tick. */
+  private readonly cmd = new Float64Array(5);
+  private readonly reply = new Float64Array(6);
   private readonly frame = new Uint8Array(8);
 
   constructor(private readonly motors: readonly CanMotorSpec[]) {
@@ -81,6 +85,7 @@ export class MitProtocol implements CanProtocol {
     this.ranges = models.map((x) => x!.ranges);
     motors.forEach((m, i) => (this.byId[m.id & 0xff] = i));
     this.last = new Uint8Array(motors.length * 8);
+    this.lastFrames = motors.map((_, i) => this.last.subarray(i * 8, i * 8 + 8));
     this.enabled = new Uint8Array(motors.length);
   }
 
@@ -92,30 +97,28 @@ export class MitProtocol implements CanProtocol {
 
   request(i: number, send: Send): void {
     if (this.enabled[i] === 0) send(this.motors[i]!.id, MIT_EXIT, 8);
-    else send(this.motors[i]!.id, this.last.subarray(i * 8, i * 8 + 8), 8);
+    else send(this.motors[i]!.id, this.lastFrames[i]!, 8);
   }
 
   /** Position control through the motor's PD: the target is kept within effortLimit/kp of where the motor is. */
-  command(i: number, position: number, send: Send): void {
+  command(i: number, target: Float64Array, measured: Float64Array, send: Send): void {
     if (this.enabled[i] === 0) return;
     const m = this.motors[i]!;
     const c = this.cmd;
-    c.p = position;
-    c.v = 0;
-    c.kp = m.kp;
-    c.kd = m.kd;
-    c.t = 0;
-    encodeMit(c, this.ranges[i]!, this.frame);
+    let p = target[i]!;
+    if (m.kp > 0) {
+      const reach = m.effortLimit / m.kp;
+      const at = measured[i]!;
+      p = p > at + reach ? at + reach : p < at - reach ? at - reach : p;
+    }
+    c[0] = p;
+    c[1] = 0;
+    c[2] = m.kp;
+    c[3] = m.kd;
+    c[4] = 0;
+    packMit(c, this.ranges[i]!, this.frame);
     this.last.set(this.frame, i * 8);
     send(m.id, this.frame, 8);
-  }
-
-  /** Clamps a target so the PD's position term asks at most effortLimit of the motor. */
-  bound(i: number, position: number, measured: number): number {
-    const m = this.motors[i]!;
-    if (m.kp <= 0) return position;
-    const reach = m.effortLimit / m.kp;
-    return position > measured + reach ? measured + reach : position < measured - reach ? measured - reach : position;
   }
 
   disable(i: number, send: Send): void {
@@ -132,16 +135,17 @@ export class MitProtocol implements CanProtocol {
     const i = this.byId[key]!;
     if (i < 0) return -1;
     const r = this.reply;
-    if (!decodeMit(data, length, this.ranges[i]!, this.dialect, r)) return -1;
-    s.position[i] = r.p;
-    s.velocity[i] = r.v;
-    s.current[i] = r.t;
-    if (length === 8) s.temperature[i] = r.temperature;
+    if (!unpackMit(data, length, this.ranges[i]!, this.dialect, r)) return -1;
+    s.position[i] = r[MitReplyAt.P]!;
+    s.velocity[i] = r[MitReplyAt.V]!;
+    s.current[i] = r[MitReplyAt.T]!;
+    if (length === 8) s.temperature[i] = r[MitReplyAt.TEMPERATURE]!;
+    const error = r[MitReplyAt.ERROR]!;
     if (this.dialect === 'damiao') {
-      s.motorError[i] = r.error >= 8 ? r.error : 0;
-      s.disarmed[i] = this.enabled[i] === 1 && r.error === 0 ? 1 : 0;
+      s.motorError[i] = error >= 8 ? error : 0;
+      s.disarmed[i] = this.enabled[i] === 1 && error === 0 ? 1 : 0;
     } else {
-      s.motorError[i] = r.error;
+      s.motorError[i] = error;
     }
     return i;
   }
@@ -154,13 +158,8 @@ export class MitProtocol implements CanProtocol {
   }
 
   private limp(i: number): void {
-    const c = this.cmd;
-    c.p = 0;
-    c.v = 0;
-    c.kp = 0;
-    c.kd = 0;
-    c.t = 0;
-    encodeMit(c, this.ranges[i]!, this.frame);
+    this.cmd.fill(0);
+    packMit(this.cmd, this.ranges[i]!, this.frame);
     this.last.set(this.frame, i * 8);
   }
 }
@@ -177,8 +176,16 @@ export class OdriveProtocol implements CanProtocol {
   private readonly f32 = new Float32Array(this.scratch);
   private readonly u32 = new Uint32Array(this.scratch);
   private readonly none = new Uint8Array(0);
+  // Ids with the RTR flag are beyond the small-integer range: built once, kept in typed arrays
+  // so that passing them along never boxes a number.
+  private readonly requestIds: Uint32Array;
+  private readonly temperatureIds: Uint32Array;
+  private readonly commandIds: Uint32Array;
 
   constructor(private readonly motors: readonly CanMotorSpec[]) {
+    this.requestIds = Uint32Array.from(motors, (m) => (CAN_RTR_FLAG | arbitrationId(m.id, OdriveCmd.GET_ENCODER_ESTIMATES)) >>> 0);
+    this.temperatureIds = Uint32Array.from(motors, (m) => (CAN_RTR_FLAG | arbitrationId(m.id, OdriveCmdExtra.GET_TEMPERATURE)) >>> 0);
+    this.commandIds = Uint32Array.from(motors, (m) => arbitrationId(m.id, OdriveCmd.SET_INPUT_POS));
     motors.forEach((m, i) => {
       if (m.id > 0x3f) throw new Error(`ODrive node id ${m.id} is beyond 63`);
       this.byNode[m.id] = i;
@@ -202,17 +209,13 @@ export class OdriveProtocol implements CanProtocol {
 
   request(i: number, send: Send): void {
     this.sinceEnable[i]!++;
-    send((CAN_RTR_FLAG | arbitrationId(this.motors[i]!.id, OdriveCmd.GET_ENCODER_ESTIMATES)) >>> 0, this.none, 0);
-  }
-
-  command(i: number, position: number, send: Send): void {
-    if (this.enabled[i] === 0) return;
-    send(arbitrationId(this.motors[i]!.id, OdriveCmd.SET_INPUT_POS), this.frame, setInputPos(position / TWO_PI, 0, 0, this.frame));
+    send(this.requestIds[i]!, this.none, 0);
   }
 
   /** The drive enforces its own current limit (set at enable). */
-  bound(_i: number, position: number): number {
-    return position;
+  command(i: number, target: Float64Array, _measured: Float64Array, send: Send): void {
+    if (this.enabled[i] === 0) return;
+    send(this.commandIds[i]!, this.frame, setInputPos(target[i]! / TWO_PI, 0, 0, this.frame));
   }
 
   disable(i: number, send: Send): void {
@@ -222,8 +225,7 @@ export class OdriveProtocol implements CanProtocol {
 
   /** One motor's temperature per tick, round robin. */
   extra(tick: number, send: Send): void {
-    const m = this.motors[tick % this.motors.length]!;
-    send((CAN_RTR_FLAG | arbitrationId(m.id, OdriveCmdExtra.GET_TEMPERATURE)) >>> 0, this.none, 0);
+    send(this.temperatureIds[tick % this.motors.length]!, this.none, 0);
   }
 
   accept(id: number, data: Uint8Array, length: number, s: CanMotorState): number {
