@@ -145,7 +145,7 @@ test('over-temperature and the motor\'s own errors are hardware errors with thei
     assert.match(bus.errorText(0), /over temperature \(85 C, limit 80 C\)/);
     cube.inject({ error: 1 });
     bus.read();
-    assert.equal(bus.hardwareError[0]! & CanMotorFault.MOTOR, CanMotorFault.MOTOR);
+    assert.equal(bus.hardwareError[0] & CanMotorFault.MOTOR, CanMotorFault.MOTOR);
     assert.match(bus.errorText(0), /over-temperature \(code 0x1\)/);
 
     dm.inject({ error: 0xb, temperatureC: 90 });

@@ -24,7 +24,7 @@ function hostHasVcan(): boolean {
 }
 
 if (process.env.REFLEX_IN_CAN_VM === '1' || hostHasVcan()) {
-  canTransportSuite(`SocketCAN (${IFACE})`, async () => {
+  canTransportSuite(`SocketCAN (${IFACE})`, () => {
     const a = SocketCan.open(IFACE);
     const b = SocketCan.open(IFACE);
     // vcan has no controller of its own: a third socket sends the error frames a controller would.
@@ -33,7 +33,7 @@ if (process.env.REFLEX_IN_CAN_VM === '1' || hostHasVcan()) {
     return {
       a,
       b,
-      inject: async (state) => {
+      inject: (state) => {
         data.fill(0);
         if (state === 'bus-off') controller.send((CAN_ERR_FLAG | CanErr.BUSOFF) >>> 0, data, 8);
         else {
@@ -41,11 +41,11 @@ if (process.env.REFLEX_IN_CAN_VM === '1' || hostHasVcan()) {
           controller.send((CAN_ERR_FLAG | CanErr.CRTL) >>> 0, data, 8);
         }
       },
-      restarted: async () => {
+      restarted: () => {
         data.fill(0);
         controller.send((CAN_ERR_FLAG | CanErr.RESTARTED) >>> 0, data, 8);
       },
-      close: async () => {
+      close: () => {
         a.close();
         b.close();
         controller.close();

@@ -6,16 +6,16 @@ import { join } from 'node:path';
 import { SocketCan, VirtualCanHub, VirtualCanServer } from '../src/hardware/can/index.js';
 import { canTransportSuite, collect } from './helpers/can-suite.js';
 
-canTransportSuite('virtual CAN (in-process)', async () => {
+canTransportSuite('virtual CAN (in-process)', () => {
   const hub = new VirtualCanHub();
   const a = hub.endpoint('a');
   const b = hub.endpoint('b');
   return {
     a,
     b,
-    inject: async (s) => a.injectState(s),
-    restarted: async () => {},
-    close: async () => {
+    inject: (s) => a.injectState(s),
+    restarted: () => {},
+    close: () => {
       a.close();
       b.close();
     },
@@ -31,8 +31,8 @@ canTransportSuite('virtual CAN (Unix socket, as the control worker uses it)', as
   return {
     a,
     b,
-    inject: async (s) => server.injectState(s),
-    restarted: async () => {},
+    inject: (s) => server.injectState(s),
+    restarted: () => {},
     close: async () => {
       a.close();
       b.close();

@@ -10,10 +10,10 @@ export interface CanPair {
   a: CanTransport;
   b: CanTransport;
   /** Makes `a`'s controller report `state`, as the hardware's error frames do. */
-  inject(state: CanBusState): Promise<void>;
+  inject(state: CanBusState): void | Promise<void>;
   /** What the bus does after `a` asked to restart (the kernel's restart-ms; the virtual bus at once). */
-  restarted(): Promise<void>;
-  close(): Promise<void>;
+  restarted(): void | Promise<void>;
+  close(): void | Promise<void>;
 }
 
 type Frame = [number, string];
@@ -39,7 +39,7 @@ async function settle(t: CanTransport, want: CanBusState): Promise<void> {
   assert.equal(t.state, want);
 }
 
-export function canTransportSuite(label: string, open: () => Promise<CanPair>): void {
+export function canTransportSuite(label: string, open: () => CanPair | Promise<CanPair>): void {
   test(`${label}: frames reach the other node intact and in order, never the sender`, async () => {
     const p = await open();
     try {

@@ -197,7 +197,7 @@ export class CanMotorBus implements MotorBus {
       this.transport.receive(this.take);
       if (this.received === n) break;
       this.clock.into(t, 0);
-      const leftUs = ((t[1]! - t[0]!) * 1000) | 0;
+      const leftUs = ((t[1] - t[0]!) * 1000) | 0;
       if (leftUs <= 0 || !this.transport.wait(leftUs)) {
         this.transport.receive(this.take);
         break;
