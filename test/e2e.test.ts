@@ -53,12 +53,21 @@ test('end to end: the default policy reaches the moving target from camera and j
     await request(e.rigSocket, 'servo.fault', { id: 2, bits: 0x20 });
     await until('the loop faults', async () => (await status()).loop.mode === 'fault', 2000);
     s = await status();
-    assert.ok(s.faults.some((f) => /joint shoulder: motor hardware error 0x20/.test(f)), JSON.stringify(s.faults));
+    assert.ok(s.faults.some((f) => /joint shoulder \(bus arm, motor 2\): overload/.test(f)), JSON.stringify(s.faults));
     const heldA = await joints();
     await sleep(300);
     const heldB = await joints();
     assert.ok(Math.abs(heldA[0]! - heldB[0]!) < 0.005, 'the other joints hold');
     await request(e.rigSocket, 'servo.clear', { id: 2 });
+    await request(e.socket, 'reset');
+    assert.equal((await status()).loop.mode, 'hold');
+
+    // The CAN base overheats: the loop faults naming the joint, and the CAN motor goes limp.
+    await request(e.rigSocket, 'can.fault', { id: 1, temperatureC: 95 });
+    await until('the loop faults on the CAN motor', async () => (await status()).loop.mode === 'fault', 2000);
+    s = await status();
+    assert.ok(s.faults.some((f) => /joint base \(bus base, motor 1\): over temperature \(95 C, limit 80 C\)/.test(f)), JSON.stringify(s.faults));
+    await request(e.rigSocket, 'can.clear', { id: 1 });
     await request(e.socket, 'reset');
     assert.equal((await status()).loop.mode, 'hold');
 

@@ -23,7 +23,7 @@ export function formatStatus(s: DaemonStatus): string {
     ['tick', `mean ${l.tickDurationUs.mean.toFixed(0)} us, max ${l.tickDurationUs.max.toFixed(0)} us`],
     ['missed', `${l.missedDeadlines} deadlines, ${l.overruns} overruns, ${l.starvedTicks} starved ticks`],
     ['safety', `${l.safety.limitClamps} limit clamps, ${l.safety.deltaClamps} velocity clamps, ${l.safety.nonFinite} NaN/Inf, ${l.safety.estops} e-stops, ${l.safety.faults} faults`],
-    ['buses', `${l.bus.failedReads} failed reads, ${l.bus.retries} retries`],
+    ['buses', `${l.bus.failedReads} failed reads, ${l.bus.retries} retries, CAN load ${l.bus.loadPct}% of bitrate`],
     ['real time', l.realtime === null ? 'unknown' : l.realtime.fifoPriority !== null ? `SCHED_FIFO ${l.realtime.fifoPriority}${l.realtime.memoryLocked ? ', memory locked' : ''}` : `not real time (${l.realtime.notes.join('; ')})`],
     ['policy', s.policy.active ? `${s.policy.active.name} ${s.policy.active.version} on ${s.policy.active.provider}` : s.policy.state],
     ['inference', `${s.policy.inference.count} runs, mean ${s.policy.inference.meanMs} ms (ONNX Runtime ${s.policy.inference.meanOrtMs} ms), max ${s.policy.inference.maxMs} ms, ${s.policy.inference.errors} errors`],

@@ -31,8 +31,9 @@ const USAGE = `usage: reflex <command> [options]
                                       simulated CAN motors on a virtual bus socket
                                       (a CAN bus with transport: virtual, interface: PATH)
   sim score [--socket PATH]           the simulated rig's task score (default .run/sim/rig.sock)
-  sim rig --link PATH [--camera-port P] [--socket PATH]
-                                      the simulated robot: arm, camera (MJPEG on tcp port P),
+  sim rig --link PATH [--can-link PATH] [--camera-port P] [--socket PATH]
+                                      the simulated robot: arm (its base a CAN motor on a
+                                      virtual bus at --can-link), camera (MJPEG on tcp port P),
                                       moving target, task score and faults on the socket
 
 options for commands that talk to the daemon:
@@ -104,6 +105,7 @@ async function main(argv: string[]): Promise<void> {
       model: { type: 'string' },
       firmware: { type: 'string' },
       'camera-port': { type: 'string' },
+      'can-link': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });

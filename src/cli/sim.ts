@@ -1,7 +1,7 @@
 // `reflex sim dynamixel`: a simulated servo bus as its own process, for a technician without a
 // robot, for benchmarks, and for the simulated robot.
 import { ReflexError } from '../core/index.js';
-import { SimCanBus, SimDynamixelBus, SimRig, simCameraSource } from '../sim/index.js';
+import { RIG_CAN_BASE, SimCanBus, SimDynamixelBus, SimRig, simCameraSource } from '../sim/index.js';
 import { pino } from 'pino';
 
 export interface SimArgs {
@@ -11,6 +11,7 @@ export interface SimArgs {
   baud?: string | undefined;
   firmware?: string | undefined;
   'camera-port'?: string | undefined;
+  'can-link'?: string | undefined;
   socket?: string | undefined;
 }
 
@@ -62,9 +63,10 @@ export async function simCan(args: SimArgs): Promise<void> {
 export async function simRig(args: SimArgs): Promise<void> {
   if (args.link === undefined) throw new ReflexError('BAD_REQUEST', 'sim rig needs --link PATH');
   const port = args['camera-port'] === undefined ? null : Number(args['camera-port']);
-  const rig = new SimRig({ link: args.link, cameraPort: port, socket: args.socket ?? null });
+  const rig = new SimRig({ link: args.link, canLink: args['can-link'] ?? null, cameraPort: port, socket: args.socket ?? null });
   await rig.start(pino({ level: 'warn' }, pino.destination(2)));
   if (port !== null) process.stderr.write(`simulated camera: ${simCameraSource(port)}\n`);
+  if (rig.can !== null) process.stderr.write(`simulated CAN base (${RIG_CAN_BASE.model}, id ${RIG_CAN_BASE.id}) on the virtual bus ${args['can-link']}\n`);
   process.stdout.write(`${args.link}\n`);
   await new Promise<void>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());

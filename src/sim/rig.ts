@@ -1,19 +1,27 @@
-// The simulated robot rig, as its own process: a Dynamixel arm (base, shoulder, elbow) on a
-// pty, a camera looking down at it, a target moving on a slow loop, and the task's score: how
-// far the end effector is from the target, next to how far it would be had the arm held still.
-// A control socket (the same protocol as the daemon's) reports the score and injects faults.
+// The simulated robot rig, as its own process: an arm (base, shoulder, elbow) of Dynamixel
+// servos on a pty, or with its base turned by a CAN motor (Damiao DM-J4310, MIT mode) on a
+// virtual CAN bus, so that one loop drives both kinds of bus; a camera looking down at it, a
+// target moving on a slow loop, and the task's score: how far the end effector is from the
+// target, next to how far it would be had the arm held still. A control socket (the same
+// protocol as the daemon's) reports the score and injects faults.
 import { CommandRegistry, ControlSocketServer, numberArg } from '../cli/index.js';
-import type { Logger } from '../core/index.js';
+import { ReflexError, type Logger } from '../core/index.js';
 import { ticksToRad } from '../hardware/dynamixel/index.js';
 import { SimCamera } from './camera.js';
+import { SimCanBus } from './can-bus.js';
 import { SimDynamixelBus } from './dynamixel-bus.js';
 import { endEffector } from './scene.js';
 
 export interface RigOptions {
   link: string;
+  /** Serve the base as a CAN motor on a virtual bus here; null keeps it a Dynamixel servo. */
+  canLink?: string | null;
   cameraPort: number | null;
   socket: string | null;
 }
+
+/** The CAN base: motor id and model (MIT mode), with its own timeout for a silent host. */
+export const RIG_CAN_BASE = { id: 1, model: 'dm-j4310', timeoutMs: 500 } as const;
 
 /** The target's slow loop in front of the arm (x > 0, within reach), at time `t` seconds. */
 export function targetAt(t: number): { x: number; y: number } {
@@ -31,6 +39,7 @@ export interface TaskScore {
 
 export class SimRig {
   readonly bus: SimDynamixelBus;
+  readonly can: SimCanBus | null;
   private camera: SimCamera | null = null;
   private server: ControlSocketServer | null = null;
   private readonly t0 = Date.now();
@@ -39,12 +48,16 @@ export class SimRig {
   private held: number[];
 
   constructor(private readonly opts: RigOptions) {
-    this.bus = new SimDynamixelBus({ servos: [1, 2, 3].map((id) => ({ id, model: 'xm430-w350' })), link: opts.link });
+    const canBase = (opts.canLink ?? null) !== null;
+    const servoIds = canBase ? [2, 3] : [1, 2, 3];
+    this.bus = new SimDynamixelBus({ servos: servoIds.map((id) => ({ id, model: 'xm430-w350' })), link: opts.link });
+    this.can = canBase ? new SimCanBus([RIG_CAN_BASE]) : null;
     this.held = this.joints();
     this.sampler = setInterval(() => this.sample(), 20);
   }
 
   async start(log: Logger): Promise<void> {
+    if (this.can !== null) await this.can.listen(this.opts.canLink!);
     if (this.opts.cameraPort !== null) {
       this.camera = new SimCamera({ port: this.opts.cameraPort, fps: 30, width: 640, height: 480 }, () => ({ joints: this.joints(), target: this.target() }));
     }
@@ -55,7 +68,8 @@ export class SimRig {
   }
 
   joints(): number[] {
-    return [1, 2, 3].map((id) => ticksToRad(this.bus.servo(id).positionTicks));
+    const servo = (id: number) => ticksToRad(this.bus.servo(id).positionTicks);
+    return [this.can === null ? servo(1) : this.can.position(RIG_CAN_BASE.id), servo(2), servo(3)];
   }
 
   target(): { x: number; y: number } {
@@ -97,13 +111,32 @@ export class SimRig {
       summary: 'clear a servo hardware error {id} (as a reboot does)',
       run: (a) => (this.bus.servo(numberArg(a, 'id', 0, 252)).injectHardwareError(0), null),
     });
+    c.register('can.fault', {
+      summary: 'a CAN motor fault {id, silent?, error?, temperatureC?}: silence, its own error code, a temperature',
+      run: (a) => {
+        const can = this.needCan();
+        const f: { silent?: boolean; error?: number; temperatureC?: number } = {};
+        if (typeof a.silent === 'boolean') f.silent = a.silent;
+        if (a.error !== undefined) f.error = numberArg(a, 'error', 0, 0xffffffff);
+        if (a.temperatureC !== undefined) f.temperatureC = numberArg(a, 'temperatureC', -40, 200);
+        can.inject(numberArg(a, 'id', 0, 63), f);
+        return null;
+      },
+    });
+    c.register('can.clear', { summary: 'clear a CAN motor\'s injected faults {id}', run: (a) => (this.needCan().clear(numberArg(a, 'id', 0, 63)), null) });
     return c;
+  }
+
+  private needCan(): SimCanBus {
+    if (this.can === null) throw new ReflexError('BAD_REQUEST', 'this rig has no CAN motors (start it with --can-link)');
+    return this.can;
   }
 
   async close(): Promise<void> {
     clearInterval(this.sampler);
     this.camera?.close();
     await this.server?.stop();
+    await this.can?.close();
     this.bus.close();
   }
 }

@@ -17,15 +17,20 @@ export interface E2E {
 export async function startE2E(extra: Record<string, unknown> = {}): Promise<E2E> {
   const dir = tempDir('reflex-e2e-');
   const link = join(dir, 'dxl0');
+  const canLink = join(dir, 'can0.sock');
   const rigSocket = join(dir, 'rig.sock');
   const port = await freePort();
-  const rig = spawnReflex(['sim', 'rig', '--link', link, '--camera-port', String(port), '--socket', rigSocket]);
+  const rig = spawnReflex(['sim', 'rig', '--link', link, '--can-link', canLink, '--camera-port', String(port), '--socket', rigSocket]);
   await rig.waitForLog((l) => l.text === link, 15_000);
   const config = testConfig(dir, {
-    buses: [{ name: 'arm', kind: 'dynamixel', port: link }],
+    // As config/dev.yaml: the base a CAN motor on the rig's virtual bus, the rest Dynamixel.
+    buses: [
+      { name: 'arm', kind: 'dynamixel', port: link },
+      { name: 'base', kind: 'can', transport: 'virtual', interface: canLink },
+    ],
     robot: {
       joints: [
-        { name: 'base', bus: 'arm', id: 1, model: 'xm430-w350', limits: { min: -2.6, max: 2.6 } },
+        { name: 'base', bus: 'base', id: 1, model: 'dm-j4310', limits: { min: -2.6, max: 2.6 }, can: { kp: 20, kd: 1, effortLimit: 5 } },
         { name: 'shoulder', bus: 'arm', id: 2, model: 'xm430-w350', limits: { min: -1.6, max: 1.6 } },
         { name: 'elbow', bus: 'arm', id: 3, model: 'xm430-w350', limits: { min: -2.2, max: 2.2 } },
       ],
