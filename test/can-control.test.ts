@@ -61,7 +61,8 @@ test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults
     dynamixel: [],
     can: [
       canBus('legs', legs.path, [{ id: 1, model: 'ak80-9' }, { id: 2, model: 'ak80-9' }]),
-      canBus('wheel', wheelBus.path, [{ id: 3, model: 'odrive' }]),
+      // A warning bound the wheel's bus passes, to see the warning.
+      { ...canBus('wheel', wheelBus.path, [{ id: 3, model: 'odrive' }]), loadWarnPct: 1 },
     ],
   });
   const loop = new ControlLoop(cfg, { stallMs: 500 }, silent);
@@ -84,6 +85,8 @@ test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults
     assert.equal(s.bus.failedReads, 0);
     assert.equal(s.missedDeadlines, 0);
     assert.ok(s.bus.loadPct > 0 && s.bus.loadPct < 10, `bus load ${s.bus.loadPct}%`);
+    assert.ok(s.warnings.some((w) => /^CAN bus wheel: frames take \d+\.\d% of the bitrate \(\d+ frames\/s; warning bound 1%\)$/.test(w)), JSON.stringify(s.warnings));
+    assert.ok(!s.warnings.some((w) => w.startsWith('CAN bus legs')), 'the legs bus is within its bound');
     assert.ok(loop.motors().every((m) => m.temperatureC >= 30 && m.hardwareError === 0));
 
     // A motor silent for less than the error budget: retried and counted, no fault.

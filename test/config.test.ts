@@ -152,3 +152,22 @@ test('reflex config check exits 78 and prints the key at fault', async () => {
   assert.equal(good.code, 0, good.stderr);
   assert.match(good.stdout, /ok \(device arm-7, 1 joints, 1 buses, 0 cameras\)/);
 });
+
+test('CAN joints: an unknown motor model, two protocols on one bus and a bad interface name are refused', () => {
+  const can = (over: Record<string, unknown> = {}) => ({ name: 'legs', kind: 'can', interface: 'can0', ...over });
+  const joint = (name: string, id: number, model: string) => ({ name, bus: 'legs', id, model, limits: { min: -1, max: 1 } });
+  assert.deepEqual(problemsOf({ ...base, buses: [can()], robot: { joints: [joint('hip', 1, 'xm430-w350')] } }), [
+    'robot.joints[0].model: got "xm430-w350"; want a CAN motor model: ak60-6, ak70-10, ak80-9, ak10-9, dm-j4310, dm-j4340, or odrive',
+  ]);
+  const mixed = problemsOf({ ...base, buses: [can()], robot: { joints: [joint('hip', 1, 'ak80-9'), joint('knee', 2, 'odrive')] } });
+  assert.ok(mixed.some((p) => p.startsWith('robot.joints[0].model: got "ak80-9"; want a model of one protocol per CAN bus (ak80-9 shares legs with odrive)')), mixed.join('\n'));
+  assert.deepEqual(problemsOf({ ...base, buses: [can({ interface: 'a-very-long-can-interface' })], robot: { joints: [joint('hip', 1, 'ak80-9')] } }), [
+    'buses[0].interface: got "a-very-long-can-interface"; want a network interface name (can0) of at most 15 characters',
+  ]);
+});
+
+test('CAN bus and joint defaults: 1 ms reply timeout, 80 C, limp on stop, gains and effort limit', () => {
+  const c = parseConfig({ ...base, buses: [{ name: 'legs', kind: 'can', interface: 'can0' }], robot: { joints: [{ name: 'hip', bus: 'legs', id: 1, model: 'dm-j4310', limits: { min: -1, max: 1 } }] } }, 'test.yaml', {});
+  assert.deepEqual(c.buses[0], { name: 'legs', kind: 'can', interface: 'can0', transport: 'socketcan', bitrate: 1_000_000, replyTimeoutUs: 1000, maxTemperatureC: 80, onStop: 'disable', loadWarnPct: 70 });
+  assert.deepEqual(c.robot.joints[0]!.can, { kp: 20, kd: 1, effortLimit: 5 });
+});
