@@ -98,6 +98,17 @@ test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults
     assert.equal(loop.mode, 'policy');
     assert.ok(s.bus.retries >= 3 && s.bus.failedReads >= 3, `retries ${s.bus.retries}, failed reads ${s.bus.failedReads}`);
 
+    // The controller goes error-passive, then bus-off: reported, and recovered by a restart
+    // without faulting the loop.
+    const warned = (w: string) => loop.status().warnings.includes(w);
+    legs.injectState('error-passive');
+    await until(() => warned('CAN bus legs: controller error-active -> error-passive'), 1000, 'the error-passive warning');
+    legs.injectState('bus-off');
+    await until(() => warned('CAN bus legs: controller bus-off -> error-active'), 1000, 'the restart after bus-off');
+    assert.ok(warned('CAN bus legs: controller error-passive -> bus-off'));
+    await sleep(100);
+    assert.equal(loop.mode, 'policy', 'a restarted bus carries on');
+
     // Silent past the budget: the loop faults naming bus and motor, and the CAN motors go limp.
     knee.inject({ silent: true });
     await until(() => loop.mode === 'fault', 2000, 'the fault');

@@ -46,6 +46,8 @@ export class ControlCore {
   private started = false;
   /** Per bus: 1 while its load is past the warning bound (warned once per crossing). */
   private readonly loadWarned: Uint8Array;
+  /** Per bus: the CAN controller state last reported. */
+  private readonly controllerSeen: string[];
 
   constructor(
     private readonly cfg: ControlConfig,
@@ -70,6 +72,7 @@ export class ControlCore {
     this.hold = new Float64Array(n);
     this.motorCmd = buses.map((b) => new Float64Array(b.ids.length));
     this.loadWarned = new Uint8Array(buses.length);
+    this.controllerSeen = buses.map(() => 'error-active');
     this.obs = new Float64Array(shared.observation.length);
     this.motorRec = new Float64Array(shared.motors.length);
     this.chunkBuf = new Float64Array(shared.chunk.length);
@@ -300,6 +303,10 @@ export class ControlCore {
       const l = bus.load;
       if (l === null) continue;
       if (l.pct > load) load = l.pct;
+      if (l.controller !== this.controllerSeen[b]) {
+        this.events.warning(`CAN bus ${bus.name}: controller ${this.controllerSeen[b]} -> ${l.controller}`);
+        this.controllerSeen[b] = l.controller;
+      }
       if (l.pct > l.warnPct && this.loadWarned[b] === 0) {
         this.loadWarned[b] = 1;
         this.events.warning(`CAN bus ${bus.name}: frames take ${l.pct.toFixed(1)}% of the bitrate (${Math.round(l.framesPerS)} frames/s; warning bound ${l.warnPct}%)`);

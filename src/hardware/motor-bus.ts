@@ -24,8 +24,11 @@ export interface MotorBus {
   readonly errors: { failedReads: number; retries: number };
   /** Motors go limp (disable()) on e-stop and fault rather than hold: CAN motors, by default. */
   readonly disableOnStop: boolean;
-  /** Frames per second and percent of the bitrate (and the bound to warn past), where frames share a bus (CAN). */
-  readonly load: { framesPerS: number; pct: number; warnPct: number } | null;
+  /**
+   * Where frames share a bus (CAN): frames per second, percent of the bitrate (and the bound to
+   * warn past), and the controller's state (error-active, error-passive, bus-off).
+   */
+  readonly load: { framesPerS: number; pct: number; warnPct: number; controller: string } | null;
 
   /**
    * Reads every motor once (retrying within the tick). False when some did not answer: their

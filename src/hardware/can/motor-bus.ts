@@ -52,7 +52,7 @@ export class CanMotorBus implements MotorBus {
   readonly errors = { failedReads: 0, retries: 0 };
   readonly disableOnStop: boolean;
   /** Frames per second and percent of the bitrate over the last second (both directions). */
-  readonly load: { framesPerS: number; pct: number; warnPct: number };
+  readonly load: { framesPerS: number; pct: number; warnPct: number; controller: string };
   /** Frames and their worst-case bits on the wire since open, both directions. */
   readonly traffic = { frames: 0, bits: 0 };
   readonly warnings: string[] = [];
@@ -108,7 +108,7 @@ export class CanMotorBus implements MotorBus {
     };
     this.protocol = protocolFor(cfg.motors);
     this.disableOnStop = cfg.onStop === 'disable';
-    this.load = { framesPerS: 0, pct: 0, warnPct: cfg.loadWarnPct };
+    this.load = { framesPerS: 0, pct: 0, warnPct: cfg.loadWarnPct, controller: 'error-active' };
     this.budget = new ErrorBudget(cfg.errorBudgetMs);
   }
 
@@ -172,6 +172,7 @@ export class CanMotorBus implements MotorBus {
       this.exchange();
     }
     this.protocol.extra(this.ticks++, this.send);
+    this.load.controller = this.transport.state;
     this.updateFaults();
     this.clock.into(this.t, 0);
     this.rollLoad();
