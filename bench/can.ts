@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { CanMotorBus, SocketCan, type CanBusConfig } from '../src/hardware/index.js';
 import { CLI } from '../test/helpers/paths.js';
-import { argNumber, machine, progress, result, round, summary } from './_util.js';
+import { argNumber, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
 
 const TICKS = argNumber('ticks', 3000);
 const RATE_HZ = 50;
@@ -47,13 +47,13 @@ async function run(n: number, model: string) {
     let failed = 0;
     // One loop function for every pass, so the heap pass runs code already optimized (a loop of
     // its own would be compiled on the spot, and the compiled code counted as heap).
-    const ticks = (count: number, times: Float64Array | null) => {
-      for (let k = 0; k < count; k++) {
+    const ticks = (count: number, times: Float64Array | null, from = 0) => {
+      for (let k = from; k < from + count; k++) {
         goals[k % n] = 0.001 * (k % 200);
         const t0 = times === null ? 0 : performance.now();
         if (!bus.read()) failed++;
         bus.write(goals);
-        if (times !== null) times[k] = (performance.now() - t0) * 1000;
+        if (times !== null) times[k - from] = (performance.now() - t0) * 1000;
       }
     };
     ticks(1500, rtt);
@@ -77,11 +77,13 @@ async function run(n: number, model: string) {
     const heap = process.memoryUsage().heapUsed - heap0;
     await new Promise((r) => setTimeout(r, 10));
     obs.disconnect();
+    const sampled = await sampledAllocationPerTick(TICKS, (k) => ticks(1, null, k));
     progress(`${n} x ${model}: ${TICKS} ticks x 2, ${failed} failed reads, ${gcs} GCs, ${framesPerTick.toFixed(1)} frames/tick`);
     return {
       model,
       cpu_us_per_tick: round((cpu.user + cpu.system) / TICKS),
       heap_bytes_per_tick: gcs === 0 ? round(heap / TICKS) : null,
+      allocated_bytes_per_tick_sampled: round(sampled),
       gc_events: gcs,
       read_write_us: summary(rtt),
       failed_reads: failed,

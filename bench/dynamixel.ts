@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { DynamixelBus, SyncGroup, openSerial, prepare, mapTickRead, torqueOnInPlace, tickIo, wireUs } from '../src/hardware/dynamixel/index.js';
 import { CLI } from '../test/helpers/paths.js';
-import { argNumber, machine, progress, result, round, summary } from './_util.js';
+import { argNumber, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
 
 const TICKS = argNumber('ticks', 3000);
 
@@ -70,12 +70,20 @@ async function run(n: number, fast: boolean) {
     const heap = process.memoryUsage().heapUsed - heap0;
     await new Promise((r) => setTimeout(r, 10));
     obs.disconnect();
+    const tick = (k: number) => {
+      goals[k % n] = 2048 + (k % 200);
+      if (!g.read()) failed++;
+      g.writeGoals(goals);
+    };
+    for (let k = 0; k < 1000; k++) tick(k);
+    const sampled = await sampledAllocationPerTick(TICKS, tick);
     const bytes = g.readWireBytes + writeWireBytes(n);
     progress(`servos ${n}: ${TICKS} ticks, ${failed} failed reads, ${gcs} GCs, ${g.fast ? 'Fast ' : ''}Sync Read`);
     return {
       round_trip_us: summary(rtt),
       cpu_us_per_tick: round((cpu.user + cpu.system) / TICKS),
       heap_bytes_per_tick: gcs === 0 ? round(heap / TICKS) : null,
+      allocated_bytes_per_tick_sampled: round(sampled),
       gc_events: gcs,
       failed_reads: failed,
       fast_sync_read: g.fast,

@@ -13,7 +13,7 @@ import { PacketParser, type ParsedPacket } from './parser.js';
 import { BROADCAST_ID, Instruction } from './protocol.js';
 import type { TickIo } from './serial.js';
 import { FAST_SYNC_READ_MIN_FIRMWARE, INDIRECT, type ServoModel } from './tables.js';
-import { currentToAmps, ticksToRad, velocityToRadS } from './units.js';
+import { CENTER_TICKS, RAD_PER_TICK, RAD_S_PER_UNIT, currentToAmps } from './units.js';
 
 /** The registers read each tick, in order, mapped onto Indirect Data 1.. (see mapTickRead). */
 export const TICK_READ = [
@@ -101,6 +101,8 @@ export class SyncGroup {
   private received = 0;
   private readonly seen: Uint8Array;
   private readonly budget: ErrorBudget;
+  /** Per servo: amperes per current unit (NaN where the model senses none). */
+  private readonly ampsPerUnit: Float64Array;
   private dirty = false;
 
   constructor(
@@ -112,6 +114,7 @@ export class SyncGroup {
   ) {
     const n = servos.length;
     this.budget = new ErrorBudget(opts.errorBudgetMs);
+    this.ampsPerUnit = Float64Array.from(servos, (sv) => currentToAmps(1, sv.model));
     this.state = new GroupState(n);
     this.seen = new Uint8Array(n);
     this.ids = servos.map((s) => s.id);
@@ -257,14 +260,15 @@ export class SyncGroup {
       this.stats.deviceErrors++;
       return;
     }
-    const model = this.servos[i]!.model;
     const cur = (b[at]! | (b[at + 1]! << 8)) << 16 >> 16;
     const vel = b[at + 2]! | (b[at + 3]! << 8) | (b[at + 4]! << 16) | (b[at + 5]! << 24);
     const pos = b[at + 6]! | (b[at + 7]! << 8) | (b[at + 8]! << 16) | (b[at + 9]! << 24);
     s.rawPosition[i] = pos;
-    s.position[i] = ticksToRad(pos);
-    s.velocity[i] = velocityToRadS(vel);
-    s.current[i] = currentToAmps(cur, model);
+    // Unit conversions by precomputed factors, not calls: a call left un-inlined returns its
+    // double boxed, an allocation per servo per tick (see units.ts for the definitions).
+    s.position[i] = (pos - CENTER_TICKS) * RAD_PER_TICK;
+    s.velocity[i] = vel * RAD_S_PER_UNIT;
+    s.current[i] = cur * this.ampsPerUnit[i]!;
     s.voltage[i] = (b[at + 10]! | (b[at + 11]! << 8)) / 10;
     s.temperature[i] = b[at + 12]!;
     s.hardwareError[i] = b[at + 13]!;

@@ -71,7 +71,10 @@ export class PacketParser {
       this.stats.overflowBytes += length - room;
       length = room;
     }
-    this.buf.set(chunk.subarray(offset, offset + length), this.end);
+    // A byte loop rather than set(subarray()): the subarray would be an allocation per read.
+    const b = this.buf;
+    const at = this.end;
+    for (let i = 0; i < length; i++) b[at + i] = chunk[offset + i]!;
     this.end += length;
   }
 

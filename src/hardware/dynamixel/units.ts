@@ -3,8 +3,11 @@ import type { ServoModel } from './tables.js';
 
 const TICKS_PER_REV = 4096;
 /** Position 2048 is the middle of the servo's single-turn range; we call it 0 rad. */
-const CENTER_TICKS = 2048;
+export const CENTER_TICKS = 2048;
 const RPM_PER_UNIT = 0.229;
+/** The factors of ticksToRad and velocityToRadS, for the tick's inline conversions. */
+export const RAD_PER_TICK = (2 * Math.PI) / TICKS_PER_REV;
+export const RAD_S_PER_UNIT = (RPM_PER_UNIT * 2 * Math.PI) / 60;
 
 export function ticksToRad(ticks: number): number {
   return ((ticks - CENTER_TICKS) * 2 * Math.PI) / TICKS_PER_REV;
