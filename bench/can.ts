@@ -89,6 +89,8 @@ async function run(n: number, model: string) {
       failed_reads: failed,
       frames_per_tick: round(framesPerTick, 2),
       bus_load_pct_1mbps: round((bitsPerTick * RATE_HZ * 100) / 1_000_000, 2),
+      // The floor a real bus sets: the tick's frames back to back at 1 Mbit/s (the socket has none).
+      wire_us_1mbps: round(bitsPerTick),
     };
   } finally {
     await bus.close();

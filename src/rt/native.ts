@@ -127,7 +127,28 @@ export interface FrameSockets {
 export function frameSockets(): FrameSockets {
   const a = load();
   if (a === null) throw new Error(`CAN sockets need the native addon: ${loadError ?? 'unavailable'}`);
-  return { canOpen: a.canOpen, canSetFilters: a.canSetFilters, unixConnect: a.unixConnect, close: a.closeFd };
+  const fd = (name: string, v: number) => {
+    if (!Number.isInteger(v) || v < 0) throw new TypeError(`${name}: fd must be a non-negative integer`);
+  };
+  return {
+    canOpen: (ifname) => {
+      if (typeof ifname !== 'string' || ifname.length === 0 || ifname.length > 15) throw new TypeError('canOpen: interface name must be 1..15 characters');
+      return a.canOpen(ifname);
+    },
+    canSetFilters: (f, pairs) => {
+      fd('canSetFilters', f);
+      if (!(pairs instanceof Uint32Array) || pairs.length % 2 !== 0) throw new TypeError('canSetFilters: pairs must be a Uint32Array of [id, mask] pairs');
+      return a.canSetFilters(f, pairs);
+    },
+    unixConnect: (path) => {
+      if (typeof path !== 'string' || path.length === 0 || path.length > 107) throw new TypeError('unixConnect: path must be 1..107 characters');
+      return a.unixConnect(path);
+    },
+    close: (f) => {
+      fd('close', f);
+      return a.closeFd(f);
+    },
+  };
 }
 
 export interface RealtimeReport {
