@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   encodeMit, decodeMit, MIT_MODELS, MIT_ENTER, MIT_EXIT, MIT_ZERO, toUint, type MitReply,
   arbitrationId, splitId, setInputVel, setInputPos, setAxisState, setInputTorque, decodeHeartbeat, decodeEncoderEstimates, OdriveCmd, AxisState,
-  decodeMitCommand, encodeMitReply, mitSpecial, setLimits, setControllerMode, decodeTemperature, ControlMode, InputMode, CAN_RTR_FLAG, frameBits,
+  decodeMitCommand, encodeMitReply, mitSpecial, setLimits, setControllerMode, decodeTemperature, ControlMode, InputMode, CanFlag, frameBits,
 } from '../src/hardware/can/index.js';
 import { MitProtocol, OdriveProtocol } from '../src/hardware/can/protocols.js';
 
@@ -112,23 +112,23 @@ test('protocol decoders: unknown ids, wrong lengths and foreign frames are ignor
   const mit = new MitProtocol([spec(1, 'ak80-9'), spec(2, 'ak80-9')]);
   const s = state();
   const reply = Uint8Array.of(0x09, 0x7f, 0xff, 0x7f, 0xf7, 0xff, 0x28, 0x00);
-  assert.equal(mit.accept(0, reply, 8, s), -1, 'motor 9 is not on this bus');
-  assert.equal(mit.accept(0, reply, 5, s), -1, 'wrong length');
+  assert.equal(mit.accept(0, reply, 8, 0, s), -1, 'motor 9 is not on this bus');
+  assert.equal(mit.accept(0, reply, 5, 0, s), -1, 'wrong length');
   reply[0] = 2;
   reply[7] = 2;
-  assert.equal(mit.accept(0, reply, 8, s), 1);
+  assert.equal(mit.accept(0, reply, 8, 0, s), 1);
   assert.equal(s.motorError[1], 2);
   assert.equal(mit.describe(1, s), 'over-current (code 0x2)');
 
   const od = new OdriveProtocol([spec(3, 'odrive'), spec(4, 'odrive')]);
   const o = state();
   const est = Uint8Array.of(0, 0, 0x80, 0x3f, 0, 0, 0, 0); // 1 turn, 0 rev/s
-  assert.equal(od.accept(arbitrationId(5, OdriveCmd.GET_ENCODER_ESTIMATES), est, 8, o), -1, 'node 5 is not on this bus');
-  assert.equal(od.accept((CAN_RTR_FLAG | arbitrationId(3, OdriveCmd.GET_ENCODER_ESTIMATES)) >>> 0, est, 0, o), -1, 'a request is not a reply');
-  assert.equal(od.accept(arbitrationId(3, OdriveCmd.GET_ENCODER_ESTIMATES), est, 4, o), -1, 'short');
-  assert.equal(od.accept(arbitrationId(4, OdriveCmd.GET_ENCODER_ESTIMATES), est, 8, o), 1);
+  assert.equal(od.accept(arbitrationId(5, OdriveCmd.GET_ENCODER_ESTIMATES), est, 8, 0, o), -1, 'node 5 is not on this bus');
+  assert.equal(od.accept(arbitrationId(3, OdriveCmd.GET_ENCODER_ESTIMATES), est, 0, CanFlag.RTR, o), -1, 'a request is not a reply');
+  assert.equal(od.accept(arbitrationId(3, OdriveCmd.GET_ENCODER_ESTIMATES), est, 4, 0, o), -1, 'short');
+  assert.equal(od.accept(arbitrationId(4, OdriveCmd.GET_ENCODER_ESTIMATES), est, 8, 0, o), 1);
   assert.ok(Math.abs(o.position[1]! - 2 * Math.PI) < 1e-6);
-  assert.equal(od.accept(arbitrationId(3, OdriveCmd.HEARTBEAT), Uint8Array.of(0x40, 0x08, 0, 0, 1, 0, 0, 0), 8, o), -1);
+  assert.equal(od.accept(arbitrationId(3, OdriveCmd.HEARTBEAT), Uint8Array.of(0x40, 0x08, 0, 0, 1, 0, 0, 0), 8, 0, o), -1);
   assert.equal(o.motorError[0], 0x840);
   assert.equal(od.describe(0, o), 'axis error 0x840 (MOTOR_FAILED, WATCHDOG_TIMER_EXPIRED)');
   assert.deepEqual(od.filters, [{ id: 3 << 5, mask: 0x7e0 }, { id: 4 << 5, mask: 0x7e0 }]);

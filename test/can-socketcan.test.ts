@@ -4,7 +4,7 @@
 // inside, where REFLEX_IN_CAN_VM is set.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CAN_ERR_FLAG, CanErr, CanErrCrtl, SocketCan } from '../src/hardware/can/index.js';
+import { CanErr, CanErrCrtl, CanFlag, SocketCan } from '../src/hardware/can/index.js';
 import { frameSockets } from '../src/rt/index.js';
 import { canTransportSuite } from './helpers/can-suite.js';
 import { canVmUnavailable, runInCanVm } from './helpers/can-vm.js';
@@ -35,15 +35,15 @@ if (process.env.REFLEX_IN_CAN_VM === '1' || hostHasVcan()) {
       b,
       inject: (state) => {
         data.fill(0);
-        if (state === 'bus-off') controller.send((CAN_ERR_FLAG | CanErr.BUSOFF) >>> 0, data, 8);
+        if (state === 'bus-off') controller.send(CanErr.BUSOFF, data, 8, CanFlag.ERROR);
         else {
           data[1] = state === 'error-passive' ? CanErrCrtl.TX_PASSIVE : CanErrCrtl.ACTIVE;
-          controller.send((CAN_ERR_FLAG | CanErr.CRTL) >>> 0, data, 8);
+          controller.send(CanErr.CRTL, data, 8, CanFlag.ERROR);
         }
       },
       restarted: () => {
         data.fill(0);
-        controller.send((CAN_ERR_FLAG | CanErr.RESTARTED) >>> 0, data, 8);
+        controller.send(CanErr.RESTARTED, data, 8, CanFlag.ERROR);
       },
       close: () => {
         a.close();

@@ -3,7 +3,7 @@
 // position while under control; the motor-side timeouts (Damiao's CAN timeout, ODrive's axis
 // watchdog); and fault injection: silence, error codes, over-temperature.
 import {
-  AxisState, CAN_EFF_FLAG, CAN_RTR_FLAG, MIT_ENTER, OdriveAxisError, OdriveCmd, OdriveCmdExtra, VirtualCanHub,
+  AxisState, CanFlag, MIT_ENTER, OdriveAxisError, OdriveCmd, OdriveCmdExtra, VirtualCanHub,
   decodeMitCommand, encodeMitReply, mitModel, mitSpecial,
   type MitCommand, type MitDialect, type MitRanges, type MitReply,
 } from '../hardware/can/index.js';
@@ -72,7 +72,7 @@ export class SimMitMotor implements SimCanMotor {
     this.ranges = m.ranges;
     this.dialect = m.dialect;
     this.position = spec.position ?? 0;
-    this.bus = hub.listen((id, data, len) => this.onFrame(id, data, len));
+    this.bus = hub.listen((id, data, len, flags) => this.onFrame(id, data, len, flags));
   }
 
   get id(): number {
@@ -118,8 +118,8 @@ export class SimMitMotor implements SimCanMotor {
     this.bus.close();
   }
 
-  private onFrame(id: number, data: Uint8Array, len: number): void {
-    if (id !== this.spec.id || len !== 8) return;
+  private onFrame(id: number, data: Uint8Array, len: number, flags: number): void {
+    if (flags !== 0 || id !== this.spec.id || len !== 8) return;
     const now = monoMs();
     this.advance(now);
     const special = mitSpecial(data, len);
@@ -184,7 +184,7 @@ export class SimOdriveMotor implements SimCanMotor {
   ) {
     this.pos = (spec.position ?? 0) / TWO_PI;
     this.inputPos = this.pos;
-    this.bus = hub.listen((id, data, len) => this.onFrame(id, data, len));
+    this.bus = hub.listen((id, data, len, flags) => this.onFrame(id, data, len, flags));
   }
 
   get id(): number {
@@ -252,12 +252,12 @@ export class SimOdriveMotor implements SimCanMotor {
     this.bus.send((this.spec.id << 5) | OdriveCmd.HEARTBEAT, this.bytes, 8);
   }
 
-  private onFrame(id: number, data: Uint8Array, len: number): void {
-    if ((id & CAN_EFF_FLAG) !== 0) return;
+  private onFrame(id: number, data: Uint8Array, len: number, flags: number): void {
+    if ((flags & CanFlag.EXTENDED) !== 0) return;
     if (((id >> 5) & 0x3f) !== this.spec.id) return;
     const now = monoMs();
     this.advance(now);
-    const rtr = (id & CAN_RTR_FLAG) !== 0;
+    const rtr = (flags & CanFlag.RTR) !== 0;
     for (let i = 0; i < 8; i++) this.bytes[i] = i < len ? data[i]! : 0;
     switch (id & 0x1f) {
       case OdriveCmd.SET_AXIS_STATE: {

@@ -4,7 +4,7 @@
 // there at once: a socket takes a moment to carry them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CAN_EFF_FLAG, CAN_RTR_FLAG, type CanBusState, type CanTransport } from '../../src/hardware/can/index.js';
+import { CanFlag, type CanBusState, type CanTransport } from '../../src/hardware/can/index.js';
 
 export interface CanPair {
   a: CanTransport;
@@ -16,7 +16,8 @@ export interface CanPair {
   close(): void | Promise<void>;
 }
 
-type Frame = [number, string];
+/** [id, data as hex] and, where set, the flags. */
+type Frame = [number, string] | [number, string, number];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Receives until `n` frames came (or `ms` passed); returns them as [id, hex]. */
@@ -24,7 +25,10 @@ export async function collect(t: CanTransport, n: number, ms = 2000): Promise<Fr
   const got: Frame[] = [];
   const until = Date.now() + ms;
   for (;;) {
-    t.receive((id, d, len) => got.push([id, Buffer.from(d.subarray(0, len)).toString('hex')]));
+    t.receive((id, d, len, flags) => {
+      const hex = Buffer.from(d.subarray(0, len)).toString('hex');
+      got.push(flags === 0 ? [id, hex] : [id, hex, flags]);
+    });
     if (got.length >= n || Date.now() > until) return got;
     await sleep(2);
   }
@@ -47,10 +51,11 @@ export function canTransportSuite(label: string, open: () => CanPair | Promise<C
         [0x001, '010203'],
         [0x7ff, ''],
         [0x123, '0011223344556677'],
-        [(CAN_EFF_FLAG | 0x1abcdef0) >>> 0, 'ff'],
-        [(CAN_RTR_FLAG | 0x049) >>> 0, ''],
+        [0x1abcdef0, 'ff', CanFlag.EXTENDED],
+        [0x049, '', CanFlag.RTR],
+        [0x0001234, '01', CanFlag.EXTENDED],
       ];
-      for (const [id, hex] of sent) assert.equal(p.a.send(id, Buffer.from(hex, 'hex'), hex.length / 2), true);
+      for (const [id, hex, flags] of sent) assert.equal(p.a.send(id, Buffer.from(hex, 'hex'), hex.length / 2, flags ?? 0), true);
       assert.deepEqual(await collect(p.b, sent.length), sent);
       assert.deepEqual(await collect(p.a, 1, 100), [], 'the sender does not hear itself');
       assert.equal(p.a.stats.sent, sent.length);

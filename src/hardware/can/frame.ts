@@ -3,6 +3,13 @@
 
 export const FRAME_BYTES = 16;
 
+/**
+ * A frame's flags travel apart from its id (the top three bits of can_id, shifted down): an id
+ * with them set is beyond V8's small integers and would be boxed, an allocation, wherever it
+ * crosses a call in the tick.
+ */
+export const CanFlag = { ERROR: 1, RTR: 2, EXTENDED: 4 } as const;
+
 export const CAN_EFF_FLAG = 0x80000000;
 export const CAN_RTR_FLAG = 0x40000000;
 export const CAN_ERR_FLAG = 0x20000000;
@@ -28,11 +35,11 @@ export const CanErrCrtl = {
 } as const;
 
 // Little-endian hosts only (x86-64, aarch64: every Jetson), as the kernel writes can_id in host order.
-export function writeFrame(buf: Uint8Array, at: number, id: number, data: Uint8Array, length: number): void {
+export function writeFrame(buf: Uint8Array, at: number, id: number, flags: number, data: Uint8Array, length: number): void {
   buf[at] = id & 0xff;
   buf[at + 1] = (id >>> 8) & 0xff;
   buf[at + 2] = (id >>> 16) & 0xff;
-  buf[at + 3] = (id >>> 24) & 0xff;
+  buf[at + 3] = ((id >>> 24) & 0x1f) | ((flags & 7) << 5);
   buf[at + 4] = length;
   buf[at + 5] = 0;
   buf[at + 6] = 0;
@@ -40,8 +47,14 @@ export function writeFrame(buf: Uint8Array, at: number, id: number, data: Uint8A
   for (let i = 0; i < 8; i++) buf[at + 8 + i] = i < length ? data[i]! : 0;
 }
 
+/** The id without its flags (11 or 29 bits). */
 export function frameId(buf: Uint8Array, at: number): number {
-  return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0;
+  return buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | ((buf[at + 3]! & 0x1f) << 24);
+}
+
+/** CanFlag bits of a frame. */
+export function frameFlags(buf: Uint8Array, at: number): number {
+  return buf[at + 3]! >> 5;
 }
 
 /**

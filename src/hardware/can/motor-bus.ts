@@ -70,13 +70,13 @@ export class CanMotorBus implements MotorBus {
   private windowBits = 0;
   private windowFrames = 0;
 
-  private readonly send: Send = (id, data, length) => {
-    if (this.transport.send(id, data, length)) this.account(length);
+  private readonly send: Send = (id, data, length, flags) => {
+    if (this.transport.send(id, data, length, flags)) this.account(length);
   };
 
-  private readonly take = (id: number, data: Uint8Array, length: number): void => {
+  private readonly take = (id: number, data: Uint8Array, length: number, flags: number): void => {
     this.account(length);
-    const i = this.protocol.accept(id, data, length, this.state);
+    const i = this.protocol.accept(id, data, length, flags, this.state);
     if (i >= 0 && this.counting && this.fresh[i] === 0) {
       this.fresh[i] = 1;
       this.received++;

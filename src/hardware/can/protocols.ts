@@ -1,7 +1,7 @@
 // What a tick says to CAN motors, per protocol: the frames that enable, poll, command and
 // disable a motor, and what the replies mean. State goes straight into the bus's arrays;
 // nothing here allocates after construction.
-import { CAN_RTR_FLAG } from './frame.js';
+import { CanFlag } from './frame.js';
 import {
   CUBEMARS_ERRORS, DAMIAO_STATUS, MIT_ENTER, MIT_EXIT, MitReplyAt, mitModel, packMit, unpackMit,
   type MitDialect, type MitRanges,
@@ -37,7 +37,7 @@ export interface CanMotorState {
   disarmed: Uint8Array;
 }
 
-export type Send = (id: number, data: Uint8Array, length: number) => void;
+export type Send = (id: number, data: Uint8Array, length: number, flags: number) => void;
 
 export interface CanProtocol {
   readonly filters: readonly CanFilter[];
@@ -54,7 +54,7 @@ export interface CanProtocol {
   /** Once per tick after the exchange: housekeeping frames (ODrive's temperature poll). */
   extra(tick: number, send: Send): void;
   /** A received frame: the index of the motor whose exchange it answers, else -1. */
-  accept(id: number, data: Uint8Array, length: number, s: CanMotorState): number;
+  accept(id: number, data: Uint8Array, length: number, flags: number, s: CanMotorState): number;
   /** Words for motor i's error report. */
   describe(i: number, s: CanMotorState): string;
 }
@@ -92,12 +92,12 @@ export class MitProtocol implements CanProtocol {
   enable(i: number, _position: number, send: Send): void {
     this.enabled[i] = 1;
     this.limp(i);
-    send(this.motors[i]!.id, MIT_ENTER, 8);
+    send(this.motors[i]!.id, MIT_ENTER, 8, 0);
   }
 
   request(i: number, send: Send): void {
-    if (this.enabled[i] === 0) send(this.motors[i]!.id, MIT_EXIT, 8);
-    else send(this.motors[i]!.id, this.lastFrames[i]!, 8);
+    if (this.enabled[i] === 0) send(this.motors[i]!.id, MIT_EXIT, 8, 0);
+    else send(this.motors[i]!.id, this.lastFrames[i]!, 8, 0);
   }
 
   /** Position control through the motor's PD: the target is kept within effortLimit/kp of where the motor is. */
@@ -118,19 +118,19 @@ export class MitProtocol implements CanProtocol {
     c[4] = 0;
     packMit(c, this.ranges[i]!, this.frame);
     this.last.set(this.frame, i * 8);
-    send(m.id, this.frame, 8);
+    send(m.id, this.frame, 8, 0);
   }
 
   disable(i: number, send: Send): void {
     this.enabled[i] = 0;
     this.limp(i);
-    send(this.motors[i]!.id, MIT_EXIT, 8);
+    send(this.motors[i]!.id, MIT_EXIT, 8, 0);
   }
 
   extra(): void {}
 
-  accept(_id: number, data: Uint8Array, length: number, s: CanMotorState): number {
-    if (length !== 8 && length !== 6) return -1;
+  accept(_id: number, data: Uint8Array, length: number, flags: number, s: CanMotorState): number {
+    if (flags !== 0 || (length !== 8 && length !== 6)) return -1;
     const key = this.dialect === 'damiao' ? data[0]! & 0x0f : data[0]!;
     const i = this.byId[key]!;
     if (i < 0) return -1;
@@ -176,15 +176,14 @@ export class OdriveProtocol implements CanProtocol {
   private readonly f32 = new Float32Array(this.scratch);
   private readonly u32 = new Uint32Array(this.scratch);
   private readonly none = new Uint8Array(0);
-  // Ids with the RTR flag are beyond the small-integer range: built once, kept in typed arrays
-  // so that passing them along never boxes a number.
+  // Arbitration ids built once (the RTR flag goes apart, as CanFlag.RTR).
   private readonly requestIds: Uint32Array;
   private readonly temperatureIds: Uint32Array;
   private readonly commandIds: Uint32Array;
 
   constructor(private readonly motors: readonly CanMotorSpec[]) {
-    this.requestIds = Uint32Array.from(motors, (m) => (CAN_RTR_FLAG | arbitrationId(m.id, OdriveCmd.GET_ENCODER_ESTIMATES)) >>> 0);
-    this.temperatureIds = Uint32Array.from(motors, (m) => (CAN_RTR_FLAG | arbitrationId(m.id, OdriveCmdExtra.GET_TEMPERATURE)) >>> 0);
+    this.requestIds = Uint32Array.from(motors, (m) => arbitrationId(m.id, OdriveCmd.GET_ENCODER_ESTIMATES));
+    this.temperatureIds = Uint32Array.from(motors, (m) => arbitrationId(m.id, OdriveCmdExtra.GET_TEMPERATURE));
     this.commandIds = Uint32Array.from(motors, (m) => arbitrationId(m.id, OdriveCmd.SET_INPUT_POS));
     motors.forEach((m, i) => {
       if (m.id > 0x3f) throw new Error(`ODrive node id ${m.id} is beyond 63`);
@@ -198,38 +197,38 @@ export class OdriveProtocol implements CanProtocol {
   enable(i: number, position: number, send: Send): void {
     const m = this.motors[i]!;
     const f = this.frame;
-    send(arbitrationId(m.id, OdriveCmd.CLEAR_ERRORS), this.none, 0);
-    send(arbitrationId(m.id, OdriveCmdExtra.SET_LIMITS), f, setLimits(m.maxVelocity / TWO_PI, m.effortLimit, f));
-    send(arbitrationId(m.id, OdriveCmd.SET_CONTROLLER_MODE), f, setControllerMode(ControlMode.POSITION_CONTROL, InputMode.PASSTHROUGH, f));
-    send(arbitrationId(m.id, OdriveCmd.SET_INPUT_POS), f, setInputPos(position / TWO_PI, 0, 0, f));
-    send(arbitrationId(m.id, OdriveCmd.SET_AXIS_STATE), f, setAxisState(AxisState.CLOSED_LOOP_CONTROL, f));
+    send(arbitrationId(m.id, OdriveCmd.CLEAR_ERRORS), this.none, 0, 0);
+    send(arbitrationId(m.id, OdriveCmdExtra.SET_LIMITS), f, setLimits(m.maxVelocity / TWO_PI, m.effortLimit, f), 0);
+    send(arbitrationId(m.id, OdriveCmd.SET_CONTROLLER_MODE), f, setControllerMode(ControlMode.POSITION_CONTROL, InputMode.PASSTHROUGH, f), 0);
+    send(arbitrationId(m.id, OdriveCmd.SET_INPUT_POS), f, setInputPos(position / TWO_PI, 0, 0, f), 0);
+    send(arbitrationId(m.id, OdriveCmd.SET_AXIS_STATE), f, setAxisState(AxisState.CLOSED_LOOP_CONTROL, f), 0);
     this.enabled[i] = 1;
     this.sinceEnable[i] = 0;
   }
 
   request(i: number, send: Send): void {
     this.sinceEnable[i]!++;
-    send(this.requestIds[i]!, this.none, 0);
+    send(this.requestIds[i]!, this.none, 0, CanFlag.RTR);
   }
 
   /** The drive enforces its own current limit (set at enable). */
   command(i: number, target: Float64Array, _measured: Float64Array, send: Send): void {
     if (this.enabled[i] === 0) return;
-    send(this.commandIds[i]!, this.frame, setInputPos(target[i]! / TWO_PI, 0, 0, this.frame));
+    send(this.commandIds[i]!, this.frame, setInputPos(target[i]! / TWO_PI, 0, 0, this.frame), 0);
   }
 
   disable(i: number, send: Send): void {
     this.enabled[i] = 0;
-    send(arbitrationId(this.motors[i]!.id, OdriveCmd.SET_AXIS_STATE), this.frame, setAxisState(AxisState.IDLE, this.frame));
+    send(arbitrationId(this.motors[i]!.id, OdriveCmd.SET_AXIS_STATE), this.frame, setAxisState(AxisState.IDLE, this.frame), 0);
   }
 
   /** One motor's temperature per tick, round robin. */
   extra(tick: number, send: Send): void {
-    send(this.temperatureIds[tick % this.motors.length]!, this.none, 0);
+    send(this.temperatureIds[tick % this.motors.length]!, this.none, 0, CanFlag.RTR);
   }
 
-  accept(id: number, data: Uint8Array, length: number, s: CanMotorState): number {
-    if ((id & CAN_RTR_FLAG) !== 0 || id > 0x7ff) return -1;
+  accept(id: number, data: Uint8Array, length: number, flags: number, s: CanMotorState): number {
+    if (flags !== 0 || id > 0x7ff) return -1;
     const i = this.byNode[(id >> 5) & 0x3f]!;
     if (i < 0) return -1;
     const b = this.bytes;

@@ -5,7 +5,7 @@
 // the native addon, non-blocking, into buffers allocated once.
 import { ReflexError } from '../../core/index.js';
 import { frameSockets, serialIo, type FrameSockets, type SerialIo } from '../../rt/index.js';
-import { CAN_ERR_FLAG, CanErr, CanErrCrtl, FRAME_BYTES, frameId, writeFrame } from './frame.js';
+import { CanErr, CanErrCrtl, CanFlag, FRAME_BYTES, frameFlags, frameId, writeFrame } from './frame.js';
 import type { CanBusState, CanFilter, CanStats, CanTransport } from './transport.js';
 import { passes, type FrameHandler } from './virtual.js';
 
@@ -53,12 +53,12 @@ export class SocketCan implements CanTransport {
     return new SocketCan(path, fd, serialIo(), s, false);
   }
 
-  send(id: number, data: Uint8Array, length: number): boolean {
+  send(id: number, data: Uint8Array, length: number, flags = 0): boolean {
     if (this.closed || this.state === 'bus-off' || length > 8) {
       this.stats.refused++;
       return false;
     }
-    writeFrame(this.tx, 0, id, data, length);
+    writeFrame(this.tx, 0, id, flags, data, length);
     const n = this.io.write(this.fd, this.tx, FRAME_BYTES, 0);
     if (n === FRAME_BYTES) {
       this.stats.sent++;
@@ -84,16 +84,17 @@ export class SocketCan implements CanTransport {
         const at = this.start;
         this.start += FRAME_BYTES;
         const id = frameId(this.rx, at);
+        const flags = frameFlags(this.rx, at);
         const len = Math.min(this.rx[at + 4]!, 8);
         for (let i = 0; i < 8; i++) this.view[i] = this.rx[at + 8 + i]!;
-        if ((id & CAN_ERR_FLAG) !== 0) {
+        if ((flags & CanFlag.ERROR) !== 0) {
           this.onError(id, this.view);
           continue;
         }
         if (!passes(this.filters, id)) continue;
         this.stats.received++;
         n++;
-        take(id, this.view, len);
+        take(id, this.view, len, flags);
       }
       if (!this.fill(0)) return n;
     }
@@ -121,7 +122,7 @@ export class SocketCan implements CanTransport {
   restart(): void {
     if (this.kernel) return; // restart-ms does it; the RESTARTED error frame returns the state
     // The virtual bus takes an error frame from a node as its restart request, and confirms.
-    writeFrame(this.tx, 0, CAN_ERR_FLAG | CanErr.RESTARTED, this.view, 0);
+    writeFrame(this.tx, 0, CanErr.RESTARTED, CanFlag.ERROR, this.view, 0);
     this.io.write(this.fd, this.tx, FRAME_BYTES, 1000);
   }
 

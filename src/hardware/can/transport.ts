@@ -8,15 +8,15 @@ export interface CanTransport {
   /** error-active is normal; error-passive and bus-off are reported, bus-off stops sending. */
   readonly state: CanBusState;
   /**
-   * Queues a frame for sending; false (and counted) when it cannot go now: the queue is full
+   * Queues a frame for sending (id of 11 or 29 bits; flags: CanFlag.RTR, CanFlag.EXTENDED); false (and counted) when it cannot go now: the queue is full
    * or the controller is bus-off. Never waits.
    */
-  send(id: number, data: Uint8Array, length: number): boolean;
+  send(id: number, data: Uint8Array, length: number, flags?: number): boolean;
   /**
    * Hands every frame received since the last call, that passes the filters, to `take`. Error
    * frames are not handed on: they update `state` and are counted.
    */
-  receive(take: (id: number, data: Uint8Array, length: number) => void): number;
+  receive(take: (id: number, data: Uint8Array, length: number, flags: number) => void): number;
   /** Waits at most `timeoutUs` for a frame to arrive; true when one is there to receive. */
   wait(timeoutUs: number): boolean;
   /** Only frames whose id & mask equals filter id & mask are received (none set: all). */

@@ -5,7 +5,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { CAN_ERR_FLAG, CanErr, CanErrCrtl, FRAME_BYTES, frameId, writeFrame } from './frame.js';
+import { CanErr, CanErrCrtl, CanFlag, FRAME_BYTES, frameFlags, frameId, writeFrame } from './frame.js';
 import type { CanBusState } from './transport.js';
 import type { VirtualCanHub } from './virtual.js';
 
@@ -39,10 +39,10 @@ export class VirtualCanServer {
   injectState(state: CanBusState): void {
     const f = Buffer.alloc(FRAME_BYTES);
     const data = new Uint8Array(8);
-    if (state === 'bus-off') writeFrame(f, 0, CAN_ERR_FLAG | CanErr.BUSOFF, data, 8);
+    if (state === 'bus-off') writeFrame(f, 0, CanErr.BUSOFF, CanFlag.ERROR, data, 8);
     else {
       data[1] = state === 'error-passive' ? CanErrCrtl.TX_PASSIVE | CanErrCrtl.RX_PASSIVE : CanErrCrtl.ACTIVE;
-      writeFrame(f, 0, CAN_ERR_FLAG | CanErr.CRTL, data, 8);
+      writeFrame(f, 0, CanErr.CRTL, CanFlag.ERROR, data, 8);
     }
     for (const c of this.conns) c.write(f);
   }
@@ -55,9 +55,9 @@ export class VirtualCanServer {
 
   private attach(sock: Socket): void {
     this.conns.add(sock);
-    const node = this.hub.listen((id, data, length) => {
+    const node = this.hub.listen((id, data, length, flags) => {
       const f = Buffer.alloc(FRAME_BYTES);
-      writeFrame(f, 0, id, data, length);
+      writeFrame(f, 0, id, flags, data, length);
       sock.write(f);
     });
     let pending: Buffer = Buffer.alloc(0);
@@ -66,16 +66,17 @@ export class VirtualCanServer {
       let at = 0;
       for (; at + FRAME_BYTES <= pending.length; at += FRAME_BYTES) {
         const id = frameId(pending, at);
-        if ((id & CAN_ERR_FLAG) !== 0) {
+        const flags = frameFlags(pending, at);
+        if ((flags & CanFlag.ERROR) !== 0) {
           // A node's restart request: the bus confirms as the kernel does, with RESTARTED.
           if ((id & CanErr.RESTARTED) !== 0) {
             const f = Buffer.alloc(FRAME_BYTES);
-            writeFrame(f, 0, CAN_ERR_FLAG | CanErr.RESTARTED, new Uint8Array(8), 8);
+            writeFrame(f, 0, CanErr.RESTARTED, CanFlag.ERROR, new Uint8Array(8), 8);
             sock.write(f);
           }
           continue;
         }
-        node.send(id, pending.subarray(at + 8, at + 16), Math.min(pending[at + 4]!, 8));
+        node.send(id, pending.subarray(at + 8, at + 16), Math.min(pending[at + 4]!, 8), flags);
       }
       pending = pending.subarray(at);
     });

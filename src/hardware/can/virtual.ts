@@ -7,10 +7,10 @@ import type { CanBusState, CanFilter, CanStats, CanTransport } from './transport
 
 const QUEUE = 256;
 
-export type FrameHandler = (id: number, data: Uint8Array, length: number) => void;
+export type FrameHandler = (id: number, data: Uint8Array, length: number, flags: number) => void;
 
 interface Node {
-  deliver(id: number, data: Uint8Array, length: number): void;
+  deliver(id: number, data: Uint8Array, length: number, flags: number): void;
 }
 
 export class VirtualCanHub {
@@ -23,18 +23,18 @@ export class VirtualCanHub {
   }
 
   /** A device on the bus: `handle` sees every frame others send, as they send it. */
-  listen(handle: FrameHandler): { send(id: number, data: Uint8Array, length: number): void; close(): void } {
+  listen(handle: FrameHandler): { send(id: number, data: Uint8Array, length: number, flags?: number): void; close(): void } {
     const node: Node = { deliver: handle };
     this.nodes.add(node);
     return {
-      send: (id, data, length) => this.broadcast(node, id, data, length),
+      send: (id, data, length, flags = 0) => this.broadcast(node, id, data, length, flags),
       close: () => this.nodes.delete(node),
     };
   }
 
   /** @internal */
-  broadcast(from: Node, id: number, data: Uint8Array, length: number): void {
-    for (const e of this.nodes) if (e !== from) e.deliver(id, data, length);
+  broadcast(from: Node, id: number, data: Uint8Array, length: number, flags: number): void {
+    for (const e of this.nodes) if (e !== from) e.deliver(id, data, length, flags);
   }
 
   /** @internal */
@@ -48,10 +48,11 @@ export class VirtualCan implements CanTransport {
   readonly stats: CanStats = { sent: 0, received: 0, refused: 0, overruns: 0, busOffs: 0, errorFrames: 0 };
   private readonly ids = new Uint32Array(QUEUE);
   private readonly lens = new Uint8Array(QUEUE);
+  private readonly flags = new Uint8Array(QUEUE);
   private readonly data = new Uint8Array(QUEUE * 8);
   private head = 0;
   private count = 0;
-  private filters: readonly CanFilter[] = [];
+  private filterList: readonly CanFilter[] = [];
   private readonly view = new Uint8Array(8);
 
   constructor(
@@ -59,19 +60,19 @@ export class VirtualCan implements CanTransport {
     private readonly hub: VirtualCanHub,
   ) {}
 
-  send(id: number, data: Uint8Array, length: number): boolean {
+  send(id: number, data: Uint8Array, length: number, flags = 0): boolean {
     if (this.state === 'bus-off' || length > 8) {
       this.stats.refused++;
       return false;
     }
     this.stats.sent++;
-    this.hub.broadcast(this, id, data, length);
+    this.hub.broadcast(this, id, data, length, flags);
     return true;
   }
 
   /** @internal */
-  deliver(id: number, data: Uint8Array, length: number): void {
-    if (!passes(this.filters, id)) return;
+  deliver(id: number, data: Uint8Array, length: number, flags: number): void {
+    if (!passes(this.filterList, id)) return;
     if (this.count === QUEUE) {
       this.stats.overruns++;
       return;
@@ -79,6 +80,7 @@ export class VirtualCan implements CanTransport {
     const slot = (this.head + this.count) % QUEUE;
     this.ids[slot] = id;
     this.lens[slot] = length;
+    this.flags[slot] = flags;
     for (let i = 0; i < length; i++) this.data[slot * 8 + i] = data[i]!;
     this.count++;
   }
@@ -93,7 +95,7 @@ export class VirtualCan implements CanTransport {
       this.count--;
       this.stats.received++;
       n++;
-      take(this.ids[slot]!, this.view, len);
+      take(this.ids[slot]!, this.view, len, this.flags[slot]!);
     }
     return n;
   }
@@ -104,7 +106,7 @@ export class VirtualCan implements CanTransport {
   }
 
   setFilters(filters: readonly CanFilter[]): void {
-    this.filters = filters.map((f) => ({ ...f }));
+    this.filterList = filters.map((f) => ({ ...f }));
   }
 
   /** Fault injection: the controller goes error-passive or bus-off, as a shorted bus makes it. */
