@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ControlLoop, type ControlConfig } from '../src/control/index.js';
 import { VirtualCanHub, VirtualCanServer } from '../src/hardware/can/index.js';
-import type { CanBusConfig } from '../src/hardware/index.js';
+import { CanMotorBus, SocketCan, type CanBusConfig } from '../src/hardware/index.js';
 import { SimMitMotor, SimOdriveMotor } from '../src/sim/index.js';
 import { ScriptedChunks } from './helpers/chunks.js';
 import { armConfig } from './helpers/control.js';
+import { spawnReflex } from './helpers/daemon.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -157,4 +158,31 @@ test('a CAN bus the worker cannot reach fails the start with the reason', async 
   const loop = new ControlLoop(cfg, { stallMs: 500 }, silent);
   await assert.rejects(loop.start(new AbortController().signal), /virtual CAN bus .*no-such-bus\.sock: ENOENT/);
   await loop.stop();
+});
+
+test('reflex sim can serves simulated motors that another process drives over the virtual bus', async () => {
+  const path = join(mkdtempSync(join(tmpdir(), 'reflex-can-')), 'bus.sock');
+  const sim = spawnReflex(['sim', 'can', '--link', path, '--ids', '4-5', '--model', 'odrive']);
+  try {
+    await sim.waitForLog((l) => l.text === path, 10_000);
+    const bus = CanMotorBus.open({ ...canBus('wheels', path, [{ id: 4, model: 'odrive' }, { id: 5, model: 'odrive' }]), retries: 2 }, SocketCan.connectVirtual(path));
+    try {
+      assert.equal(bus.read(), true);
+      const goal = Float64Array.of(0.5, -0.5);
+      const until = Date.now() + 2000;
+      while (Date.now() < until && Math.abs(bus.position[0]! - 0.5) > 0.01) {
+        bus.read();
+        bus.write(goal);
+        await sleep(20);
+      }
+      assert.ok(Math.abs(bus.position[0]! - 0.5) < 0.01 && Math.abs(bus.position[1]! + 0.5) < 0.01, `at ${[...bus.position].join(", ")}`);
+      assert.deepEqual([...bus.hardwareError], [0, 0]);
+    } finally {
+      bus.disable();
+      await bus.close();
+    }
+  } finally {
+    sim.proc.kill('SIGTERM');
+    assert.equal((await sim.exited).code, 0);
+  }
 });
