@@ -175,7 +175,7 @@ test('reflex sim can serves simulated motors that another process drives over th
         bus.write(goal);
         await sleep(20);
       }
-      assert.ok(Math.abs(bus.position[0]! - 0.5) < 0.01 && Math.abs(bus.position[1]! + 0.5) < 0.01, `at ${[...bus.position].join(", ")}`);
+      assert.ok(Math.abs(bus.position[0]! - 0.5) < 0.01 && Math.abs(bus.position[1]! + 0.5) < 0.01, `at ${[...bus.position].join(', ')}`);
       assert.deepEqual([...bus.hardwareError], [0, 0]);
     } finally {
       bus.disable();
