@@ -1,5 +1,6 @@
 // The whole agent on the simulated robot: the rig and the daemon as separate processes, the
-// default policy reaching for the moving target through the camera, for --seconds (default 60).
+// default policy reaching for the moving target through the camera, for --seconds (default 60);
+// the arm on a Dynamixel bus, its base on a CAN bus, both driven by the one loop.
 import { request } from '../src/cli/index.js';
 import type { DaemonStatus } from '../src/daemon.js';
 import type { TaskScore } from '../src/sim/index.js';
@@ -32,6 +33,9 @@ try {
     inference_ms: { p50: s.policy.inference.p50Ms, p99: s.policy.inference.p99Ms, max: s.policy.inference.maxMs },
     camera_age_ms: s.policy.frameAgeMs,
     starved_ticks: s.loop.starvedTicks - s0.loop.starvedTicks,
+    // The CAN base's bus (the rig's virtual bus, reckoned at 1 Mbit/s) and failed reads on all buses.
+    can_load_pct: s.loop.bus.loadPct,
+    bus_failed_reads: s.loop.bus.failedReads - s0.loop.bus.failedReads,
     ticks: s.loop.ticks - s0.loop.ticks,
     provider: s.policy.active?.provider ?? null,
     realtime: s.loop.realtime,
