@@ -154,7 +154,7 @@ export class Daemon {
     const l = this.loop.status();
     const p = this.policy.status();
     return {
-      loop: { mode: l.mode, hz: l.rateHz, latenessUs: l.latenessUs, missed: l.missedDeadlines, starved: l.starvedTicks, faults: l.safety.faults, busFailedReads: l.bus.failedReads },
+      loop: { mode: l.mode, hz: l.rateHz, latenessUs: l.latenessUs, missed: l.missedDeadlines, starved: l.starvedTicks, faults: l.safety.faults, busFailedReads: l.bus.failedReads, canLoadPct: l.bus.loadPct },
       motors: this.loop.motors(),
       inference: { meanMs: p.inference.meanMs, p99Ms: p.inference.p99Ms, errors: p.inference.errors },
       policy: p.active ? { name: p.active.name, version: p.active.version, provider: p.active.provider } : null,
