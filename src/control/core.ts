@@ -46,8 +46,9 @@ export class ControlCore {
   private started = false;
   /** Per bus: 1 while its load is past the warning bound (warned once per crossing). */
   private readonly loadWarned: Uint8Array;
-  /** Per bus: the CAN controller state last reported. */
+  /** Per bus: the CAN controller state last reported, and the tick it was reported at. */
   private readonly controllerSeen: string[];
+  private readonly controllerSeenAt: Float64Array;
 
   constructor(
     private readonly cfg: ControlConfig,
@@ -73,6 +74,7 @@ export class ControlCore {
     this.motorCmd = buses.map((b) => new Float64Array(b.ids.length));
     this.loadWarned = new Uint8Array(buses.length);
     this.controllerSeen = buses.map(() => 'error-active');
+    this.controllerSeenAt = new Float64Array(buses.length).fill(-Infinity);
     this.obs = new Float64Array(shared.observation.length);
     this.motorRec = new Float64Array(shared.motors.length);
     this.chunkBuf = new Float64Array(shared.chunk.length);
@@ -141,7 +143,7 @@ export class ControlCore {
     this.safety.apply(this.desired, this.prev, this.cmd);
     this.prev.set(this.cmd);
     if (!this.torqueIsOff) this.writeBuses();
-    this.account();
+    this.account(k);
   }
 
   startPolicy(): void {
@@ -283,7 +285,7 @@ export class ControlCore {
     }
   }
 
-  private account(): void {
+  private account(k: number): void {
     const f = this.shared.floats;
     const s = this.safety.stats;
     const e = this.executor.stats;
@@ -303,9 +305,11 @@ export class ControlCore {
       const l = bus.load;
       if (l === null) continue;
       if (l.pct > load) load = l.pct;
-      if (l.controller !== this.controllerSeen[b]) {
+      // At most one report a second per bus: a marginal bus can flap between states every tick.
+      if (l.controller !== this.controllerSeen[b] && k - this.controllerSeenAt[b]! >= this.cfg.rateHz) {
         this.events.warning(`CAN bus ${bus.name}: controller ${this.controllerSeen[b]} -> ${l.controller}`);
         this.controllerSeen[b] = l.controller;
+        this.controllerSeenAt[b] = k;
       }
       if (l.pct > l.warnPct && this.loadWarned[b] === 0) {
         this.loadWarned[b] = 1;

@@ -2,7 +2,7 @@
 // one exchange per motor (request, reply) with a reply timeout and retries for the motors that
 // did not answer, the same error budget; write() is one frame per motor. Bus load is
 // accounted from the frames that cross the wire.
-import { ReflexError } from '../../core/index.js';
+import { ReflexError, errorMessage } from '../../core/index.js';
 import { monoMs, tickClock, type TickClock } from '../../rt/index.js';
 import { ErrorBudget } from '../error-budget.js';
 import type { MotorBus } from '../motor-bus.js';
@@ -123,8 +123,10 @@ export class CanMotorBus implements MotorBus {
       bus.startUp();
       return bus;
     } catch (err) {
+      // Motors already enabled must not be left holding for a loop that will not run.
+      bus.disable();
       transport.close();
-      throw err instanceof ReflexError ? err : new ReflexError('START_FAILED', `CAN bus ${cfg.name}: ${String(err)}`, { cause: err });
+      throw err instanceof ReflexError ? err : new ReflexError('START_FAILED', `CAN bus ${cfg.name}: ${errorMessage(err)}`, { cause: err });
     }
   }
 
@@ -247,7 +249,7 @@ export class CanMotorBus implements MotorBus {
     return parts.join('; ') || 'no error';
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.transport.close();
     return Promise.resolve();
   }
