@@ -214,6 +214,7 @@ test('a motor that does not answer at start is named; a mixed bus is refused', (
   new SimMitMotor(hub, { id: 1, model: 'ak80-9' });
   assert.throws(() => CanMotorBus.open(busConfig([spec(1, 'ak80-9'), spec(7, 'ak80-9')]), hub.endpoint('host')), /no reply from motor 7/);
   assert.throws(() => CanMotorBus.open(busConfig([spec(1, 'ak80-9'), spec(2, 'dm-j4310')]), hub.endpoint('host2')), /one MIT dialect/);
+  assert.throws(() => CanMotorBus.open(busConfig([spec(17, 'dm-j4310')]), hub.endpoint('host3')), /motor id 17 does not fit the damiao reply \(at most 15\)/);
 });
 
 test('bus load: frames per second and percent of the bitrate, from the frames on the wire', async () => {

@@ -82,6 +82,9 @@ export class MitProtocol implements CanProtocol {
       throw new Error(`MIT bus: every motor must be one MIT dialect (${motors.map((m) => m.model).join(', ')})`);
     }
     this.dialect = first.dialect;
+    const wide = motors.find((m) => m.id > (this.dialect === 'damiao' ? 0x0f : 0xff));
+    // A Damiao reply names its motor in four bits.
+    if (wide) throw new Error(`MIT bus: motor id ${wide.id} does not fit the ${this.dialect} reply (at most ${this.dialect === 'damiao' ? 15 : 255})`);
     this.ranges = models.map((x) => x!.ranges);
     motors.forEach((m, i) => (this.byId[m.id & 0xff] = i));
     this.last = new Uint8Array(motors.length * 8);
