@@ -32,7 +32,7 @@ async function run(n: number, model: string) {
     interface: sim.path,
     transport: 'virtual',
     bitrate: 1_000_000,
-    motors: Array.from({ length: n }, (_, i) => ({ id: i + 1, model, kp: 20, kd: 1, effortLimit: 5, maxVelocity: 3 })),
+    motors: Array.from({ length: n }, (_, i) => ({ id: i + 1, model, kp: 20, kd: 1, effortLimit: 5, maxVelocity: 3, gearRatio: 1 })),
     retries: 1,
     errorBudgetMs: 1000,
     replyTimeoutUs: 2000,

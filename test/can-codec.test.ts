@@ -108,7 +108,7 @@ test('protocol decoders: unknown ids, wrong lengths and foreign frames are ignor
     position: new Float64Array(2), velocity: new Float64Array(2), current: new Float64Array(2), temperature: new Float64Array(2),
     voltage: new Float64Array(2), motorError: new Uint32Array(2), disarmed: new Uint8Array(2),
   });
-  const spec = (id: number, model: string) => ({ id, model, kp: 10, kd: 1, effortLimit: 5, maxVelocity: 3 });
+  const spec = (id: number, model: string) => ({ id, model, kp: 10, kd: 1, effortLimit: 5, maxVelocity: 3, gearRatio: 1 });
   const mit = new MitProtocol([spec(1, 'ak80-9'), spec(2, 'ak80-9')]);
   const s = state();
   const reply = Uint8Array.of(0x09, 0x7f, 0xff, 0x7f, 0xf7, 0xff, 0x28, 0x00);

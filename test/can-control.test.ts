@@ -32,7 +32,7 @@ function canBus(name: string, path: string, motors: { id: number; model: string 
     interface: path,
     transport: 'virtual',
     bitrate: 1_000_000,
-    motors: motors.map((m) => ({ ...m, kp: 30, kd: 1, effortLimit: 8, maxVelocity: 3 })),
+    motors: motors.map((m) => ({ ...m, kp: 30, kd: 1, effortLimit: 8, maxVelocity: 3, gearRatio: 1 })),
     retries: 1,
     errorBudgetMs: 200,
     // Generous: the simulated motors answer from this test's own event loop, on a shared machine.

@@ -26,7 +26,7 @@ function busConfig(motors: CanMotorSpec[], over: Partial<CanBusConfig> = {}): Ca
   };
 }
 
-const spec = (id: number, model: string, over: Partial<CanMotorSpec> = {}): CanMotorSpec => ({ id, model, kp: 20, kd: 1, effortLimit: 5, maxVelocity: 4, ...over });
+const spec = (id: number, model: string, over: Partial<CanMotorSpec> = {}): CanMotorSpec => ({ id, model, kp: 20, kd: 1, effortLimit: 5, maxVelocity: 4, gearRatio: 1, ...over });
 
 /** Runs ticks (read, then write `target` to every motor) for `ms`, about every 20 ms. */
 async function drive(bus: CanMotorBus, target: number[], ms: number): Promise<void> {
@@ -205,6 +205,21 @@ test('ODrive: closed loop at the measured position, tracks input positions, idle
     assert.match(bus.errorText(0), /axis error 0x800 \(WATCHDOG_TIMER_EXPIRED\)/);
   } finally {
     drives.forEach((d) => d.close());
+    await bus.close();
+  }
+});
+
+test('ODrive behind a gearbox: the bus speaks joint radians, the drive motor turns', async () => {
+  const hub = new VirtualCanHub();
+  const od = new SimOdriveMotor(hub, { id: 1, model: 'odrive', position: 0 });
+  const bus = CanMotorBus.open(busConfig([spec(1, 'odrive', { gearRatio: 9, maxVelocity: 2 })]), hub.endpoint('host'));
+  try {
+    assert.ok(Math.abs(od.limits.vel - (2 * 9) / (2 * Math.PI)) < 1e-5, 'velocity limit in motor turns/s');
+    await drive(bus, [0.3], 700);
+    assert.ok(Math.abs(od.position - 0.3 * 9) < 0.05, `motor at ${od.position} rad`);
+    assert.ok(Math.abs(bus.position[0]! - 0.3) < 0.01, `joint at ${bus.position[0]}`);
+  } finally {
+    od.close();
     await bus.close();
   }
 });

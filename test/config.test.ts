@@ -169,5 +169,5 @@ test('CAN joints: an unknown motor model, two protocols on one bus and a bad int
 test('CAN bus and joint defaults: 1 ms reply timeout, 80 C, limp on stop, gains and effort limit', () => {
   const c = parseConfig({ ...base, buses: [{ name: 'legs', kind: 'can', interface: 'can0' }], robot: { joints: [{ name: 'hip', bus: 'legs', id: 1, model: 'dm-j4310', limits: { min: -1, max: 1 } }] } }, 'test.yaml', {});
   assert.deepEqual(c.buses[0], { name: 'legs', kind: 'can', interface: 'can0', transport: 'socketcan', bitrate: 1_000_000, replyTimeoutUs: 1000, maxTemperatureC: 80, onStop: 'disable', loadWarnPct: 70 });
-  assert.deepEqual(c.robot.joints[0]!.can, { kp: 20, kd: 1, effortLimit: 5 });
+  assert.deepEqual(c.robot.joints[0]!.can, { kp: 20, kd: 1, effortLimit: 5, gearRatio: 1 });
 });

@@ -81,6 +81,8 @@ const joint = z
         kd: z.number().min(0).max(5).default(1),
         /** N m for MIT motors (the target is bounded so the position term asks no more); A for ODrive (its current limit). */
         effortLimit: z.number().positive().default(5),
+        /** ODrive: motor turns per joint turn, for a gearbox after the drive's encoder. */
+        gearRatio: z.number().positive().max(1000).default(1),
       })
       .strict()
       .default({}),

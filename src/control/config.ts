@@ -46,7 +46,7 @@ export function controlConfigFrom(c: Config): ControlConfig {
     if (b.kind === 'can') {
       const motors = c.robot.joints
         .filter((j) => j.bus === b.name)
-        .map((j) => ({ id: j.id, model: j.model, kp: j.can.kp, kd: j.can.kd, effortLimit: j.can.effortLimit, maxVelocity: j.maxVelocity }));
+        .map((j) => ({ id: j.id, model: j.model, kp: j.can.kp, kd: j.can.kd, effortLimit: j.can.effortLimit, maxVelocity: j.maxVelocity, gearRatio: j.can.gearRatio }));
       if (motors.length === 0) continue;
       can.push({
         name: b.name,

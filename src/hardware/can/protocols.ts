@@ -22,6 +22,11 @@ export interface CanMotorSpec {
   effortLimit: number;
   /** rad/s: ODrive's velocity limit. */
   maxVelocity: number;
+  /**
+   * ODrive: motor turns per output turn (a gearbox after the drive's encoder); positions and
+   * velocities here are the output's. MIT motors report their output shaft already.
+   */
+  gearRatio: number;
 }
 
 /** Per-motor state the bus exposes (the MotorBus arrays). */
@@ -183,11 +188,14 @@ export class OdriveProtocol implements CanProtocol {
   private readonly requestIds: Uint32Array;
   private readonly temperatureIds: Uint32Array;
   private readonly commandIds: Uint32Array;
+  /** Motor turns per output radian (the gear ratio folded in). */
+  private readonly turnsPerRad: Float64Array;
 
   constructor(private readonly motors: readonly CanMotorSpec[]) {
     this.requestIds = Uint32Array.from(motors, (m) => arbitrationId(m.id, OdriveCmd.GET_ENCODER_ESTIMATES));
     this.temperatureIds = Uint32Array.from(motors, (m) => arbitrationId(m.id, OdriveCmdExtra.GET_TEMPERATURE));
     this.commandIds = Uint32Array.from(motors, (m) => arbitrationId(m.id, OdriveCmd.SET_INPUT_POS));
+    this.turnsPerRad = Float64Array.from(motors, (m) => m.gearRatio / TWO_PI);
     motors.forEach((m, i) => {
       if (m.id > 0x3f) throw new Error(`ODrive node id ${m.id} is beyond 63`);
       this.byNode[m.id] = i;
@@ -201,9 +209,9 @@ export class OdriveProtocol implements CanProtocol {
     const m = this.motors[i]!;
     const f = this.frame;
     send(arbitrationId(m.id, OdriveCmd.CLEAR_ERRORS), this.none, 0, 0);
-    send(arbitrationId(m.id, OdriveCmdExtra.SET_LIMITS), f, setLimits(m.maxVelocity / TWO_PI, m.effortLimit, f), 0);
+    send(arbitrationId(m.id, OdriveCmdExtra.SET_LIMITS), f, setLimits((m.maxVelocity * m.gearRatio) / TWO_PI, m.effortLimit, f), 0);
     send(arbitrationId(m.id, OdriveCmd.SET_CONTROLLER_MODE), f, setControllerMode(ControlMode.POSITION_CONTROL, InputMode.PASSTHROUGH, f), 0);
-    send(arbitrationId(m.id, OdriveCmd.SET_INPUT_POS), f, setInputPos(position / TWO_PI, 0, 0, f), 0);
+    send(arbitrationId(m.id, OdriveCmd.SET_INPUT_POS), f, setInputPos(position * this.turnsPerRad[i]!, 0, 0, f), 0);
     send(arbitrationId(m.id, OdriveCmd.SET_AXIS_STATE), f, setAxisState(AxisState.CLOSED_LOOP_CONTROL, f), 0);
     this.enabled[i] = 1;
     this.sinceEnable[i] = 0;
@@ -217,7 +225,7 @@ export class OdriveProtocol implements CanProtocol {
   /** The drive enforces its own current limit (set at enable). */
   command(i: number, target: Float64Array, _measured: Float64Array, send: Send): void {
     if (this.enabled[i] === 0) return;
-    send(this.commandIds[i]!, this.frame, setInputPos(target[i]! / TWO_PI, 0, 0, this.frame), 0);
+    send(this.commandIds[i]!, this.frame, setInputPos(target[i]! * this.turnsPerRad[i]!, 0, 0, this.frame), 0);
   }
 
   disable(i: number, send: Send): void {
@@ -239,8 +247,8 @@ export class OdriveProtocol implements CanProtocol {
     switch (id & 0x1f) {
       case OdriveCmd.GET_ENCODER_ESTIMATES:
         if (length !== 8) return -1;
-        s.position[i] = this.f32[0]! * TWO_PI;
-        s.velocity[i] = this.f32[1]! * TWO_PI;
+        s.position[i] = this.f32[0]! / this.turnsPerRad[i]!;
+        s.velocity[i] = this.f32[1]! / this.turnsPerRad[i]!;
         return i;
       case OdriveCmd.HEARTBEAT:
         if (length < 7) return -1;
