@@ -18,8 +18,8 @@ const errnoText = (e: number): string =>
 export class SocketCan implements CanTransport {
   state: CanBusState = 'error-active';
   readonly stats: CanStats = { sent: 0, received: 0, refused: 0, overruns: 0, busOffs: 0, errorFrames: 0 };
-  /** Why the last send was refused (-errno or 0 for a full queue), for status. */
-  lastSendError = 0;
+  /** The interface answered ENETDOWN: sends keep trying, since it may come back up. */
+  private down = false;
   private readonly rx = new Uint8Array(RX_FRAMES * FRAME_BYTES);
   private start = 0;
   private end = 0;
@@ -54,13 +54,17 @@ export class SocketCan implements CanTransport {
   }
 
   send(id: number, data: Uint8Array, length: number, flags = 0): boolean {
-    if (this.closed || this.state === 'bus-off' || length > 8) {
+    if (this.closed || (this.state === 'bus-off' && !this.down) || length > 8) {
       this.stats.refused++;
       return false;
     }
     writeFrame(this.tx, 0, id, flags, data, length);
     const n = this.io.write(this.fd, this.tx, FRAME_BYTES, 0);
     if (n === FRAME_BYTES) {
+      if (this.down) {
+        this.down = false;
+        this.state = 'error-active';
+      }
       this.stats.sent++;
       return true;
     }
@@ -71,9 +75,11 @@ export class SocketCan implements CanTransport {
       return true;
     }
     // 0: the socket's queue is full; ENOBUFS: the interface's; ENETDOWN: down or bus-off.
-    this.lastSendError = n;
     this.stats.refused++;
-    if (n === -ENETDOWN) this.enterBusOff();
+    if (n === -ENETDOWN) {
+      this.down = true;
+      this.enterBusOff();
+    }
     return false;
   }
 
