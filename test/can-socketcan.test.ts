@@ -81,8 +81,10 @@ if (process.env.REFLEX_IN_CAN_VM === '1' || hostHasVcan()) {
   test('SocketCAN transport suite on a real kernel (in a VM: this kernel has no CAN)', { skip: why ?? false }, async () => {
     const script = 'NO_COLOR=1 REFLEX_IN_CAN_VM=1 node --test --test-reporter=spec dist/test/can-socketcan.test.js';
     const r = await runInCanVm(script, 300_000);
-    const pass = Number(/ℹ pass (\d+)/.exec(r.output)?.[1] ?? /# pass (\d+)/.exec(r.output)?.[1] ?? -1);
-    const fail = Number(/ℹ fail (\d+)/.exec(r.output)?.[1] ?? /# fail (\d+)/.exec(r.output)?.[1] ?? -1);
+    // The runner's summary lines ("ℹ pass 7"), whatever symbol starts them.
+    const count = (what: string) => Number(new RegExp(`^\\S+ ${what} (\\d+)\\r?$`, 'm').exec(r.output)?.[1] ?? -1);
+    const pass = count('pass');
+    const fail = count('fail');
     if (r.code !== 0 || fail !== 0 || pass < 7) process.stderr.write(`--- VM output ---\n${r.output}\n`);
     assert.equal(r.code, 0, 'the suite passed inside the VM');
     assert.equal(fail, 0);

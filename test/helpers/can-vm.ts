@@ -120,13 +120,15 @@ export async function runInCanVm(script: string, timeoutMs: number): Promise<VmR
   try {
     return await new Promise<VmRun>((resolve, reject) => {
       const q = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      q.stdout.on('data', (d: Buffer) => (output += d.toString()));
-      q.stderr.on('data', (d: Buffer) => (output += d.toString()));
+      // Decoded once at the end: a chunk boundary can split a multi-byte character.
+      const chunks: Buffer[] = [];
+      q.stdout.on('data', (d: Buffer) => chunks.push(d));
+      q.stderr.on('data', (d: Buffer) => chunks.push(d));
       const timer = setTimeout(() => q.kill('SIGKILL'), timeoutMs);
       q.on('error', reject);
       q.on('exit', () => {
         clearTimeout(timer);
+        const output = Buffer.concat(chunks).toString('utf8');
         const m = /REFLEX-VM-EXIT (\d+)/.exec(output);
         resolve({ code: m ? Number(m[1]) : null, output });
       });
