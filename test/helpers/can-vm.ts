@@ -4,6 +4,7 @@
 // and vcan, brings up vcan0, mounts this machine's root read-only over 9p and runs one
 // command there, chrooted: the host's node, node_modules and dist/ against the guest's kernel.
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, basename } from 'node:path';
@@ -77,7 +78,9 @@ busybox poweroff -f
 
 function initramfs(): string {
   const k = kernel()!;
-  const out = join(VM_DIR, `initrd-${basename(k.modules)}.cpio`);
+  // Keyed by the kernel and the init script, so a changed script never boots a stale image.
+  const key = createHash('sha256').update(INIT).update(WANTED.join(',')).digest('hex').slice(0, 12);
+  const out = join(VM_DIR, `initrd-${basename(k.modules)}-${key}.cpio`);
   if (existsSync(out)) return out;
   const dir = mkdtempSync(join(tmpdir(), 'reflex-initrd-'));
   try {
@@ -89,7 +92,8 @@ function initramfs(): string {
     writeFileSync(join(dir, 'modules'), mods.map((p) => basename(p)).join('\n') + '\n');
     writeFileSync(join(dir, 'init'), INIT);
     chmodSync(join(dir, 'init'), 0o755);
-    const r = spawnSync('sh', ['-c', `cd ${dir} && find . | busybox cpio -o -H newc > ${out}.tmp && mv ${out}.tmp ${out}`], { encoding: 'utf8' });
+    const tmp = `${out}.${process.pid}.tmp`;
+    const r = spawnSync('sh', ['-c', `cd '${dir}' && find . | busybox cpio -o -H newc > '${tmp}' && mv '${tmp}' '${out}'`], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`building the initramfs: ${r.stderr}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
