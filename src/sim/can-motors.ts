@@ -45,6 +45,17 @@ type Bus = ReturnType<VirtualCanHub['listen']>;
 
 const noFaults = (): SimCanFaults => ({ silent: false, error: 0, temperatureC: null });
 
+/** Until when a motor commanded last at `lastMs` holds: now, or when its own timeout ran out. */
+function controlledUntil(spec: SimCanMotorSpec, lastMs: number, now: number): number {
+  const timeout = spec.timeoutMs ?? 0;
+  return timeout > 0 && now - lastMs > timeout ? lastMs + timeout : now;
+}
+
+/** The first-order response: where `pos` gets to in `dt` seconds heading for `target`. */
+function approach(pos: number, target: number, dt: number, spec: SimCanMotorSpec): number {
+  return pos + (target - pos) * (1 - Math.exp(-dt / ((spec.tauMs ?? 60) / 1000)));
+}
+
 export class SimMitMotor implements SimCanMotor {
   position: number;
   velocity = 0;
@@ -83,14 +94,11 @@ export class SimMitMotor implements SimCanMotor {
   }
 
   advance(now: number): void {
-    let until = now;
-    const timeout = this.spec.timeoutMs ?? 0;
-    const expired = this.enabled && timeout > 0 && now - this.lastCmdMs > timeout;
-    if (expired) until = this.lastCmdMs + timeout;
+    const until = this.enabled ? controlledUntil(this.spec, this.lastCmdMs, now) : now;
+    const expired = until < now;
     const dt = (until - this.lastMs) / 1000;
     if (dt > 0 && this.enabled && this.cmd.kp > 0) {
-      const a = 1 - Math.exp(-dt / ((this.spec.tauMs ?? 60) / 1000));
-      const next = this.position + (this.cmd.p - this.position) * a;
+      const next = approach(this.position, this.cmd.p, dt, this.spec);
       this.velocity = (next - this.position) / dt;
       this.position = next;
       const t = this.cmd.kp * (this.cmd.p - this.position) - this.cmd.kd * this.velocity + this.cmd.t;
@@ -99,7 +107,6 @@ export class SimMitMotor implements SimCanMotor {
       this.velocity = 0;
       this.torque = 0;
     }
-    if (until > this.lastMs) this.lastMs = until;
     if (expired) this.enabled = false; // Damiao's CAN timeout: it stops holding by itself
     this.lastMs = Math.max(this.lastMs, now);
   }
@@ -207,14 +214,11 @@ export class SimOdriveMotor implements SimCanMotor {
   }
 
   advance(now: number): void {
-    let until = now;
-    const wd = this.spec.timeoutMs ?? 0;
-    const expired = this.enabled && wd > 0 && now - this.lastFeedMs > wd;
-    if (expired) until = this.lastFeedMs + wd;
+    const until = this.enabled ? controlledUntil(this.spec, this.lastFeedMs, now) : now;
+    const expired = until < now;
     const dt = (until - this.lastMs) / 1000;
     if (dt > 0 && this.enabled) {
-      const a = 1 - Math.exp(-dt / ((this.spec.tauMs ?? 60) / 1000));
-      const next = this.pos + (this.inputPos - this.pos) * a;
+      const next = approach(this.pos, this.inputPos, dt, this.spec);
       this.vel = (next - this.pos) / dt;
       this.pos = next;
     } else if (!this.enabled) this.vel = 0;

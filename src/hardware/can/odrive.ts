@@ -46,6 +46,17 @@ function putI16(out: Uint8Array, at: number, v: number): void {
   put(out, at, 2);
 }
 
+/** Little-endian float32 at `at` of a payload, through the scratch view (no allocation). */
+export function f32At(data: Uint8Array, at: number): number {
+  for (let i = 0; i < 4; i++) SCRATCH_BYTES[i] = data[at + i]!;
+  return SCRATCH.getFloat32(0, true);
+}
+
+/** Little-endian uint32 at `at` of a payload. */
+export function u32At(data: Uint8Array, at: number): number {
+  return (data[at]! | (data[at + 1]! << 8) | (data[at + 2]! << 16) | (data[at + 3]! << 24)) >>> 0;
+}
+
 /** Each encoder writes into `out` (8 bytes) and returns the payload length. */
 export function setAxisState(state: number, out: Uint8Array): number {
   putU32(out, 0, state);
@@ -84,20 +95,17 @@ export interface Heartbeat {
 
 export function decodeHeartbeat(data: Uint8Array, length: number): Heartbeat | null {
   if (length < 7) return null;
-  const d = new DataView(data.buffer, data.byteOffset, length);
-  return { axisError: d.getUint32(0, true), axisState: data[4]!, procedureResult: data[5]!, trajectoryDone: data[6] !== 0 };
+  return { axisError: u32At(data, 0), axisState: data[4]!, procedureResult: data[5]!, trajectoryDone: data[6] !== 0 };
 }
 
 export function decodeEncoderEstimates(data: Uint8Array, length: number): { pos: number; vel: number } | null {
   if (length !== 8) return null;
-  const d = new DataView(data.buffer, data.byteOffset, 8);
-  return { pos: d.getFloat32(0, true), vel: d.getFloat32(4, true) };
+  return { pos: f32At(data, 0), vel: f32At(data, 4) };
 }
 
 export function decodeError(data: Uint8Array, length: number): { activeErrors: number; disarmReason: number } | null {
   if (length !== 8) return null;
-  const d = new DataView(data.buffer, data.byteOffset, 8);
-  return { activeErrors: d.getUint32(0, true), disarmReason: d.getUint32(4, true) };
+  return { activeErrors: u32At(data, 0), disarmReason: u32At(data, 4) };
 }
 
 export const OdriveCmdExtra = {
@@ -129,6 +137,5 @@ export function setLimits(velLimit: number, currentLimit: number, out: Uint8Arra
 
 export function decodeTemperature(data: Uint8Array, length: number): { fet: number; motor: number } | null {
   if (length !== 8) return null;
-  const d = new DataView(data.buffer, data.byteOffset, 8);
-  return { fet: d.getFloat32(0, true), motor: d.getFloat32(4, true) };
+  return { fet: f32At(data, 0), motor: f32At(data, 4) };
 }
