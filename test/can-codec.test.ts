@@ -134,6 +134,29 @@ test('protocol decoders: unknown ids, wrong lengths and foreign frames are ignor
   assert.deepEqual(od.filters, [{ id: 3 << 5, mask: 0x7e0 }, { id: 4 << 5, mask: 0x7e0 }]);
 });
 
+test('Damiao status: 0 (disabled) and 1 (enabled) are states; every other code is a fault, named', () => {
+  const s = {
+    position: new Float64Array(1), velocity: new Float64Array(1), current: new Float64Array(1), temperature: new Float64Array(1),
+    voltage: new Float64Array(1), motorError: new Uint32Array(1), disarmed: new Uint8Array(1),
+  };
+  const dm = new MitProtocol([{ id: 3, model: 'dm-j4310', kp: 10, kd: 1, effortLimit: 5, maxVelocity: 3, gearRatio: 1 }]);
+  dm.enable(0, 0, () => undefined);
+  const named: Record<number, string> = {
+    8: 'over-voltage', 9: 'under-voltage', 0xa: 'over-current', 0xb: 'MOS over-temperature',
+    0xc: 'coil over-temperature', 0xd: 'communication lost', 0xe: 'overload',
+  };
+  for (let code = 0; code < 16; code++) {
+    assert.equal(dm.accept(0, Uint8Array.of((code << 4) | 3, 0x7f, 0xff, 0x7f, 0xf7, 0xff, 40, 41), 8, 0, s), 0);
+    if (code <= 1) {
+      assert.equal(s.motorError[0], 0, `status ${code} is not an error`);
+      assert.equal(s.disarmed[0], code === 0 ? 1 : 0, 'disabled while it should hold is reported apart');
+      continue;
+    }
+    assert.equal(s.motorError[0], code, `status 0x${code.toString(16)} is a fault`);
+    assert.equal(dm.describe(0, s), `${named[code] ?? 'fault status not in the DM-J table'} (code 0x${code.toString(16)})`);
+  }
+});
+
 test('bus load arithmetic: a worst-case stuffed 8-byte standard frame is 135 bits', () => {
   assert.equal(frameBits(8), 135);
   assert.equal(frameBits(0), 55);

@@ -162,6 +162,24 @@ test('over-temperature and the motor\'s own errors are hardware errors with thei
   }
 });
 
+test('every Damiao fault status is a hardware error naming it, not only 8 and up', async () => {
+  const hub = new VirtualCanHub();
+  const dm = new SimMitMotor(hub, { id: 4, model: 'dm-j4310' });
+  const bus = CanMotorBus.open(busConfig([spec(4, 'dm-j4310')]), hub.endpoint('host'));
+  try {
+    bus.read();
+    assert.equal(bus.hardwareError[0], 0, 'enabled (status 1) is healthy');
+    for (const [code, words] of [[3, 'fault status not in the DM-J table (code 0x3)'], [7, 'fault status not in the DM-J table (code 0x7)'], [0xe, 'overload (code 0xe)']] as const) {
+      dm.inject({ error: code });
+      bus.read();
+      assert.equal(bus.hardwareError[0] & CanMotorFault.MOTOR, CanMotorFault.MOTOR, `status 0x${code.toString(16)}`);
+      assert.equal(bus.errorText(0), words);
+    }
+  } finally {
+    await bus.close();
+  }
+});
+
 test('Damiao\'s motor-side timeout: silence from the host and the motor stops holding', async () => {
   const hub = new VirtualCanHub();
   const m = new SimMitMotor(hub, { id: 1, model: 'dm-j4310', timeoutMs: 100 });

@@ -183,7 +183,11 @@ export function mitSpecial(data: Uint8Array, length: number): number {
   return data[7]!;
 }
 
-/** Damiao's status nibble: 0 disabled, 1 enabled, 8 and up faults. CubeMars: non-zero is a fault. */
+/**
+ * Damiao's status nibble (DM-J manual, MIT reply byte 0's high four bits): 0 disabled,
+ * 1 enabled, 8 to 0xE the faults below; any other value is not a healthy state either (the loop
+ * faults on it too). CubeMars: non-zero is a fault.
+ */
 export const DAMIAO_STATUS: Readonly<Record<number, string>> = {
   0: 'disabled',
   1: 'enabled',

@@ -150,7 +150,9 @@ export class MitProtocol implements CanProtocol {
     if (length === 8) s.temperature[i] = r[MitReplyAt.TEMPERATURE]!;
     const error = r[MitReplyAt.ERROR]!;
     if (this.dialect === 'damiao') {
-      s.motorError[i] = error >= 8 ? error : 0;
+      // Its status nibble: 0 disabled and 1 enabled are states; everything else is a fault of
+      // its own (8 to 0xE documented, the others not): none of them is healthy.
+      s.motorError[i] = error > 1 ? error : 0;
       s.disarmed[i] = this.enabled[i] === 1 && error === 0 ? 1 : 0;
     } else {
       s.motorError[i] = error;
@@ -162,7 +164,7 @@ export class MitProtocol implements CanProtocol {
     const e = s.motorError[i]!;
     if (e === 0) return s.disarmed[i] ? 'motor left motor mode' : 'no error';
     const names = this.dialect === 'damiao' ? DAMIAO_STATUS : CUBEMARS_ERRORS;
-    return `${names[e] ?? 'error'} (code 0x${e.toString(16)})`;
+    return `${names[e] ?? (this.dialect === 'damiao' ? 'fault status not in the DM-J table' : 'error')} (code 0x${e.toString(16)})`;
   }
 
   private limp(i: number): void {
