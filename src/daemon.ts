@@ -133,6 +133,7 @@ export class Daemon {
         telemetryHz: f.telemetryHz,
         stateDir: config.paths.stateDir,
         maxOutbox: f.outboxMax,
+        maxOutboxBytes: f.outboxMaxBytes,
         drainPerSecond: f.drainPerSecond,
       },
       this.commands,

@@ -23,8 +23,8 @@ test('a spawned daemon goes online, sends telemetry, answers a fleet e-stop, and
     backend.on('message', (_t, p) => {
       response = JSON.parse(p.toString()) as unknown;
     });
-    await backend.subscribeAsync('reflex/v1/test-01/responses/ops', { qos: 1 });
-    await backend.publishAsync('reflex/v1/test-01/cmd/estop', '{}', { qos: 1, properties: { responseTopic: 'reflex/v1/test-01/responses/ops', correlationData: Buffer.from('1') } });
+    await backend.subscribeAsync('reflex/v1/test-01/resp/ops', { qos: 1 });
+    await backend.publishAsync('reflex/v1/test-01/cmd/estop', '{}', { qos: 1, properties: { responseTopic: 'reflex/v1/test-01/resp/ops', correlationData: Buffer.from('1') } });
     await until('e-stop answered', () => response !== null, 5000);
     assert.deepEqual(response, { ok: true, result: { mode: 'estop' } });
     await backend.endAsync();

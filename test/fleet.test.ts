@@ -26,10 +26,12 @@ async function broker(extra: string[] = []): Promise<Mosquitto> {
   return b;
 }
 
+let estops = 0;
+
 function registry(): CommandRegistry {
   const c = new CommandRegistry();
   c.register('status', { summary: '', run: () => ({ mode: 'hold' }) });
-  c.register('estop', { summary: '', run: () => ({ mode: 'estop' }) });
+  c.register('estop', { summary: '', run: () => (estops++, { mode: 'estop' }) });
   c.register('log.level', { summary: '', run: (a) => ({ level: stringArg(a, 'level', ['info', 'debug']) }) });
   c.register('debug.stall', { summary: '', run: () => null });
   return c;
@@ -53,6 +55,25 @@ function link(url: string, deviceId: string, over: Partial<FleetOptions> = {}): 
   return new FleetLink(opts, registry(), () => ({ loop: { hz: 50 } }), silent);
 }
 
+interface StateMsg {
+  online: boolean;
+  boot: string;
+  seq: number;
+}
+
+/** The rule a consumer applies (README): per boot id, the state with the highest seq wins. */
+function truth(messages: { topic: string; payload: string }[], boot: string): StateMsg | null {
+  let best: StateMsg | null = null;
+  for (const m of messages) {
+    if (!m.topic.endsWith('/state')) continue;
+    const s = JSON.parse(m.payload) as StateMsg;
+    if (s.boot === boot && (best === null || s.seq > best.seq)) best = s;
+  }
+  return best;
+}
+
+const killSocket = (l: FleetLink) => (l as unknown as { client: { stream: { destroy(): void } } }).client.stream.destroy();
+
 test('birth and retained state, telemetry, and the will when the link dies uncleanly', async () => {
   const b = await broker();
   const url = `mqtt://127.0.0.1:${b.port}`;
@@ -62,18 +83,44 @@ test('birth and retained state, telemetry, and the will when the link dies uncle
   const sub = await subscriber(url, 'reflex/v1/arm-01/#');
   try {
     await until('retained birth', () => sub.messages.some((m) => m.topic.endsWith('/state') && m.retain), 3000);
-    const birth = JSON.parse(sub.messages.find((m) => m.topic.endsWith('/state'))!.payload) as { online: boolean; boot: string; seq: number };
+    const birth = JSON.parse(sub.messages.find((m) => m.topic.endsWith('/state'))!.payload) as StateMsg;
     assert.equal(birth.online, true);
     assert.equal(birth.boot, l.boot);
     await until('telemetry', () => sub.messages.some((m) => m.topic === 'reflex/v1/arm-01/telemetry'), 3000);
     const t = JSON.parse(sub.messages.find((m) => m.topic.endsWith('/telemetry'))!.payload) as { boot: string; loop: { hz: number } };
     assert.equal(t.loop.hz, 50);
     // An unclean death: the socket goes away without DISCONNECT. The broker publishes the will.
-    (l as unknown as { client: { stream: { destroy(): void } } }).client.stream.destroy();
-    await until('will', () => sub.messages.some((m) => m.topic.endsWith('/state') && (JSON.parse(m.payload) as { online: boolean }).online === false), 30_000);
-    const will = JSON.parse(sub.messages.filter((m) => m.topic.endsWith('/state')).at(-1)!.payload) as { boot: string; seq: number };
+    killSocket(l);
+    await until('will', () => sub.messages.some((m) => m.topic.endsWith('/state') && (JSON.parse(m.payload) as StateMsg).online === false), 30_000);
+    const will = sub.messages.filter((m) => m.topic.endsWith('/state')).map((m) => JSON.parse(m.payload) as StateMsg).find((s) => !s.online)!;
     assert.equal(will.boot, l.boot);
-    assert.ok(will.seq < birth.seq, 'the will is older than the birth: a late will cannot win');
+    assert.ok(will.seq > birth.seq, 'the will is newer than the birth of its own connection: a dead robot shows offline');
+  } finally {
+    await l.stop();
+    await sub.client.endAsync();
+  }
+});
+
+test('every connection has a current will: after reconnects, highest seq per boot shows online, then offline after each death', async () => {
+  const b = await broker();
+  const url = `mqtt://127.0.0.1:${b.port}`;
+  const sub = await subscriber(url, 'reflex/v1/arm-05/state');
+  const l = link(url, 'arm-05', { backoff: { minMs: 100, maxMs: 1000, stableMs: 60_000 } });
+  await l.start();
+  try {
+    for (let connection = 1; connection <= 3; connection++) {
+      await until(`connection ${connection}: online`, () => l.status().state === 'online' && truth(sub.messages, l.boot)?.online === true, 10_000);
+      killSocket(l);
+      // Before: every will carried the first connect's seq, below every later birth, so the
+      // dead robot stayed online for a consumer keeping the highest seq.
+      await until(`connection ${connection}: its will wins`, () => truth(sub.messages, l.boot)?.online === false, 10_000);
+    }
+    const seqs = sub.messages.map((m) => JSON.parse(m.payload) as StateMsg).filter((s) => s.boot === l.boot);
+    assert.deepEqual(seqs.map((s) => s.online), [true, false, true, false, true, false], 'birth, will, birth, will, ...');
+    assert.deepEqual([...seqs.map((s) => s.seq)].sort((x, y) => x - y), seqs.map((s) => s.seq), 'each state newer than the one before');
+    await until('online again', () => l.status().state === 'online' && truth(sub.messages, l.boot)?.online === true, 10_000);
+    await l.stop();
+    await until('the clean goodbye wins', () => truth(sub.messages, l.boot)?.online === false, 5000);
   } finally {
     await l.stop();
     await sub.client.endAsync();
@@ -138,7 +185,8 @@ test('events appended before a kill -9 while offline are delivered by the next s
 test('the outbox is bounded: the oldest go first, and every drop is counted', () => {
   const o = new Outbox(join(dir, 'bound', 'outbox'), 'boot-b', 10);
   for (let i = 1; i <= 25; i++) void o.append('t', { i });
-  assert.deepEqual(o.stats(), { pending: 10, appended: 25, delivered: 0, dropped: 15 });
+  const { bytes: _b, ...stats } = o.stats();
+  assert.deepEqual(stats, { pending: 10, appended: 25, delivered: 0, dropped: 15, error: null });
   assert.deepEqual(o.take(100).map((e) => (e.payload as { i: number }).i), [16, 17, 18, 19, 20, 21, 22, 23, 24, 25]);
   o.close();
   const again = new Outbox(join(dir, 'bound', 'outbox'), 'boot-c', 10);
@@ -155,9 +203,9 @@ test('remote commands: valid, malformed, expired and not allowed each get the ri
   const backend = await mqtt.connectAsync(url, { protocolVersion: 5 });
   const responses = new Map<string, unknown>();
   backend.on('message', (_t, p, packet) => responses.set(packet.properties?.correlationData?.toString() ?? '', JSON.parse(p.toString())));
-  await backend.subscribeAsync('reflex/v1/arm-03/responses/backend', { qos: 1 });
+  await backend.subscribeAsync('reflex/v1/arm-03/resp/backend', { qos: 1 });
   const ask = async (cmd: string, body: string, id: string) => {
-    await backend.publishAsync(`reflex/v1/arm-03/cmd/${cmd}`, body, { qos: 1, properties: { responseTopic: 'reflex/v1/arm-03/responses/backend', correlationData: Buffer.from(id), messageExpiryInterval: 30 } });
+    await backend.publishAsync(`reflex/v1/arm-03/cmd/${cmd}`, body, { qos: 1, properties: { responseTopic: 'reflex/v1/arm-03/resp/backend', correlationData: Buffer.from(id), messageExpiryInterval: 30 } });
     await until(`response ${id}`, () => responses.has(id), 5000);
     return responses.get(id);
   };
@@ -170,7 +218,14 @@ test('remote commands: valid, malformed, expired and not allowed each get the ri
     assert.equal(expired.ok, false);
     assert.equal(expired.error.code, 'EXPIRED');
     assert.deepEqual(await ask('debug.stall', '{}', 'f'), { ok: false, error: { code: 'NOT_ALLOWED', message: 'command "debug.stall" is not allowed over the fleet link' } });
-    assert.deepEqual(l.status().commands, { handled: 2, refused: 4 });
+    // An expiry that cannot be read is refused, not ignored (an ISO string ran, before).
+    const unreadable = { ok: false, error: { code: 'BAD_REQUEST', message: 'expiresAt must be a number: milliseconds since the epoch' } };
+    assert.deepEqual(await ask('estop', JSON.stringify({ expiresAt: new Date(Date.now() - 5000).toISOString() }), 'g'), unreadable);
+    assert.deepEqual(await ask('estop', JSON.stringify({ expiresAt: null }), 'h'), unreadable);
+    assert.deepEqual(await ask('estop', JSON.stringify({ expiresAt: new Date(Date.now() + 60_000).toISOString() }), 'i'), unreadable);
+    assert.deepEqual(await ask('status', JSON.stringify({ expiresAt: Date.now() + 60_000 }), 'j'), { ok: true, result: { mode: 'hold' } });
+    assert.equal(estops, 0, 'no e-stop ran: each was refused');
+    assert.deepEqual(l.status().commands, { handled: 3, refused: 7 });
   } finally {
     await l.stop();
     await backend.endAsync();

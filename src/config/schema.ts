@@ -134,6 +134,8 @@ const fleet = z
     telemetryHz: z.number().positive().max(50).default(1),
     /** Events and logs kept on disk while the broker is unreachable; the oldest go first past this. */
     outboxMax: z.number().int().min(10).max(10_000_000).default(100_000),
+    /** ... and bytes on disk (segment files; past it the oldest segment is dropped whole, counted). */
+    outboxMaxBytes: z.number().int().min(65_536).max(64 * 1024 ** 3).default(64 * 1024 ** 2),
     /** How fast a backlog drains after a reconnect. */
     drainPerSecond: z.number().int().min(1).max(100_000).default(500),
     /** Log records at this level and above are shipped to the fleet (through the outbox). */

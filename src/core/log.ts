@@ -14,16 +14,33 @@ export interface LoggingOptions {
   destination?: DestinationStream;
 }
 
+export type LogTap = (record: Record<string, unknown>) => void;
+
+const LEVEL_VALUES: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+/** The tap (fleet shipping) takes warnings and above. */
+const TAP_LEVEL = LEVEL_VALUES.warn;
+
+/** What pino itself is set to: the level asked for, or warn where that is quieter, so the tap still sees warnings. */
+function pinoLevel(level: LogLevel): LogLevel {
+  return LEVEL_VALUES[level] > TAP_LEVEL ? 'warn' : level;
+}
+
 /**
  * One root logger and a child per module. pino's children copy their level when created, so
  * changing the root's level later would not reach them: this keeps the children and sets
  * their levels itself, which is what a run-time level change through the control socket needs.
+ *
+ * The level set here is what the local log shows; it never silences the tap. pino drops a
+ * record below its level before any stream sees it, so pino is never set above warn: the one
+ * stream below writes a record to the local log when it reaches the level asked for that
+ * logger, and hands warnings and errors to the tap whatever that level is.
  */
-export type LogTap = (record: Record<string, unknown>) => void;
-
 export class Logging {
   readonly root: Logger;
   private readonly children = new Map<string, Logger>();
+  /** The level asked for, per logger (pino's own may be lower: see pinoLevel). */
+  private readonly wanted = new WeakMap<Logger, LogLevel>();
+  private rootLevel: LogLevel;
   private tap: LogTap | null = null;
 
   constructor(opts: LoggingOptions) {
@@ -33,10 +50,17 @@ export class Logging {
       (usePretty
         ? pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
         : pino.destination({ dest: 1, sync: true }));
-    // Warnings and errors also go to a tap (the fleet link ships them), whatever the level set.
-    const tap = {
+    // pino fills in the level and the logger of each record before it calls write.
+    const out = {
+      [pino.symbols.needsMetadataGsym]: true,
+      lastLevel: 0,
+      lastLogger: undefined as Logger | undefined,
       write: (line: string) => {
-        if (this.tap === null) return;
+        const level = out.lastLevel;
+        const logger = out.lastLogger;
+        if (level >= LEVEL_VALUES[(logger && this.wanted.get(logger)) ?? this.rootLevel]) dest.write(line);
+        // Warnings and errors also go to the tap (the fleet link ships them), whatever the level set.
+        if (level < TAP_LEVEL || this.tap === null) return;
         try {
           this.tap(JSON.parse(line) as Record<string, unknown>);
         } catch {
@@ -44,10 +68,11 @@ export class Logging {
         }
       },
     };
-    this.root = pino({ level: opts.level, base: null }, pino.multistream([{ level: 'trace', stream: dest }, { level: 'warn', stream: tap }]));
+    this.rootLevel = opts.level;
+    this.root = pino({ level: pinoLevel(opts.level), base: null }, out);
   }
 
-  /** Receives every warning and error record (one tap; the fleet link). */
+  /** Receives every warning and error record, whatever the level set (one tap; the fleet link). */
   setTap(tap: LogTap | null): void {
     this.tap = tap;
   }
@@ -58,23 +83,30 @@ export class Logging {
     if (!log) {
       log = this.root.child({ mod });
       this.children.set(mod, log);
+      this.wanted.set(log, this.rootLevel);
     }
     return log;
   }
 
-  /** Sets the level of one module, or of all of them when `mod` is omitted. */
+  /** Sets the level of one module, or of all of them when `mod` is omitted (the local log's; the tap always gets warnings). */
   setLevel(level: LogLevel, mod?: string): void {
     if (mod !== undefined) {
-      this.child(mod).level = level;
+      const log = this.child(mod);
+      log.level = pinoLevel(level);
+      this.wanted.set(log, level);
       return;
     }
-    this.root.level = level;
-    for (const log of this.children.values()) log.level = level;
+    this.rootLevel = level;
+    this.root.level = pinoLevel(level);
+    for (const log of this.children.values()) {
+      log.level = pinoLevel(level);
+      this.wanted.set(log, level);
+    }
   }
 
   levels(): Record<string, string> {
-    const out: Record<string, string> = { '*': this.root.level };
-    for (const [mod, log] of this.children) out[mod] = log.level;
+    const out: Record<string, string> = { '*': this.rootLevel };
+    for (const [mod, log] of this.children) out[mod] = this.wanted.get(log) ?? this.rootLevel;
     return out;
   }
 }

@@ -2,9 +2,12 @@
 // Will (both carrying the boot id and a sequence number); telemetry batched at QoS 0; events
 // and error logs through the durable outbox at QoS 1; remote commands as MQTT 5
 // request/response, allowlisted. Optional and never in the control path: the loop does not
-// know the broker exists, and the daemon runs the same offline.
+// know the broker exists, and the daemon runs the same offline. Nothing here stops the daemon:
+// a link whose files cannot be read, or whose outbox cannot store, starts degraded, says why
+// in status, and tries again.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient, type IPublishPacket } from 'mqtt';
 import { errorMessage, ReflexError, type Logger, type Part } from '../core/index.js';
 import type { CommandRegistry } from '../cli/index.js';
@@ -20,36 +23,73 @@ export interface FleetOptions {
   keyFile: string | null;
   telemetryHz: number;
   stateDir: string;
-  /** Outbox bound (entries) and how fast it drains after a reconnect. */
+  /** Outbox bounds (entries, and bytes on disk: 64 MiB when omitted) and how fast it drains after a reconnect. */
   maxOutbox: number;
+  maxOutboxBytes?: number;
   drainPerSecond: number;
+  /** Reconnect backoff; the defaults suit a fleet (tests shorten them). */
+  backoff?: Backoff;
 }
+
+export interface Backoff {
+  minMs: number;
+  maxMs: number;
+  /** A connection that stayed up this long starts the next outage's backoff from minMs again. */
+  stableMs: number;
+}
+
+const BACKOFF: Backoff = { minMs: 500, maxMs: 30_000, stableMs: 10_000 };
 
 /** Remote commands the fleet may send; anything else is refused. Each validates its own args. */
 export const FLEET_COMMANDS = ['status', 'estop', 'reset', 'log.level', 'policy.activate', 'policy.rollback', 'policy.start', 'policy.stop', 'camera.snapshot'] as const;
 
 export interface FleetStatus {
-  state: 'connecting' | 'online' | 'offline';
+  /** `degraded`: the link cannot connect at all (a credential file unreadable); `error` says why. */
+  state: 'connecting' | 'online' | 'offline' | 'degraded';
+  /** What is wrong while something is (the link's files, the outbox's disk), else null. */
+  error: string | null;
   url: string;
   boot: string;
   outbox: OutboxStats;
   reconnects: number;
+  /** The delay chosen for the latest reconnect attempt. */
+  backoffMs: number;
   commands: { handled: number; refused: number };
 }
+
+/** Credential files are small; anything else (a FIFO, a device, a huge file) is refused. */
+const MAX_CREDENTIAL_BYTES = 1024 * 1024;
+/** Responses go to a response topic of at most this length. */
+const MAX_RESPONSE_TOPIC = 256;
 
 export class FleetLink implements Part {
   readonly name = 'fleet';
   readonly boot = randomUUID();
   private client: MqttClient | null = null;
   private outbox: Outbox | null = null;
+  /** Sequence of the retained state messages of this boot (births, wills, offline). */
   private stateSeq = 0;
+  private birthSeq = 0;
   private timers: NodeJS.Timeout[] = [];
+  private retryTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
   private online = false;
+  private onlineSince = 0;
   private reconnects = 0;
+  /** Consecutive attempts since the last connection that stayed up: the backoff's exponent. */
+  private attempt = 0;
+  private backoffMs = 0;
+  private problem: string | null = null;
+  private outboxError: string | null = null;
   private handled = 0;
   private refused = 0;
   private draining = false;
+  private tokens = 0;
+  private lastDrain = 0;
   private readonly prefix: string;
+  private readonly cmdPrefix: string;
+  private readonly respPrefix: string;
+  private readonly backoff: Backoff;
 
   constructor(
     private readonly opts: FleetOptions,
@@ -58,60 +98,118 @@ export class FleetLink implements Part {
     private readonly log: Logger,
   ) {
     this.prefix = `reflex/v1/${opts.deviceId}/`;
+    this.cmdPrefix = `${this.prefix}cmd/`;
+    // Responses go only here: a subtree the device never subscribes to, so a reply can never
+    // land on a topic the device acts on (its commands) or that others trust (its events).
+    this.respPrefix = `${this.prefix}resp/`;
+    this.backoff = opts.backoff ?? BACKOFF;
   }
 
   start(): Promise<void> {
     const o = this.opts;
-    this.outbox = new Outbox(`${o.stateDir}/outbox`, this.boot, o.maxOutbox);
-    const options: IClientOptions = {
-      protocolVersion: 5,
-      // One client id per robot: a new connection takes the old session over, so the broker
-      // publishes the old connection's will before this one's birth, never after it.
-      clientId: `reflex-${o.deviceId}`,
-      clean: true,
-      keepalive: 15,
-      reconnectPeriod: 0,
-      connectTimeout: 5000,
-      queueQoSZero: false,
-      will: { topic: `${this.prefix}state`, payload: Buffer.from(this.statePayload(false)), qos: 1, retain: true },
-      ...(o.username !== null ? { username: o.username } : {}),
-      ...(o.passwordFile !== null ? { password: readFileSync(o.passwordFile, 'utf8').trim() } : {}),
-      ...(o.caFile !== null ? { ca: readFileSync(o.caFile) } : {}),
-      ...(o.certFile !== null ? { cert: readFileSync(o.certFile) } : {}),
-      ...(o.keyFile !== null ? { key: readFileSync(o.keyFile) } : {}),
-    };
-    const client = mqtt.connect(o.url, options);
-    this.client = client;
-    client.on('connect', () => this.onConnect());
-    client.on('close', () => this.onClose());
-    client.on('error', (err) => this.log.warn({ err: errorMessage(err) }, 'fleet link error'));
-    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    this.outbox = new Outbox(join(o.stateDir, 'outbox'), this.boot, o.maxOutbox, o.maxOutboxBytes !== undefined ? { maxBytes: o.maxOutboxBytes } : {});
+    this.reportOutbox();
+    this.lastDrain = performance.now();
     this.timers.push(setInterval(() => this.publishTelemetry(), 1000 / o.telemetryHz));
-    this.timers.push(setInterval(() => void this.drain(), 100));
-    // The broker may be down: start never waits for it.
+    this.timers.push(setInterval(() => this.drain(), 100));
+    this.connect();
+    // The broker may be down, a file unreadable: start never waits for the link, nor fails.
     return Promise.resolve();
   }
 
-  private statePayload(online: boolean): string {
-    return JSON.stringify({ online, boot: this.boot, seq: ++this.stateSeq, ts: Date.now() });
+  private statePayload(online: boolean, seq: number): string {
+    return JSON.stringify({ online, boot: this.boot, seq, ts: Date.now() });
+  }
+
+  /**
+   * One connection attempt. Each gets its own will, numbered after this connection's birth
+   * (so the will wins over it when the link dies) and before the next connection's birth (so
+   * a late will never wins over a newer birth): per boot, the highest seq is the truth.
+   */
+  private connect(): void {
+    this.retryTimer = null;
+    if (this.stopped) return;
+    this.birthSeq = ++this.stateSeq;
+    const will = { topic: `${this.prefix}state`, payload: Buffer.from(this.statePayload(false, ++this.stateSeq)), qos: 1 as const, retain: true };
+    if (this.client !== null) {
+      this.client.options.will = will;
+      this.client.reconnect();
+      return;
+    }
+    const o = this.opts;
+    try {
+      const options: IClientOptions = {
+        protocolVersion: 5,
+        // One client id per robot: a new connection takes the old session over, so the broker
+        // publishes the old connection's will before this one's birth, never after it.
+        clientId: `reflex-${o.deviceId}`,
+        clean: true,
+        keepalive: 15,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+        queueQoSZero: false,
+        // The broker sends nothing bigger (a command is a few hundred bytes).
+        properties: { maximumPacketSize: 1024 * 1024 },
+        will,
+        ...(o.username !== null ? { username: o.username } : {}),
+        ...(o.passwordFile !== null ? { password: readSmallFile(o.passwordFile).toString('utf8').trim() } : {}),
+        ...(o.caFile !== null ? { ca: readSmallFile(o.caFile) } : {}),
+        ...(o.certFile !== null ? { cert: readSmallFile(o.certFile) } : {}),
+        ...(o.keyFile !== null ? { key: readSmallFile(o.keyFile) } : {}),
+      };
+      const client = mqtt.connect(o.url, options);
+      this.client = client;
+      client.on('connect', () => this.onConnect());
+      client.on('close', () => this.onClose());
+      client.on('error', (err) => this.log.warn({ err: errorMessage(err) }, 'fleet link error'));
+      client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    } catch (err) {
+      const problem = `cannot connect: ${errorMessage(err)}`;
+      if (problem !== this.problem) this.log.error({ err: problem }, 'fleet link degraded; retrying');
+      this.problem = problem;
+      this.scheduleReconnect();
+      return;
+    }
+    if (this.problem !== null) this.log.info('fleet link recovered');
+    this.problem = null;
   }
 
   private onConnect(): void {
+    const client = this.client;
+    if (client === null) return;
     this.online = true;
+    this.onlineSince = performance.now();
     this.log.info({ url: this.opts.url }, 'fleet link online');
-    this.client?.publish(`${this.prefix}state`, this.statePayload(true), { qos: 1, retain: true });
-    this.client?.subscribe(`${this.prefix}cmd/+`, { qos: 1 });
+    client.publish(`${this.prefix}state`, this.statePayload(true, this.birthSeq), { qos: 1, retain: true });
+    // nl: never receive what this client published itself. rh 2: no retained commands on
+    // subscribe (they would replay at every connect). rap: a command published with the
+    // retain flag keeps it on its way here, so it is seen and refused.
+    client.subscribe(`${this.cmdPrefix}+`, { qos: 1, nl: true, rap: true, rh: 2 }, (err) => {
+      if (err) this.log.error({ err: errorMessage(err) }, 'fleet command subscription failed');
+    });
   }
 
   private onClose(): void {
-    if (this.online) this.log.warn('fleet link offline; events wait in the outbox');
+    const wasOnline = this.online;
+    if (wasOnline) this.log.warn('fleet link offline; events wait in the outbox');
     this.online = false;
-    if (this.client === null) return;
-    // Reconnect with exponential backoff and jitter, so a fleet does not stampede a broker.
-    const delay = Math.min(30_000, 500 * 2 ** Math.min(this.reconnects, 6)) * (0.5 + Math.random());
+    if (this.stopped || this.client === null) return;
+    // An outage after a connection that held starts from a short delay again; a broker that
+    // accepts and drops at once keeps the backoff growing.
+    if (wasOnline && performance.now() - this.onlineSince >= this.backoff.stableMs) this.attempt = 0;
     this.reconnects++;
-    const t = setTimeout(() => this.client?.reconnect(), delay);
-    this.timers.push(t);
+    this.scheduleReconnect();
+  }
+
+  /** Exponential backoff with jitter, so a fleet does not stampede a broker. */
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    const b = this.backoff;
+    const delay = Math.min(b.maxMs, b.minMs * 2 ** Math.min(this.attempt, 20)) * (0.5 + Math.random());
+    this.attempt++;
+    this.backoffMs = Math.round(delay);
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 
   /** Queues an event (or an error log) for delivery; resolves once it is on disk. */
@@ -120,29 +218,40 @@ export class FleetLink implements Part {
     await this.outbox.append(`${this.prefix}events/${kind}`, data);
   }
 
-  private async drain(): Promise<void> {
-    const client = this.client;
+  /** Every 100 ms: publishes what the token bucket allows (drainPerSecond, however small). */
+  private drain(): void {
+    const now = performance.now();
+    const rate = this.opts.drainPerSecond;
+    this.tokens = Math.min(Math.max(1, rate / 5), this.tokens + ((now - this.lastDrain) * rate) / 1000);
+    this.lastDrain = now;
     const outbox = this.outbox;
-    if (!this.online || client === null || outbox === null || this.draining) return;
+    if (outbox === null) return;
+    outbox.maintain();
+    this.reportOutbox();
+    const client = this.client;
+    if (!this.online || client === null || this.draining || this.tokens < 1) return;
+    const batch = outbox.take(Math.floor(this.tokens));
+    if (batch.length === 0) return;
+    this.tokens -= batch.length;
     this.draining = true;
-    try {
-      const batch = outbox.take(Math.max(1, Math.round(this.opts.drainPerSecond / 10)));
-      await Promise.all(
-        batch.map(
-          (e) =>
-            new Promise<void>((resolve) => {
-              const body = JSON.stringify({ boot: e.boot, seq: e.seq, ts: e.ts, data: e.payload });
-              client.publish(e.topic, body, { qos: 1 }, (err) => {
-                if (err) outbox.release(e.n);
-                else outbox.ack(e.n);
-                resolve();
-              });
-            }),
-        ),
-      );
-    } finally {
-      this.draining = false;
+    let left = batch.length;
+    for (const e of batch) {
+      const body = JSON.stringify({ boot: e.boot, seq: e.seq, ts: e.ts, data: e.payload });
+      client.publish(e.topic, body, { qos: 1 }, (err) => {
+        if (err) outbox.release(e.n);
+        else outbox.ack(e.n);
+        if (--left === 0) this.draining = false;
+      });
     }
+  }
+
+  /** Says once when the outbox starts failing to store, and once when it recovers. */
+  private reportOutbox(): void {
+    const err = this.outbox?.stats().error ?? null;
+    if (err === this.outboxError) return;
+    if (err !== null) this.log.warn({ err }, 'fleet outbox cannot store events; they are counted as dropped');
+    else this.log.info('fleet outbox stores events again');
+    this.outboxError = err;
   }
 
   private publishTelemetry(): void {
@@ -150,22 +259,33 @@ export class FleetLink implements Part {
     this.client.publish(`${this.prefix}telemetry`, JSON.stringify({ boot: this.boot, ts: Date.now(), ...(this.telemetry() as object) }), { qos: 0 });
   }
 
+  /** A response topic the device may publish to: under its resp/ subtree, a plain topic name. */
+  private isResponseTopic(t: string): boolean {
+    return t.startsWith(this.respPrefix) && t.length > this.respPrefix.length && t.length <= MAX_RESPONSE_TOPIC && !t.includes('+') && !t.includes('#') && !t.includes('\0');
+  }
+
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    const name = topic.slice(`${this.prefix}cmd/`.length);
+    // Only our own command topics are ever acted on, whatever the broker sends.
+    if (!topic.startsWith(this.cmdPrefix)) return;
+    const name = topic.slice(this.cmdPrefix.length);
     const props = packet.properties ?? {};
     const responseTopic = props.responseTopic;
+    const replyTo = responseTopic !== undefined && this.isResponseTopic(responseTopic) ? responseTopic : null;
     const correlation = props.correlationData;
     const reply = (body: object) => {
-      // A device answers only under its own id.
-      if (responseTopic === undefined || !responseTopic.startsWith(this.prefix)) return;
-      this.client?.publish(responseTopic, JSON.stringify(body), { qos: 1, properties: correlation ? { correlationData: correlation } : {} });
+      if (replyTo === null || this.client === null) return;
+      this.client.publish(replyTo, JSON.stringify(body), { qos: 1, retain: false, properties: correlation ? { correlationData: correlation } : {} });
     };
     const refuse = (code: string, message: string) => {
       this.refused++;
       this.log.warn({ cmd: name, code, message }, 'fleet command refused');
       reply({ ok: false, error: { code, message } });
     };
-    if (responseTopic !== undefined && !responseTopic.startsWith(this.prefix)) return refuse('BAD_REQUEST', `response topic must be under ${this.prefix}`);
+    // A response topic elsewhere is refused without a reply: a reply published there could be
+    // taken for a command or an event.
+    if (responseTopic !== undefined && replyTo === null) return refuse('BAD_REQUEST', `response topic must be under ${this.respPrefix}`);
+    // A retained command would run again at every connect and every boot.
+    if (packet.retain) return refuse('BAD_REQUEST', 'a retained command is refused: publish commands without the retain flag');
     if (!(FLEET_COMMANDS as readonly string[]).includes(name)) return refuse('NOT_ALLOWED', `command "${name}" is not allowed over the fleet link`);
     let args: Record<string, unknown>;
     try {
@@ -176,7 +296,12 @@ export class FleetLink implements Part {
       return refuse('BAD_REQUEST', 'payload must be a JSON object');
     }
     // A stale command never runs late: MQTT 5 expiry at the broker, and expiresAt in the body.
-    if (typeof args.expiresAt === 'number' && Date.now() > args.expiresAt) return refuse('EXPIRED', `command expired ${Date.now() - args.expiresAt} ms ago`);
+    // An expiry that cannot be read is refused, never ignored.
+    if ('expiresAt' in args) {
+      const at = args.expiresAt;
+      if (typeof at !== 'number' || !Number.isFinite(at)) return refuse('BAD_REQUEST', 'expiresAt must be a number: milliseconds since the epoch');
+      if (Date.now() > at) return refuse('EXPIRED', `command expired ${Date.now() - at} ms ago`);
+    }
     const { expiresAt: _e, ...rest } = args;
     this.commands
       .run(name, rest)
@@ -188,27 +313,60 @@ export class FleetLink implements Part {
   }
 
   status(): FleetStatus {
+    const outbox = this.outbox?.stats() ?? { pending: 0, bytes: 0, appended: 0, delivered: 0, dropped: 0, error: null };
     return {
-      state: this.online ? 'online' : this.reconnects === 0 ? 'connecting' : 'offline',
+      state: this.online ? 'online' : this.client === null && this.problem !== null ? 'degraded' : this.reconnects === 0 ? 'connecting' : 'offline',
+      error: this.problem ?? (outbox.error !== null ? `outbox: ${outbox.error}` : null),
       url: this.opts.url,
       boot: this.boot,
-      outbox: this.outbox?.stats() ?? { pending: 0, appended: 0, delivered: 0, dropped: 0 },
+      outbox,
       reconnects: this.reconnects,
+      backoffMs: this.backoffMs,
       commands: { handled: this.handled, refused: this.refused },
     };
   }
 
   async stop(): Promise<void> {
-    for (const t of this.timers) clearTimeout(t);
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     const client = this.client;
     this.client = null;
     if (client !== null) {
       if (this.online) {
-        // A clean goodbye: offline, retained, then a disconnect (which suppresses the will).
-        await new Promise<void>((resolve) => client.publish(`${this.prefix}state`, this.statePayload(false), { qos: 1, retain: true }, () => resolve()));
+        // A clean goodbye: offline (numbered after this connection's will), retained, then a
+        // disconnect (which suppresses the will). Bounded: a broker that stops answering
+        // does not hold the stop.
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 2000);
+          client.publish(`${this.prefix}state`, this.statePayload(false, ++this.stateSeq), { qos: 1, retain: true }, () => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
       }
       await client.endAsync(false);
     }
     this.outbox?.close();
+  }
+}
+
+/** A credential file: a regular file of bounded size (not a FIFO that blocks, not /dev/zero). */
+function readSmallFile(path: string): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${path} is not a regular file`);
+    if (st.size > MAX_CREDENTIAL_BYTES) throw new Error(`${path} is ${st.size} bytes; at most ${MAX_CREDENTIAL_BYTES}`);
+    const buf = Buffer.alloc(st.size);
+    let got = 0;
+    while (got < st.size) {
+      const n = readSync(fd, buf, got, st.size - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    closeSync(fd);
   }
 }

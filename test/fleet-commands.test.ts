@@ -1,0 +1,108 @@
+// Remote commands against a real Mosquitto, attacked the ways a hostile network would: replies
+// steered onto the device's own command and event topics, retained commands that replay.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import mqtt, { type MqttClient } from 'mqtt';
+import { Mosquitto, freePort, subscriber, until } from './helpers/mosquitto.js';
+import { tempDir } from './helpers/daemon.js';
+import { countingRegistry, fleetOptions, killSocket, testLink, type Ran } from './helpers/fleet.js';
+
+const dir = tempDir('reflex-fleet-cmd-');
+const brokers: Mosquitto[] = [];
+after(async () => {
+  for (const b of brokers) await b.stop();
+});
+
+async function broker(): Promise<string> {
+  const b = new Mosquitto(dir, await freePort());
+  await b.start();
+  brokers.push(b);
+  return `mqtt://127.0.0.1:${b.port}`;
+}
+
+/** A backend that asks and waits for the answer on its response topic. */
+async function backend(url: string, deviceId: string): Promise<{ client: MqttClient; ask: (cmd: string, body: string, opts?: { retain?: boolean }) => Promise<unknown> }> {
+  const client = await mqtt.connectAsync(url, { protocolVersion: 5 });
+  const responses = new Map<string, unknown>();
+  client.on('message', (_t, p, packet) => responses.set(packet.properties?.correlationData?.toString() ?? '', JSON.parse(p.toString())));
+  const respTopic = `reflex/v1/${deviceId}/resp/backend`;
+  await client.subscribeAsync(respTopic, { qos: 1 });
+  let id = 0;
+  const ask = async (cmd: string, body: string, opts: { retain?: boolean } = {}) => {
+    const key = String(++id);
+    await client.publishAsync(`reflex/v1/${deviceId}/cmd/${cmd}`, body, { qos: 1, retain: opts.retain ?? false, properties: { responseTopic: respTopic, correlationData: Buffer.from(key) } });
+    await until(`response to ${cmd}`, () => responses.has(key), 5000);
+    return responses.get(key);
+  };
+  return { client, ask };
+}
+
+test('a reply is never published outside resp/: a status whose response topic is cmd/reset resets nothing, and nothing lands on cmd/ or events/', async () => {
+  const url = await broker();
+  const ran: Ran = {};
+  const l = testLink(fleetOptions(url, 'arm-10', dir), countingRegistry(ran));
+  const spy = await subscriber(url, 'reflex/v1/arm-10/#');
+  const attacker = await mqtt.connectAsync(url, { protocolVersion: 5 });
+  await l.start();
+  try {
+    await until('online', () => l.status().state === 'online', 5000);
+    const ops = await backend(url, 'arm-10');
+    assert.deepEqual(await ops.ask('status', '{}'), { ok: true, result: { mode: 'hold' } });
+    const steered = ['reflex/v1/arm-10/cmd/reset', 'reflex/v1/arm-10/cmd/policy.start', 'reflex/v1/arm-10/events/fault', 'reflex/v1/arm-10/state', 'reflex/v1/arm-10/resp', 'reflex/v1/arm-10/respx/y', 'reflex/v1/arm-11/resp/x'];
+    for (const responseTopic of steered) {
+      await attacker.publishAsync('reflex/v1/arm-10/cmd/status', '{}', { qos: 1, properties: { responseTopic, correlationData: Buffer.from('x') } });
+    }
+    await until('every steered command refused', () => l.status().commands.refused === steered.length, 5000);
+    // A command on the device's own connection (as if the device had published one): with
+    // noLocal it never comes back to it. The backend's ask after it proves the queue drained.
+    await (l as unknown as { client: MqttClient }).client.publishAsync('reflex/v1/arm-10/cmd/reset', '{}', { qos: 1 });
+    assert.deepEqual(await ops.ask('status', '{}'), { ok: true, result: { mode: 'hold' } });
+    assert.equal(ran.reset ?? 0, 0, 'no reset ran (before: the reply, published on cmd/reset, ran as a reset)');
+    assert.equal(ran['policy.start'] ?? 0, 0, 'the arm was not started');
+    assert.equal(ran.status, 2, 'the steered commands themselves were refused, not run');
+    const onCmd = spy.messages.filter((m) => m.topic.includes('/cmd/'));
+    assert.equal(onCmd.length, 2 + steered.length + 1, 'on cmd/: only what the backend, the attacker and the one local publish sent');
+    assert.ok(!onCmd.some((m) => m.payload.includes('"ok"')), 'no reply on cmd/');
+    assert.deepEqual(spy.messages.filter((m) => m.topic.includes('/events/')), [], 'no forged event');
+    assert.deepEqual(spy.messages.filter((m) => m.topic.endsWith('/state')).map((m) => (JSON.parse(m.payload) as { online: boolean }).online), [true], 'state untouched');
+    assert.deepEqual(l.status().commands, { handled: 2, refused: steered.length });
+    await ops.client.endAsync();
+  } finally {
+    await l.stop();
+    await spy.client.endAsync();
+    await attacker.endAsync();
+  }
+});
+
+test('a retained command never runs: not at connect, not after a reconnect, and one published live with retain is refused', async () => {
+  const url = await broker();
+  const ran: Ran = {};
+  // Left on the broker before the robot ever connects.
+  const attacker = await mqtt.connectAsync(url, { protocolVersion: 5 });
+  await attacker.publishAsync('reflex/v1/arm-12/cmd/estop', '{}', { qos: 1, retain: true });
+  await attacker.publishAsync('reflex/v1/arm-12/cmd/log.level', '{"level":"silent"}', { qos: 1, retain: true });
+  const l = testLink(fleetOptions(url, 'arm-12', dir, { backoff: { minMs: 100, maxMs: 1000, stableMs: 60_000 } }), countingRegistry(ran));
+  await l.start();
+  const ops = await backend(url, 'arm-12');
+  try {
+    await until('online', () => l.status().state === 'online', 5000);
+    // The answer to a command sent after the subscription proves any retained one had its chance.
+    assert.deepEqual(await ops.ask('status', '{}'), { ok: true, result: { mode: 'hold' } });
+    assert.equal(ran.estop ?? 0, 0, 'the retained e-stop did not run at connect');
+    assert.equal(ran['log.level'] ?? 0, 0, 'the retained log.level did not run at connect');
+    killSocket(l);
+    await until('reconnected', () => l.status().reconnects === 1 && l.status().state === 'online', 10_000);
+    assert.deepEqual(await ops.ask('status', '{}'), { ok: true, result: { mode: 'hold' } });
+    assert.equal(ran.estop ?? 0, 0, 'nor after a reconnect');
+    assert.deepEqual(await ops.ask('estop', '{}', { retain: true }), {
+      ok: false,
+      error: { code: 'BAD_REQUEST', message: 'a retained command is refused: publish commands without the retain flag' },
+    });
+    assert.equal(ran.estop ?? 0, 0);
+    assert.equal(l.status().commands.refused, 1, 'the live retained command is refused and counted');
+  } finally {
+    await l.stop();
+    await ops.client.endAsync();
+    await attacker.endAsync();
+  }
+});
