@@ -49,6 +49,8 @@ export class Daemon {
   private resolveDone!: (code: number) => void;
   private readonly done = new Promise<number>((r) => (this.resolveDone = r));
   private shuttingDown = false;
+  /** policy.stop was asked: the boot policy does not start by itself after it. */
+  private holdAsked = false;
 
   constructor(private readonly deps: DaemonDeps) {
     const { config, logging } = deps;
@@ -71,13 +73,19 @@ export class Daemon {
       this.loop.buffers,
       logging.child('policy'),
     );
-    // The loop starts in hold; a policy that becomes ready takes over with a soft start, once
-    // the cameras it looks through are streaming (or after a bound: then the loop holds and
-    // reports, rather than wait forever).
-    this.policy.onReady(() => {
-      if (!config.policy.autostart) return;
+    // The loop starts in hold; the policy configured at boot takes over with a soft start once
+    // it is ready and the cameras it looks through are streaming (or after a bound: then the
+    // loop holds and reports, rather than wait forever). Only that one, and only if nobody held
+    // the robot meanwhile (an e-stop, a fault, policy.stop): after a deliberate hold, and for
+    // any policy activated or rolled back to later, only an explicit policy.start moves the arm.
+    this.policy.onReady((_info, cause) => {
+      if (cause !== 'boot' || !config.policy.autostart) return;
+      const undisturbed = () => {
+        const s = this.loop.status();
+        return !this.holdAsked && s.mode === 'hold' && s.safety.estops === 0 && s.safety.faults === 0;
+      };
       void this.camerasStreaming(10_000)
-        .then(() => (this.loop.mode === 'hold' ? this.loop.startPolicy() : undefined))
+        .then(() => (undisturbed() && !this.shuttingDown ? this.loop.startPolicy() : undefined))
         .catch(() => undefined);
     });
     const socket = new ControlSocketServer(config.socket, this.commands, logging.child('socket'));
@@ -251,12 +259,14 @@ export class Daemon {
     this.commands.register('policy.activate', {
       summary: 'load a policy bundle {path}, warm it up, and swap it in at a chunk boundary',
       run: async (args) => {
-        const info = await this.policy.activate(stringArg(args, 'path'));
-        if (this.loop.mode === 'hold') await this.loop.startPolicy();
-        return info;
+        // A policy running keeps running, on the new one; a robot held stays held (policy.start moves it).
+        return await this.policy.activate(stringArg(args, 'path'));
       },
     });
-    this.commands.register('policy.rollback', { summary: 'swap back to the previous policy', run: () => this.policy.rollback() });
+    this.commands.register('policy.rollback', {
+      summary: 'swap back to the previous policy (the one rolled back from is released); the mode is kept',
+      run: () => this.policy.rollback(),
+    });
     this.commands.register('policy.start', {
       summary: 'run the active policy (soft start from hold)',
       run: async () => {
@@ -267,6 +277,7 @@ export class Daemon {
     this.commands.register('policy.stop', {
       summary: 'stop acting on the policy: hold where the arm is',
       run: async () => {
+        this.holdAsked = true;
         await this.loop.stopPolicy();
         return { mode: this.loop.mode };
       },
@@ -286,6 +297,10 @@ export class Daemon {
       },
     });
     if (config.debug.faultInjection) {
+      this.commands.register('debug.policy.slowLoad', {
+        summary: 'fault injection: the next policy load blocks its thread for {ms}, as a large model or a TensorRT build does',
+        run: (args) => (this.policy.slowNextLoad(numberArg(args, 'ms', 1, 600_000)), null),
+      });
       this.commands.register('debug.policy.stall', {
         summary: 'fault injection: the policy answers nothing for {ms}',
         run: (args) => (this.policy.stall(numberArg(args, 'ms', 1, 60_000)), null),

@@ -2,12 +2,22 @@
 // LeRobot's language (observation.state, observation.images.<camera>, action, and the
 // mean/std/min/max statistics), so a LeRobot policy needs only this file written from its
 // config and stats.json to run here.
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ReflexError, errorMessage } from '../core/index.js';
 
 export const BUNDLE_FORMAT = 'reflex.policy/1';
+
+/** policy.json is a few kilobytes; anything near this is not one. */
+export const POLICY_JSON_MAX_BYTES = 1024 * 1024;
+/** The default bound on a model file (an ACT or SmolVLA export is well under this). */
+export const MODEL_MAX_BYTES = 4 * 1024 ** 3;
+
+export interface BundleLimits {
+  /** Largest model file accepted, bytes. */
+  maxModelBytes?: number;
+}
 
 const normalization = z.enum(['mean_std', 'min_max', 'identity']);
 
@@ -104,11 +114,65 @@ function affine(dir: string, name: string, f: z.output<typeof feature>, s: z.out
   return { name, shape: [...f.shape], normalization: f.normalization, offset, scale };
 }
 
+/** What a path is, in words, for a message that says why it was refused. */
+function kind(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * Opens `path` and checks what it is before anything reads it: a regular file of at most
+ * `maxBytes`. O_NONBLOCK so that opening a FIFO returns at once instead of blocking the thread
+ * until a writer appears (a thread blocked in open() can be neither terminated nor joined, so
+ * the process could not exit); the check is on the descriptor, so a link to /dev/zero is seen
+ * for what it is. Returns the open descriptor and the size; throws naming what is wrong.
+ */
+function openRegular(path: string, maxBytes: number): { fd: number; size: number } {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error(`is ${kind(st)}, not a regular file`);
+    if (st.size > maxBytes) throw new Error(`is ${st.size} bytes, more than the ${maxBytes} allowed`);
+    return { fd, size: st.size };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/** Reads a regular file of at most `maxBytes` (one that grows past it while read is refused too). */
+export function readRegularFile(path: string, maxBytes: number): Buffer {
+  const { fd, size } = openRegular(path, maxBytes);
+  try {
+    const buf = Buffer.alloc(Math.min(size, maxBytes) + 1);
+    let n = 0;
+    for (;;) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n > maxBytes) throw new Error(`grew past the ${maxBytes} bytes allowed while being read`);
+      if (n === buf.length) break;
+    }
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Checks that `path` is a regular file of at most `maxBytes`, without reading it. */
+export function checkRegularFile(path: string, maxBytes: number): void {
+  closeSync(openRegular(path, maxBytes).fd);
+}
+
 /** Reads and checks a bundle directory. Throws BAD_REQUEST naming what is wrong. */
-export function loadBundle(dir: string): PolicyBundle {
+export function loadBundle(dir: string, limits: BundleLimits = {}): PolicyBundle {
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(join(dir, 'policy.json'), 'utf8'));
+    raw = JSON.parse(readRegularFile(join(dir, 'policy.json'), POLICY_JSON_MAX_BYTES).toString('utf8'));
   } catch (err) {
     fail(dir, `policy.json: ${errorMessage(err)}`);
   }
@@ -120,9 +184,10 @@ export function loadBundle(dir: string): PolicyBundle {
   const spec = parsed.data;
   const modelPath = join(dir, spec.model);
   try {
-    if (!statSync(modelPath).isFile()) fail(dir, `${spec.model} is not a file`);
+    // ONNX Runtime opens the model by path (so a model with external data finds it beside
+    // it); what it would open is checked here first.
+    checkRegularFile(modelPath, limits.maxModelBytes ?? MODEL_MAX_BYTES);
   } catch (err) {
-    if (err instanceof ReflexError) throw err;
     fail(dir, `${spec.model}: ${errorMessage(err)}`);
   }
   const dof = spec.joints.length;

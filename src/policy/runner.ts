@@ -1,7 +1,7 @@
 // One loaded policy: its session, its preallocated tensors, and the normalization around it.
 // run() takes the joint state (and the cameras' pre-processed images) and gives back a chunk
 // in joint space, or throws, naming what was wrong with the model's answer.
-import { ReflexError } from '../core/index.js';
+import { ReflexError } from '../core/errors.js'; // not core's index: see worker.ts
 import type { PolicyBundle } from './bundle.js';
 import type { Ort, OpenedSession, Session } from './session.js';
 
@@ -10,6 +10,8 @@ type Tensor = import('onnxruntime-node').Tensor;
 export class PolicyRunner {
   readonly session: Session;
   readonly provider: string;
+  /** Providers that failed to open the model before `provider` did, and why. */
+  readonly fallbacks: { provider: string; error: string }[];
   /** Pre-processed images by camera name ([3, H, W], already normalized), filled by the vision side. */
   readonly images = new Map<string, Float32Array>();
   private readonly stateData: Float32Array;
@@ -24,6 +26,7 @@ export class PolicyRunner {
   ) {
     this.session = opened.session;
     this.provider = opened.provider;
+    this.fallbacks = opened.fallbacks;
     this.stateData = new Float32Array(bundle.dof);
     this.feeds[bundle.state.name] = new ort.Tensor('float32', this.stateData, [1, bundle.dof]);
     for (const f of bundle.images) {

@@ -1,10 +1,10 @@
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { ReflexError, errorMessage, type Logger, type Part } from '../core/index.js';
-import type { LoopBuffers } from '../control/index.js';
-import type { RobotShape } from './bundle.js';
+import { MAX_HORIZON, type LoopBuffers } from '../control/index.js';
+import { MODEL_MAX_BYTES, loadBundle, mismatches, type PolicyBundle, type RobotShape } from './bundle.js';
 import type { SessionOptions } from './session.js';
-import { HIST, S } from './stats.js';
+import { CTRL, HIST, S } from './stats.js';
 import { quantileUs } from '../control/shared.js';
 import type { InferenceMessage, InferenceRequest, InferenceWorkerData, PolicyInfo } from './worker.js';
 
@@ -17,48 +17,201 @@ export interface PolicyRuntimeOptions {
   robot: RobotShape;
   warmUpRuns?: number;
   frames?: InferenceWorkerData['frames'];
+  /** Largest model file a bundle may hold (default MODEL_MAX_BYTES). */
+  maxModelBytes?: number;
+  /**
+   * Bound on stopping one inference worker: it is asked to stop, terminated after this long,
+   * and abandoned after as long again (a thread inside a native call cannot be interrupted).
+   */
+  workerStopMs?: number;
 }
 
 export interface PolicyStatus {
   state: 'none' | 'loading' | 'ready' | 'failed';
   active: PolicyInfo | null;
+  /** The policy a rollback goes back to: loaded, idle. */
   previous: PolicyInfo | null;
+  /** The bundle being loaded beside the active policy, if any. */
+  loading: string | null;
   error: string | null;
   inference: { count: number; errors: number; overBudget: number; lastMs: number; meanMs: number; meanOrtMs: number; maxMs: number; p50Ms: number; p99Ms: number };
   /** Age of the camera frames the policy used, ms. */
   frameAgeMs: { p50: number; p99: number };
 }
 
+/** Why a policy became active: the configured bundle at start, an activation, or a rollback. */
+export type ReadyCause = 'boot' | 'activate' | 'rollback';
+
+/** One inference worker and the policy it holds. */
+interface Slot {
+  id: number;
+  dir: string;
+  worker: Worker;
+  /** The generation its chunks carry (shared with it). */
+  generation: Int32Array;
+  info: PolicyInfo | null;
+  /** Settles when the policy is loaded and warmed up, or could not be. */
+  loaded: Promise<PolicyInfo>;
+  abandon: (err: Error) => void;
+  exited: Promise<void>;
+  alive: boolean;
+}
+
 /**
- * The main thread's handle on the inference worker: loads the configured policy at start,
- * swaps policies on request (the new one loads and warms up while the old one serves), and
- * reports what runs where. Emits 'ready' (PolicyInfo) each time a policy becomes active.
+ * The main thread's handle on the inference workers. Each policy runs in its own worker: a
+ * new one loads and warms up in a fresh thread while the active one keeps serving, then the
+ * runtime switches which worker answers the loop (the chunk's generation changes, so the loop
+ * switches at a chunk boundary). The policy swapped out stays loaded, idle, for a rollback;
+ * the one before it is released.
  */
 export class PolicyRuntime implements Part {
   readonly name = 'policy';
-  private worker: Worker | null = null;
-  /** The inference worker's counters (see stats.ts). */
+  /** The inference workers' counters (see stats.ts). */
   readonly stats = new Float64Array(new SharedArrayBuffer(HIST.END * 8));
-  private seq = 0;
-  private readonly pending = new Map<number, { resolve: (i: PolicyInfo) => void; reject: (e: Error) => void }>();
+  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL.LENGTH * 4));
+  private readonly request: Int32Array;
+  private ids = 0;
+  private generation = 0;
   private state: PolicyStatus['state'] = 'none';
-  private active: PolicyInfo | null = null;
-  private previous: PolicyInfo | null = null;
+  private active: Slot | null = null;
+  private previous: Slot | null = null;
+  private loading: Slot | null = null;
+  /** Every worker not yet ended: the three above, and any being released. */
+  private readonly live = new Set<Slot>();
+  private nextLoadDelayMs = 0;
   private error: string | null = null;
-  private readyListeners: ((info: PolicyInfo) => void)[] = [];
+  private stopping = false;
+  /** Activations and rollbacks run one at a time, in the order asked. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private readyListeners: ((info: PolicyInfo, cause: ReadyCause) => void)[] = [];
 
   constructor(
     private readonly opts: PolicyRuntimeOptions,
     private readonly loop: LoopBuffers,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.request = new Int32Array(loop.request);
+  }
 
-  onReady(fn: (info: PolicyInfo) => void): void {
+  /** Called each time a policy becomes active, with why. */
+  onReady(fn: (info: PolicyInfo, cause: ReadyCause) => void): void {
     this.readyListeners.push(fn);
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    if (this.opts.bundle !== null) {
+      // A policy that fails to load is reported and the robot holds; the daemon still starts,
+      // so a technician or the fleet can put a working policy on it.
+      this.enqueue(() => this.load(this.opts.bundle!, 'boot')).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'policy failed to load; holding'));
+    }
+    return Promise.resolve();
+  }
+
+  /** Loads `dir` in its own worker, warms it up, and makes it the active policy (a hot swap when one runs). */
+  activate(dir: string): Promise<PolicyInfo> {
+    return this.enqueue(() => this.load(dir, 'activate'));
+  }
+
+  /**
+   * Swaps back to the previous policy (still loaded). The policy rolled back from is released:
+   * a second rollback has nothing to go back to, rather than re-activating it.
+   */
+  rollback(): Promise<PolicyInfo> {
+    return this.enqueue(() => {
+      const to = this.previous;
+      const from = this.active;
+      if (this.stopping) throw new ReflexError('COMMAND_FAILED', 'the policy runtime is stopping');
+      if (to === null || to.info === null) throw new ReflexError('COMMAND_FAILED', 'there is no previous policy to go back to');
+      const info = this.swapTo(to, to.info);
+      this.previous = null;
+      this.log.info({ from: from?.info ? brief(from.info) : null, to: brief(info) }, 'policy rolled back');
+      if (from) void this.retire(from);
+      this.announce(info, 'rollback');
+      return Promise.resolve(info);
+    });
+  }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async load(dir: string, cause: ReadyCause): Promise<PolicyInfo> {
+    if (this.stopping) throw new ReflexError('COMMAND_FAILED', 'the policy runtime is stopping');
+    if (this.active === null) this.state = 'loading';
+    let slot: Slot | null = null;
+    let loaded: PolicyInfo;
+    try {
+      slot = this.spawn(this.check(dir));
+      this.loading = slot;
+      loaded = await slot.loaded;
+      if (this.stopping) throw new ReflexError('COMMAND_FAILED', 'the policy runtime is stopping');
+    } catch (err) {
+      this.state = this.active === null ? 'failed' : 'ready';
+      this.error = errorMessage(err);
+      if (slot) await this.retire(slot);
+      throw err;
+    } finally {
+      this.loading = null;
+    }
+    const released = this.previous;
+    this.previous = this.active;
+    const info = this.swapTo(slot, loaded);
+    this.log.info({ policy: info.name, version: info.version, provider: info.provider, fallbacks: info.fallbacks, warmUpMs: Math.round(info.warmUpMs * 10) / 10, generation: info.generation }, 'policy ready');
+    if (released) void this.retire(released);
+    this.announce(info, cause);
+    return info;
+  }
+
+  /**
+   * Reads and checks the bundle here, before a thread is started for it: one that cannot run on
+   * this robot is refused at once (the files are regular and bounded, so this never blocks).
+   */
+  private check(dir: string): PolicyBundle {
+    const bundle = loadBundle(dir, { maxModelBytes: this.opts.maxModelBytes ?? MODEL_MAX_BYTES });
+    const misfit = mismatches(bundle, this.opts.robot);
+    if (misfit.length > 0) throw new ReflexError('BAD_REQUEST', `policy ${bundle.spec.name} does not fit this robot: ${misfit.join('; ')}`);
+    if (bundle.horizon > MAX_HORIZON) throw new ReflexError('BAD_REQUEST', `policy ${bundle.spec.name}: horizon ${bundle.horizon} exceeds ${MAX_HORIZON}`);
+    return bundle;
+  }
+
+  /** Makes `slot` the one that answers the loop, under a new generation. */
+  private swapTo(slot: Slot, info: PolicyInfo): PolicyInfo {
+    const generation = ++this.generation;
+    Atomics.store(slot.generation, 0, generation);
+    slot.info = { ...info, generation };
+    Atomics.store(this.ctrl, CTRL.ACTIVE, slot.id);
+    this.active = slot;
+    this.state = 'ready';
+    this.error = null;
+    this.stats[S.GENERATION] = generation;
+    // The policy swapped in answers at once rather than at the loop's next refill; a chunk the
+    // one swapped out was still computing is dropped (the worker checks ACTIVE before writing).
+    Atomics.add(this.request, 0, 1);
+    Atomics.notify(this.request, 0);
+    return slot.info;
+  }
+
+  private announce(info: PolicyInfo, cause: ReadyCause): void {
+    for (const fn of this.readyListeners) {
+      try {
+        fn(info, cause);
+      } catch (err) {
+        this.log.error({ err: errorMessage(err) }, 'a policy ready listener failed');
+      }
+    }
+  }
+
+  private spawn(bundle: PolicyBundle): Slot {
+    const dir = bundle.dir;
+    const id = ++this.ids;
+    const generation = new Int32Array(new SharedArrayBuffer(4));
     const data: InferenceWorkerData = {
+      id,
+      bundle,
+      ctrl: this.ctrl.buffer,
+      generation: generation.buffer,
       loop: this.loop,
       stats: this.stats.buffer,
       onnxruntimePath: this.opts.onnxruntimePath,
@@ -73,72 +226,75 @@ export class PolicyRuntime implements Part {
           workspaceMb: 1024,
         },
       },
-      robot: this.opts.robot,
       warmUpRuns: this.opts.warmUpRuns ?? 3,
+      loadDelayMs: this.nextLoadDelayMs,
       frames: this.opts.frames ?? [],
     };
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: data, name: 'reflex-inference' });
-    this.worker = worker;
-    worker.on('message', (m: InferenceMessage) => this.onMessage(m));
-    worker.on('error', (err) => this.log.error({ err: errorMessage(err) }, 'inference worker failed'));
-    worker.on('exit', (code) => {
-      this.worker = null;
-      for (const p of this.pending.values()) p.reject(new ReflexError('COMMAND_FAILED', `inference worker exited (${code})`));
-      this.pending.clear();
-    });
-    if (this.opts.bundle !== null) {
-      // A policy that fails to load is reported and the robot holds; the daemon still starts,
-      // so a technician or the fleet can put a working policy on it.
-      this.activate(this.opts.bundle).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'policy failed to load; holding'));
-    }
-    return Promise.resolve();
-  }
-
-  private onMessage(m: InferenceMessage): void {
-    switch (m.type) {
-      case 'loaded': {
-        this.state = 'ready';
-        this.active = m.active;
-        this.previous = m.previous;
-        this.error = null;
-        const a = m.active;
-        this.log.info({ policy: a.name, version: a.version, provider: a.provider, fallbacks: a.fallbacks, warmUpMs: Math.round(a.warmUpMs * 10) / 10 }, 'policy ready');
-        this.pending.get(m.id)?.resolve(a);
-        this.pending.delete(m.id);
-        for (const fn of this.readyListeners) fn(a);
-        break;
+    this.nextLoadDelayMs = 0;
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: data, name: `reflex-inference-${id}` });
+    let settle!: { resolve: (i: PolicyInfo) => void; reject: (e: Error) => void };
+    const loaded = new Promise<PolicyInfo>((resolve, reject) => (settle = { resolve, reject }));
+    const slot: Slot = {
+      id,
+      dir,
+      worker,
+      generation,
+      info: null,
+      loaded,
+      abandon: (err) => settle.reject(err),
+      exited: new Promise<void>((resolve) => worker.once('exit', () => resolve())),
+      alive: true,
+    };
+    worker.on('message', (m: InferenceMessage) => {
+      switch (m.type) {
+        case 'loaded':
+          settle.resolve(m.info);
+          break;
+        case 'loadFailed':
+          settle.reject(new ReflexError('COMMAND_FAILED', m.message));
+          break;
+        case 'inferenceError':
+          this.log.error({ err: m.message }, 'inference failed; the loop holds until a good chunk comes');
+          break;
       }
-      case 'loadFailed':
-        if (this.active === null) this.state = 'failed';
-        else this.state = 'ready';
-        this.error = m.message;
-        this.pending.get(m.id)?.reject(new ReflexError('COMMAND_FAILED', m.message));
-        this.pending.delete(m.id);
-        break;
-      case 'inferenceError':
-        this.log.error({ err: m.message }, 'inference failed; the loop holds until a good chunk comes');
-        break;
-    }
-  }
-
-  private request(req: InferenceRequest & { id: number }): Promise<PolicyInfo> {
-    const worker = this.worker;
-    if (worker === null) return Promise.reject(new ReflexError('COMMAND_FAILED', 'the inference worker is not running'));
-    return new Promise((resolve, reject) => {
-      this.pending.set(req.id, { resolve, reject });
-      worker.postMessage(req);
     });
+    worker.on('error', (err) => this.log.error({ err: errorMessage(err), policy: dir }, 'inference worker failed'));
+    worker.once('exit', (code) => {
+      slot.alive = false;
+      // A thread that ended while holding the chunk slot's lock must not block the others.
+      if (Atomics.compareExchange(this.ctrl, CTRL.LOCK, id, 0) === id) Atomics.notify(this.ctrl, CTRL.LOCK);
+      settle.reject(new ReflexError('COMMAND_FAILED', `policy ${dir}: the inference worker exited (code ${code}) before the policy was ready`));
+      this.live.delete(slot);
+      this.onExit(slot, code);
+    });
+    this.live.add(slot);
+    return slot;
   }
 
-  /** Loads `dir`, warms it up, and makes it the active policy (a hot swap when one runs). */
-  activate(dir: string): Promise<PolicyInfo> {
-    if (this.active === null) this.state = 'loading';
-    return this.request({ type: 'load', dir, id: ++this.seq });
+  private onExit(slot: Slot, code: number): void {
+    if (this.stopping) return;
+    if (slot === this.previous) this.previous = null;
+    if (slot !== this.active) return;
+    Atomics.compareExchange(this.ctrl, CTRL.ACTIVE, slot.id, 0);
+    this.active = null;
+    this.state = 'failed';
+    this.error = `the inference worker of ${slot.info?.name ?? slot.dir} exited (code ${code})`;
+    this.log.error({ err: this.error }, 'the active policy stopped; the loop holds');
   }
 
-  /** Swaps back to the previous policy (still loaded). */
-  rollback(): Promise<PolicyInfo> {
-    return this.request({ type: 'rollback', id: ++this.seq });
+  /** Ends a worker within twice the stop bound, whatever it is doing; never waits longer. */
+  private async retire(slot: Slot): Promise<void> {
+    if (!slot.alive) return;
+    const bound = this.opts.workerStopMs ?? 1000;
+    if (slot === this.active) Atomics.compareExchange(this.ctrl, CTRL.ACTIVE, slot.id, 0);
+    slot.worker.postMessage({ type: 'stop' } satisfies InferenceRequest);
+    if (await within(slot.exited, bound)) return;
+    // Busy in a long synchronous call (a model load, an inference): terminate interrupts it as
+    // soon as it runs JavaScript again.
+    void slot.worker.terminate();
+    if (await within(slot.exited, bound)) return;
+    slot.abandon(new ReflexError('COMMAND_FAILED', `policy ${slot.dir}: abandoned while loading (the inference worker does not end)`));
+    this.log.error({ policy: slot.dir, boundMs: 2 * bound }, 'an inference worker did not end within its bound (stuck in a native call); abandoned');
   }
 
   status(): PolicyStatus {
@@ -147,8 +303,9 @@ export class PolicyRuntime implements Part {
     const r = (v: number) => Math.round(v * 100) / 100;
     return {
       state: this.state,
-      active: this.active,
-      previous: this.previous,
+      active: this.active?.info ?? null,
+      previous: this.previous?.info ?? null,
+      loading: this.loading?.dir ?? null,
       error: this.error,
       inference: {
         count: n,
@@ -171,16 +328,35 @@ export class PolicyRuntime implements Part {
 
   /** Fault injection: the policy answers nothing for `ms`. */
   stall(ms: number): void {
-    this.worker?.postMessage({ type: 'stall', ms } satisfies InferenceRequest);
+    this.active?.worker.postMessage({ type: 'stall', ms } satisfies InferenceRequest);
   }
 
+  /**
+   * Fault injection: the next policy load blocks its thread for `ms` before opening the model,
+   * as a large model or a TensorRT engine build does.
+   */
+  slowNextLoad(ms: number): void {
+    this.nextLoadDelayMs = ms;
+  }
+
+  /** Ends every inference worker, each within its bound; never waits longer. */
   async stop(): Promise<void> {
-    const worker = this.worker;
-    if (worker === null) return;
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.postMessage({ type: 'stop' } satisfies InferenceRequest);
-    const timer = setTimeout(() => void worker.terminate(), 2000);
-    await exited;
+    this.stopping = true;
+    Atomics.store(this.ctrl, CTRL.ACTIVE, 0);
+    await Promise.all([...this.live].map((s) => this.retire(s)));
+  }
+}
+
+function brief(i: PolicyInfo): { name: string; version: string; generation: number } {
+  return { name: i.name, version: i.version, generation: i.generation };
+}
+
+async function within(p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true as const), t]);
+  } finally {
     clearTimeout(timer);
   }
 }

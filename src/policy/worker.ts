@@ -1,30 +1,42 @@
-// The inference worker: holds the ONNX Runtime session(s) and answers the control loop's
-// requests for chunks through shared memory. It never touches hardware, and the loop never
-// waits for it: a late or failed inference only means the loop holds.
+// An inference worker: one thread per loaded policy. It loads and warms up its bundle, then
+// answers the control loop's requests for chunks through shared memory, but only while it is
+// the active policy. A new policy therefore loads in its own thread while the active one keeps
+// serving (ONNX Runtime opens a session synchronously: a load blocks the thread that does it,
+// for seconds with a large model, for minutes with a TensorRT engine build). It never touches
+// hardware, and the loop never waits for it: a late or failed inference only means the loop
+// holds.
 import { parentPort, workerData } from 'node:worker_threads';
+// A worker starts at every activation, on a robot that is running: it imports only what it
+// uses, directly (core's and control's index files pull in pino and the drivers, tens of ms of
+// CPU per start).
 import { FrameSlot, LatestSlot, monoMs } from '../rt/index.js';
-import { CHUNK_HEADER, MAX_HORIZON, chunkLength, observationLength, type LoopBuffers } from '../control/index.js';
-import { errorMessage } from '../core/index.js';
-import { loadBundle, mismatches, type RobotShape } from './bundle.js';
+import { CHUNK_HEADER, MAX_HORIZON, chunkLength, observationLength, bucketOf, type LoopBuffers } from '../control/shared.js';
+import { errorMessage } from '../core/errors.js';
+import type { PolicyBundle } from './bundle.js';
 import { ioMismatches, loadOrt, openSession, type SessionOptions } from './session.js';
 import { PolicyRunner } from './runner.js';
-import { HIST, S } from './stats.js';
-import { bucketOf } from '../control/shared.js';
+import { CTRL, HIST, S } from './stats.js';
 
 export interface InferenceWorkerData {
+  /** This worker's id (> 0), unique in the process. */
+  id: number;
+  /** The bundle this worker loads and serves, read and checked against the robot by the runtime. */
+  bundle: PolicyBundle;
+  ctrl: SharedArrayBuffer;
+  /** One Int32: the generation this worker's chunks carry; set by the runtime before it activates this worker. */
+  generation: SharedArrayBuffer;
   loop: LoopBuffers;
   stats: SharedArrayBuffer;
   onnxruntimePath: string | null;
   session: SessionOptions;
-  robot: RobotShape;
   warmUpRuns: number;
+  /** Fault injection: block this thread for this long before opening the model, as a slow load does. */
+  loadDelayMs: number;
   /** Pre-processed camera frames, by camera name, from the vision worker. */
   frames: { name: string; buffer: SharedArrayBuffer; height: number; width: number; maxAgeMs: number }[];
 }
 
 export type InferenceRequest =
-  | { type: 'load'; dir: string; id: number }
-  | { type: 'rollback'; id: number }
   | { type: 'stop' }
   /** Fault injection: answer no request for `ms`, as a hung or overloaded accelerator would. */
   | { type: 'stall'; ms: number };
@@ -40,36 +52,37 @@ export interface PolicyInfo {
 }
 
 export type InferenceMessage =
-  | { type: 'loaded'; id: number; active: PolicyInfo; previous: PolicyInfo | null }
-  | { type: 'loadFailed'; id: number; message: string }
+  | { type: 'loaded'; info: PolicyInfo }
+  | { type: 'loadFailed'; message: string }
   | { type: 'inferenceError'; message: string };
 
 const data = workerData as InferenceWorkerData;
 const post = (m: InferenceMessage) => parentPort!.postMessage(m);
-const ort = loadOrt(data.onnxruntimePath);
 const joints = data.loop.joints;
+const ctrl = new Int32Array(data.ctrl);
+const ownGeneration = new Int32Array(data.generation);
 const observation = new LatestSlot(data.loop.observation, observationLength(joints));
 const chunk = new LatestSlot(data.loop.chunk, chunkLength(joints));
 const request = new Int32Array(data.loop.request);
 const stats = new Float64Array(data.stats);
 const frames = new Map(data.frames.map((f) => [f.name, { ...f, slot: new FrameSlot(f.buffer, 3 * f.height * f.width) }]));
-
-interface Active {
-  runner: PolicyRunner;
-  info: PolicyInfo;
-}
-let active: Active | null = null;
-let previous: Active | null = null;
-let generation = 0;
 let running = true;
 let lastErrorPost = 0;
 let stalledUntil = 0;
 
-async function load(dir: string): Promise<Active> {
-  const bundle = loadBundle(dir);
-  const misfit = mismatches(bundle, data.robot);
-  if (misfit.length > 0) throw new Error(`policy ${bundle.spec.name} does not fit this robot: ${misfit.join('; ')}`);
-  if (bundle.horizon > MAX_HORIZON) throw new Error(`policy ${bundle.spec.name}: horizon ${bundle.horizon} exceeds ${MAX_HORIZON}`);
+parentPort!.on('message', (m: InferenceRequest) => {
+  if (m.type === 'stop') {
+    running = false;
+    Atomics.notify(request, 0);
+  } else if (m.type === 'stall') {
+    stalledUntil = monoMs() + m.ms;
+  }
+});
+
+async function load(): Promise<PolicyRunner> {
+  const bundle = data.bundle;
+  const ort = loadOrt(data.onnxruntimePath);
+  if (data.loadDelayMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, data.loadDelayMs);
   const opened = await openSession(ort, bundle.modelPath, { ...data.session, intraOpThreads: bundle.spec.runtime.intraOpThreads });
   const io = ioMismatches(opened.session, bundle);
   for (const cam of bundle.spec.cameras) {
@@ -82,45 +95,8 @@ async function load(dir: string): Promise<Active> {
     await opened.session.release();
     throw new Error(`policy ${bundle.spec.name}: ${io.join('; ')}`);
   }
-  const runner = new PolicyRunner(ort, bundle, opened);
-  const warmUpMs = await runner.warmUp(data.warmUpRuns);
-  generation++;
-  return {
-    runner,
-    info: { name: bundle.spec.name, version: bundle.spec.version, dir, provider: opened.provider, fallbacks: opened.fallbacks, warmUpMs, generation },
-  };
+  return new PolicyRunner(ort, bundle, opened);
 }
-
-/** Loads and warms up a bundle while the current policy keeps serving, then switches. */
-async function handle(m: InferenceRequest): Promise<void> {
-  if (m.type === 'stop') {
-    running = false;
-    Atomics.notify(request, 0);
-    return;
-  }
-  if (m.type === 'stall') {
-    stalledUntil = monoMs() + m.ms;
-    return;
-  }
-  try {
-    if (m.type === 'rollback') {
-      if (!previous) throw new Error('there is no previous policy to go back to');
-      [active, previous] = [previous, active];
-      active.info.generation = ++generation;
-    } else {
-      const next = await load(m.dir);
-      if (previous) await previous.runner.release();
-      previous = active;
-      active = next;
-    }
-    stats[S.GENERATION] = generation;
-    post({ type: 'loaded', id: m.id, active: active.info, previous: previous?.info ?? null });
-  } catch (err) {
-    post({ type: 'loadFailed', id: m.id, message: errorMessage(err) });
-  }
-}
-
-parentPort!.on('message', (m: InferenceRequest) => void handle(m));
 
 /** Copies each camera's newest frame into the runner's input; refuses missing or stale ones. */
 function takeFrames(runner: PolicyRunner, now: number): void {
@@ -135,11 +111,31 @@ function takeFrames(runner: PolicyRunner, now: number): void {
   }
 }
 
-async function serve(): Promise<void> {
+const active = () => Atomics.load(ctrl, CTRL.ACTIVE) === data.id;
+
+/**
+ * Takes the chunk slot's lock. Every holder keeps it for a check and one copy (microseconds),
+ * and the runtime frees it if its holder's thread ends, so this never waits long.
+ */
+function lock(): void {
+  for (;;) {
+    const holder = Atomics.compareExchange(ctrl, CTRL.LOCK, 0, data.id);
+    if (holder === 0) return;
+    Atomics.wait(ctrl, CTRL.LOCK, holder, 1);
+  }
+}
+
+function unlock(): void {
+  Atomics.store(ctrl, CTRL.LOCK, 0);
+  Atomics.notify(ctrl, CTRL.LOCK);
+}
+
+async function serve(runner: PolicyRunner): Promise<void> {
   const obs = new Float64Array(observationLength(joints));
   const state = new Float64Array(joints);
   const rec = new Float64Array(chunkLength(joints));
   const out = new Float64Array(MAX_HORIZON * joints);
+  const b = runner.bundle;
   let seen = Atomics.load(request, 0);
   while (running) {
     const w = Atomics.waitAsync(request, 0, seen, 1000);
@@ -147,16 +143,17 @@ async function serve(): Promise<void> {
     const seq = Atomics.load(request, 0);
     if (seq === seen || !running) continue;
     seen = seq;
-    const current = active;
-    if (current === null || monoMs() < stalledUntil) continue;
+    // Only the active policy answers; the others stay loaded, idle, ready to be swapped in.
+    if (!active() || monoMs() < stalledUntil) continue;
     if (observation.read(obs) <= 0) continue;
     const t0 = monoMs();
     const obsTick = obs[0]!;
     for (let j = 0; j < joints; j++) state[j] = obs[3 + j]!;
     try {
-      takeFrames(current.runner, t0);
-      await current.runner.run(state, out);
+      takeFrames(runner, t0);
+      await runner.run(state, out);
     } catch (err) {
+      if (!active()) continue;
       stats[S.ERRORS]! += 1;
       if (monoMs() - lastErrorPost > 1000) {
         lastErrorPost = monoMs();
@@ -165,29 +162,54 @@ async function serve(): Promise<void> {
       continue;
     }
     const ms = monoMs() - t0;
-    stats[S.INFERENCES]! += 1;
-    stats[S.LAST_MS] = ms;
-    stats[S.LAST_ORT_MS] = current.runner.lastOrtMs;
-    stats[S.SUM_MS]! += ms;
-    stats[S.SUM_ORT_MS]! += current.runner.lastOrtMs;
-    if (ms > stats[S.MAX_MS]!) stats[S.MAX_MS] = ms;
-    stats[HIST.LATENCY + bucketOf(ms * 1000)]! += 1;
-    if (ms > current.runner.bundle.spec.runtime.budgetMs) {
-      // Too late to be worth acting on: the loop holds rather than play a stale plan.
-      stats[S.OVER_BUDGET]! += 1;
-      continue;
+    lock();
+    try {
+      // Swapped out while inferring: this chunk belongs to a policy no longer running.
+      if (!active()) continue;
+      stats[S.INFERENCES]! += 1;
+      stats[S.LAST_MS] = ms;
+      stats[S.LAST_ORT_MS] = runner.lastOrtMs;
+      stats[S.SUM_MS]! += ms;
+      stats[S.SUM_ORT_MS]! += runner.lastOrtMs;
+      if (ms > stats[S.MAX_MS]!) stats[S.MAX_MS] = ms;
+      stats[HIST.LATENCY + bucketOf(ms * 1000)]! += 1;
+      if (ms > b.spec.runtime.budgetMs) {
+        // Too late to be worth acting on: the loop holds rather than play a stale plan.
+        stats[S.OVER_BUDGET]! += 1;
+        continue;
+      }
+      rec[0] = obsTick;
+      rec[1] = b.horizon;
+      rec[2] = Atomics.load(ownGeneration, 0);
+      const n = b.horizon * joints;
+      for (let i = 0; i < n; i++) rec[CHUNK_HEADER + i] = out[i]!;
+      chunk.write(rec);
+    } finally {
+      unlock();
     }
-    const b = current.runner.bundle;
-    rec[0] = obsTick;
-    rec[1] = b.horizon;
-    rec[2] = current.info.generation;
-    const n = b.horizon * joints;
-    for (let i = 0; i < n; i++) rec[CHUNK_HEADER + i] = out[i]!;
-    chunk.write(rec);
   }
-  if (active) await active.runner.release();
-  if (previous) await previous.runner.release();
-  process.exit(0);
 }
 
-void serve();
+async function main(): Promise<void> {
+  let runner: PolicyRunner;
+  try {
+    runner = await load();
+    const warmUpMs = await runner.warmUp(data.warmUpRuns);
+    const spec = runner.bundle.spec;
+    post({
+      type: 'loaded',
+      info: { name: spec.name, version: spec.version, dir: data.bundle.dir, provider: runner.provider, fallbacks: runner.fallbacks, warmUpMs, generation: 0 },
+    });
+  } catch (err) {
+    post({ type: 'loadFailed', message: errorMessage(err) });
+    return;
+  }
+  try {
+    await serve(runner);
+  } finally {
+    await runner.release();
+  }
+}
+
+// Ends the thread when done (stopped, or a load that failed), whatever is left scheduled.
+void main().finally(() => process.exit(0));
