@@ -1,11 +1,15 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createConnection } from 'node:net';
-import { statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { CommandRegistry, ControlSocketServer, MAX_LINE_BYTES, request, stringArg } from '../src/cli/index.js';
 import { tempDir } from './helpers/daemon.js';
+import { until } from './helpers/mosquitto.js';
 
 const silent = pino({ level: 'silent' });
 const dir = tempDir();
@@ -21,6 +25,7 @@ commands.register('log.level', {
   },
 });
 commands.register('explode', { summary: 'x', run: () => Promise.reject(new Error('driver on fire')) });
+commands.register('slow', { summary: 'answers after 200 ms', run: () => sleep(200).then(() => 'slept') });
 const server = new ControlSocketServer({ path, mode: '0660', group: null }, commands, silent);
 await server.start();
 after(() => server.stop());
@@ -90,7 +95,7 @@ test('malformed requests get error responses and the connection keeps working', 
 
 test('an unknown command is an error that lists the known ones', async () => {
   const [r] = await exchange('{"id":"a","cmd":"selfdestruct"}\n', 1);
-  assert.deepEqual(r, { id: 'a', ok: false, error: { code: 'UNKNOWN_COMMAND', message: 'unknown command "selfdestruct"; known: explode, log.level, status' } });
+  assert.deepEqual(r, { id: 'a', ok: false, error: { code: 'UNKNOWN_COMMAND', message: 'unknown command "selfdestruct"; known: explode, log.level, slow, status' } });
 });
 
 test('bad arguments are refused with what was wanted, and change nothing', async () => {
@@ -111,11 +116,18 @@ test('an over-long line is refused and the connection closed, the server lives o
   assert.deepEqual(await request(path, 'status'), { up: true });
 });
 
+/** Leaves a socket file that nothing listens on, as a daemon killed by SIGKILL does. */
+async function staleSocket(p: string): Promise<void> {
+  const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(p)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  await once(child, 'exit');
+  assert.ok(lstatSync(p).isSocket());
+}
+
 test('a second server on a live socket refuses to start; a stale socket file is replaced', async () => {
   const other = new ControlSocketServer({ path, mode: '0660', group: null }, commands, silent);
   await assert.rejects(other.start(), /is in use/);
   const stalePath = join(dir, 'stale.sock');
-  writeFileSync(stalePath, '');
+  await staleSocket(stalePath);
   const s = new ControlSocketServer({ path: stalePath, mode: '0600', group: null }, commands, silent);
   await s.start();
   assert.deepEqual(await request(stalePath, 'status'), { up: true });
@@ -133,4 +145,64 @@ test('the socket group is looked up by name, and a missing group is a clear star
   writeFileSync(file, 'root:x:0:\nreflex:x:997:alice,bob\n');
   assert.equal(groupId('reflex', file), 997);
   assert.throws(() => groupId('robots', file), /group "robots" does not exist \(socket.group\)/);
+});
+
+test('a socket.path that is not a socket is never removed, and the start fails naming it', async () => {
+  const file = join(dir, 'notes.txt');
+  writeFileSync(file, 'calibration notes');
+  await assert.rejects(new ControlSocketServer({ path: file, mode: '0600', group: null }, commands, silent).start(), (e: Error) => {
+    assert.equal(e.message, `socket.path ${file} is a regular file, not a socket; refusing to replace it (remove it or choose another socket.path)`);
+    return true;
+  });
+  assert.equal(readFileSync(file, 'utf8'), 'calibration notes');
+  const folder = join(dir, 'folder');
+  mkdirSync(folder);
+  await assert.rejects(new ControlSocketServer({ path: folder, mode: '0600', group: null }, commands, silent).start(), /folder is a directory, not a socket/);
+  assert.ok(statSync(folder).isDirectory());
+  const link = join(dir, 'link.sock');
+  symlinkSync(file, link);
+  await assert.rejects(new ControlSocketServer({ path: link, mode: '0600', group: null }, commands, silent).start(), /link\.sock is a symbolic link, not a socket/);
+  assert.ok(lstatSync(link).isSymbolicLink());
+  assert.equal(readFileSync(file, 'utf8'), 'calibration notes');
+});
+
+test('a line is bounded as its bytes arrive: a long line whose newline comes in a later write is refused', { timeout: 10_000 }, async () => {
+  const sock = createConnection(path);
+  sock.setEncoding('utf8');
+  let got = '';
+  sock.on('data', (d: string) => (got += d));
+  await once(sock, 'connect');
+  // Just under the bound in several writes, then the rest of a ~125 KiB line with its newline:
+  // no single read holds more than the bound, the line does.
+  const head = '{"id":9,"cmd":"status","args":{"pad":"';
+  sock.write(head);
+  for (let i = 0; i < 7; i++) sock.write('x'.repeat(9000));
+  // Lets the server read the first part on its own, as a slow link would deliver it.
+  await sleep(50);
+  const ended = once(sock, 'end');
+  sock.write(`${'x'.repeat(60 * 1024)}"}}\n`);
+  await until('a reply', () => got.includes('\n'), 5000);
+  assert.deepEqual(JSON.parse(got), { id: null, ok: false, error: { code: 'BAD_REQUEST', message: `request longer than ${MAX_LINE_BYTES} bytes` } });
+  await ended;
+  sock.destroy();
+  assert.deepEqual(await request(path, 'status'), { up: true });
+});
+
+test('a client that ends its side after sending gets every reply, slow commands included', { timeout: 10_000 }, async () => {
+  // What `echo '{"cmd":"estop"}' | socat - UNIX:...` does: write, then end its side at once.
+  const sock = createConnection(path);
+  sock.setEncoding('utf8');
+  let got = '';
+  sock.on('data', (d: string) => (got += d));
+  await once(sock, 'connect');
+  sock.end('{"id":1,"cmd":"slow"}\n{"id":2,"cmd":"status"}\n{"id":3,"cmd":"slow"}');
+  await once(sock, 'close');
+  assert.deepEqual(
+    got.trimEnd().split('\n').map((l) => JSON.parse(l) as unknown),
+    [
+      { id: 1, ok: true, result: 'slept' },
+      { id: 2, ok: true, result: { up: true } },
+      { id: 3, ok: true, result: 'slept' },
+    ],
+  );
 });

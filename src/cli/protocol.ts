@@ -20,6 +20,78 @@ export type Response =
 /** Longest request line accepted; longer input is an error, not unbounded buffering. */
 export const MAX_LINE_BYTES = 64 * 1024;
 
+/** What `LineSplitter.next` returns when the line in progress is longer than its bound. */
+export const OVERLONG = Symbol('overlong line');
+
+/**
+ * Cuts a byte stream into lines, bounding every line as its bytes arrive: a line's length is
+ * counted across reads, so a long line whose newline comes in a later read is refused as soon
+ * as it passes the bound, whatever the reads' sizes. Chunks are kept as they came (no copy per
+ * read), and each byte is scanned for a newline once.
+ */
+export class LineSplitter {
+  private parts: Buffer[] = [];
+  private length = 0;
+  /** Leading bytes of `parts` already known to hold no newline. */
+  private scanned = 0;
+
+  constructor(private readonly maxLineBytes: number = MAX_LINE_BYTES) {}
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.parts.push(chunk);
+    this.length += chunk.length;
+  }
+
+  /** Bytes held: at most one read beyond the line in progress. */
+  get held(): number {
+    return this.length;
+  }
+
+  /**
+   * The next complete line (without its newline), null when none is complete yet, or OVERLONG.
+   * At the end of input (`eof`) what is left without a newline is a last line.
+   */
+  next(eof = false): string | null | typeof OVERLONG {
+    const nl = this.findNewline();
+    if (nl < 0) {
+      this.scanned = this.length;
+      if (this.length > this.maxLineBytes) return OVERLONG;
+      if (!eof || this.length === 0) return null;
+      return this.take(this.length, 0);
+    }
+    if (nl > this.maxLineBytes) return OVERLONG;
+    return this.take(nl, 1);
+  }
+
+  /** Position of the first newline in the held bytes, or -1; looks no further than one byte past the bound. */
+  private findNewline(): number {
+    const limit = this.maxLineBytes + 1;
+    let base = 0;
+    for (const part of this.parts) {
+      if (base >= limit) break;
+      const from = Math.max(0, this.scanned - base);
+      if (from < part.length) {
+        const i = part.indexOf(0x0a, from);
+        if (i >= 0) return base + i;
+      }
+      base += part.length;
+    }
+    return -1;
+  }
+
+  /** Removes `n` bytes plus `skip` (the newline) from the front and returns the `n` as text. */
+  private take(n: number, skip: number): string {
+    const all = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.length);
+    const line = all.toString('utf8', 0, n);
+    const rest = all.subarray(n + skip);
+    this.parts = rest.length > 0 ? [rest] : [];
+    this.length = rest.length;
+    this.scanned = 0;
+    return line;
+  }
+}
+
 export function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }

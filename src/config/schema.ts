@@ -235,6 +235,10 @@ export const configSchema = z
         mode: octalMode.default('0660'),
         /** Group that may use the socket (technicians); null keeps the daemon's own group. */
         group: z.string().min(1).nullable().default(null),
+        /** Clients at once; beyond them a connection may still send `estop` (README, control socket). */
+        maxClients: z.number().int().min(1).max(1024).default(16),
+        /** A client that sends no request for this long is disconnected. */
+        idleTimeoutMs: z.number().int().min(100).max(86_400_000).default(60_000),
       })
       .strict()
       .default({}),

@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'UNKNOWN_COMMAND'
   | 'COMMAND_FAILED'
   | 'NOT_CONNECTED'
+  /** The control socket has every client slot taken: only `estop` is answered. */
+  | 'BUSY'
   | 'TIMEOUT'
   /** A bus transaction failed: no reply, a corrupt reply, a port that went away. */
   | 'BUS_ERROR'
