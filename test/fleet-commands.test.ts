@@ -2,6 +2,8 @@
 // steered onto the device's own command and event topics, retained commands that replay.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { Mosquitto, freePort, subscriber, until } from './helpers/mosquitto.js';
 import { tempDir } from './helpers/daemon.js';
@@ -104,5 +106,28 @@ test('a retained command never runs: not at connect, not after a reconnect, and 
     await l.stop();
     await ops.client.endAsync();
     await attacker.endAsync();
+  }
+});
+
+test('an outbox entry whose topic is not one of its own events is never published: an altered outbox cannot make the device send a command', async () => {
+  const url = await broker();
+  const ran: Ran = {};
+  const opts = fleetOptions(url, 'arm-13', dir);
+  const outbox = join(opts.stateDir, 'outbox');
+  mkdirSync(outbox, { recursive: true });
+  const entry = (n: number, topic: string) => `${JSON.stringify({ n, boot: 'old', seq: n, ts: 1, topic, payload: {} })}\n`;
+  writeFileSync(join(outbox, 'seg-0000000000000001.jsonl'), entry(1, 'reflex/v1/arm-13/cmd/reset') + entry(2, 'reflex/v1/arm-14/events/fault') + entry(3, 'reflex/v1/arm-13/events/fault'));
+  const spy = await subscriber(url, 'reflex/v1/#');
+  const l = testLink(opts, countingRegistry(ran));
+  await l.start();
+  try {
+    await until('the outbox drained', () => l.status().state === 'online' && l.status().outbox.pending === 0, 5000);
+    await until('its own event delivered', () => spy.messages.some((m) => m.topic === 'reflex/v1/arm-13/events/fault'), 5000);
+    assert.deepEqual(spy.messages.filter((m) => m.topic.includes('/cmd/') || m.topic.startsWith('reflex/v1/arm-14/')), []);
+    assert.equal(ran.reset ?? 0, 0);
+    assert.equal(l.status().outbox.dropped, 2, 'the two foreign entries are dropped and counted');
+  } finally {
+    await l.stop();
+    await spy.client.endAsync();
   }
 });

@@ -89,6 +89,7 @@ export class FleetLink implements Part {
   private readonly prefix: string;
   private readonly cmdPrefix: string;
   private readonly respPrefix: string;
+  private readonly eventsPrefix: string;
   private readonly backoff: Backoff;
 
   constructor(
@@ -102,6 +103,7 @@ export class FleetLink implements Part {
     // Responses go only here: a subtree the device never subscribes to, so a reply can never
     // land on a topic the device acts on (its commands) or that others trust (its events).
     this.respPrefix = `${this.prefix}resp/`;
+    this.eventsPrefix = `${this.prefix}events/`;
     this.backoff = opts.backoff ?? BACKOFF;
   }
 
@@ -215,7 +217,7 @@ export class FleetLink implements Part {
   /** Queues an event (or an error log) for delivery; resolves once it is on disk. */
   async event(kind: string, data: unknown): Promise<void> {
     if (this.outbox === null) throw new ReflexError('COMMAND_FAILED', 'the fleet link is not started');
-    await this.outbox.append(`${this.prefix}events/${kind}`, data);
+    await this.outbox.append(`${this.eventsPrefix}${kind}`, data);
   }
 
   /** Every 100 ms: publishes what the token bucket allows (drainPerSecond, however small). */
@@ -236,6 +238,13 @@ export class FleetLink implements Part {
     this.draining = true;
     let left = batch.length;
     for (const e of batch) {
+      // Only ever onto its own events: an outbox file altered behind its back cannot make the
+      // device publish a command (or under another device's id).
+      if (!e.topic.startsWith(this.eventsPrefix)) {
+        outbox.discard(e.n);
+        if (--left === 0) this.draining = false;
+        continue;
+      }
       const body = JSON.stringify({ boot: e.boot, seq: e.seq, ts: e.ts, data: e.payload });
       client.publish(e.topic, body, { qos: 1 }, (err) => {
         if (err) outbox.release(e.n);

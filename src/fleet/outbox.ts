@@ -78,7 +78,7 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
-const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND, O_NOFOLLOW, O_NONBLOCK } = nodeFs.constants;
+const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = nodeFs.constants;
 const SEGMENT = /^seg-(\d{16})\.jsonl$/;
 const CHUNK = 64 * 1024;
 const NL = 0x0a;
@@ -221,6 +221,15 @@ export class Outbox {
     this.inFlight.delete(n);
     if (!this.isPending(n)) return;
     this.delivered++;
+    this.markDone(n);
+    this.scheduleSave();
+  }
+
+  /** An entry that must not go out (not a topic this device publishes): it leaves, counted as dropped. */
+  discard(n: number): void {
+    this.inFlight.delete(n);
+    if (!this.isPending(n)) return;
+    this.dropped++;
     this.markDone(n);
     this.scheduleSave();
   }
@@ -448,6 +457,19 @@ export class Outbox {
     // line at most, which O_TRUNC clears.
     this.fd = this.fs.openSync(seg.path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW, 0o600);
     this.unlinkQueue = this.unlinkQueue.filter((p) => p !== seg.path);
+    // The new file's name is made durable too, or a power cut could lose a synced segment.
+    try {
+      const dir = this.fs.openSync(this.dir, O_RDONLY | O_DIRECTORY);
+      try {
+        this.fs.fsyncSync(dir);
+      } finally {
+        this.fs.closeSync(dir);
+      }
+    } catch (err) {
+      this.fs.closeSync(this.fd);
+      this.fd = null;
+      throw err;
+    }
     this.current = seg;
     this.segments.push(seg);
   }
@@ -681,6 +703,8 @@ export class Outbox {
         this.succeed('read');
       } catch (err) {
         this.fail('read', err);
+        // A segment removed behind our back: what it held is gone, counted, once it is the oldest.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && seg === this.segments[0] && seg !== this.current) this.dropSegment();
         return false;
       }
     }
