@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { parseConfig, loadConfig, ConfigError } from '../src/config/index.js';
+import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { parseConfig, loadConfig, ConfigError, MAX_CONFIG_BYTES } from '../src/config/index.js';
 import { REPO } from './helpers/paths.js';
 import { runReflex, tempDir, writeConfig } from './helpers/daemon.js';
 
@@ -170,4 +172,48 @@ test('CAN bus and joint defaults: 1 ms reply timeout, 80 C, limp on stop, gains 
   const c = parseConfig({ ...base, buses: [{ name: 'legs', kind: 'can', interface: 'can0' }], robot: { joints: [{ name: 'hip', bus: 'legs', id: 1, model: 'dm-j4310', limits: { min: -1, max: 1 } }] } }, 'test.yaml', {});
   assert.deepEqual(c.buses[0], { name: 'legs', kind: 'can', interface: 'can0', transport: 'socketcan', bitrate: 1_000_000, replyTimeoutUs: 1000, maxTemperatureC: 80, onStop: 'disable', loadWarnPct: 70 });
   assert.deepEqual(c.robot.joints[0]!.can, { kp: 20, kd: 1, effortLimit: 5, gearRatio: 1 });
+});
+
+// Errors in what a config says are config errors, whatever part would have found them: exit 78,
+// so systemd does not restart-loop on a problem only an edit can fix (the unit's
+// RestartPreventExitStatus=78). Each through the real CLI, for `config check` and the daemon.
+test('circular aliases, alias bombs, a missing socket.group, a stateDir that is a file and a missing caFile exit 78 naming the key', async () => {
+  const dir = tempDir();
+  const ok = `deviceId: arm-7\npaths: { stateDir: ${join(dir, 'state')} }\nsocket: { path: ${join(dir, 'control.sock')} }\n`;
+  const laughs = ['a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
+  for (let i = 1; i < 9; i++) {
+    const [p, q] = [String.fromCharCode(96 + i), String.fromCharCode(97 + i)];
+    laughs.push(`${q}: &${q} [${Array(9).fill(`*${p}`).join(', ')}]`);
+  }
+  writeFileSync(join(dir, 'a-file'), 'not a directory\n');
+  const cases: [string, string, RegExp][] = [
+    ['circular', `${ok}robot: &r { name: arm, joints: [ *r ] }\n`, /robot\.joints\[0\]: got an alias to a node that contains it \(a cycle\); want an alias outside the node it names/],
+    ['bomb', `${ok}x:\n${laughs.map((l) => `  ${l}`).join('\n')}\n`, /\(yaml\): got Excessive alias count indicates a resource exhaustion attack; want valid YAML of at most 100 alias expansions/],
+    ['group', ok.replace('socket: {', 'socket: { group: no-such-group-here,'), /socket\.group: got "no-such-group-here"; want a group that exists \(none such in \/etc\/group\)/],
+    ['statedir', ok.replace(join(dir, 'state'), join(dir, 'a-file')), /paths\.stateDir: got ".*a-file"; want a directory \(it is not one\)/],
+    ['cafile', `${ok}fleet: { enabled: true, url: "mqtts://broker:8883", caFile: ${join(dir, 'no-ca.pem')} }\n`, /fleet\.caFile: got ".*no-ca\.pem"; want a file that exists/],
+  ];
+  await Promise.all(
+    cases.map(async ([name, text, want]) => {
+      const file = writeConfig(dir, text, `${name}.yaml`);
+      for (const args of [['config', 'check', file], ['run', '--config', file]]) {
+        const r = await runReflex(args);
+        assert.equal(r.code, 78, `${name}: ${args[0]} exited ${r.code}: ${r.stderr}`);
+        assert.match(r.stderr, want, name);
+      }
+    }),
+  );
+  const good = await runReflex(['config', 'check', writeConfig(dir, ok, 'ok.yaml')]);
+  assert.equal(good.code, 0, good.stderr);
+});
+
+test('a config that is not a regular file of a config\'s size is refused without reading it', async () => {
+  const dir = tempDir();
+  const fifo = join(dir, 'fifo.yaml');
+  execFileSync('mkfifo', [fifo]);
+  const r = await runReflex(['config', 'check', fifo]);
+  assert.equal(r.code, 78);
+  assert.match(r.stderr, /\(file\): got .*fifo\.yaml; want a regular file/);
+  const big = writeConfig(dir, `deviceId: a\n# ${'x'.repeat(MAX_CONFIG_BYTES)}\n`, 'big.yaml');
+  assert.throws(() => loadConfig(big, {}), (e: unknown) => e instanceof ConfigError && /want a file of at most 1048576 bytes/.test(e.message));
 });

@@ -3,6 +3,9 @@
 #include <napi.h>
 #include <cerrno>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/file.h>
+#endif
 
 #include "can.h"
 #include "notify.h"
@@ -164,7 +167,21 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r < 0 ? -errno : 0);
 }
 
+// flockExclusive(fd) -> 0 | errno: an exclusive flock without waiting (EWOULDBLOCK when another
+// open file holds it). The kernel drops it when the last fd of that open file closes, so a
+// process that dies, however it dies, leaves no stale lock.
+Napi::Value FlockExclusive(const Napi::CallbackInfo& info) {
+#ifdef __linux__
+  int r = flock(info[0].As<Napi::Number>().Int32Value(), LOCK_EX | LOCK_NB);
+  int err = r == 0 ? 0 : errno;
+#else
+  int err = 95;
+#endif
+  return Napi::Number::New(info.Env(), err);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("flockExclusive", Napi::Function::New(env, FlockExclusive));
   exports.Set("canOpen", Napi::Function::New(env, CanOpen));
   exports.Set("canSetFilters", Napi::Function::New(env, CanSetFilters));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));

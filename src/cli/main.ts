@@ -3,8 +3,8 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { DEFAULT_CONFIG_PATH, loadConfig, ConfigError, type Config } from '../config/index.js';
-import { EXIT, Logging, errorMessage, isLogLevel, LOG_LEVELS, ReflexError } from '../core/index.js';
-import { Daemon, type DaemonStatus } from '../daemon.js';
+import { EXIT, Logging, acquireInstanceLock, errorMessage, isLogLevel, lockPathFor, LOG_LEVELS, ReflexError } from '../core/index.js';
+import type { DaemonStatus } from '../daemon.js';
 import { request } from './client.js';
 import { formatStatus } from './format.js';
 import { motors } from './motors.js';
@@ -46,9 +46,10 @@ function fail(code: number, message: string): never {
   process.exit(code);
 }
 
-function readConfig(file: string): Config {
+/** The config; `host`: also what it names on this machine (for the daemon and `config check`). */
+function readConfig(file: string, host = false): Config {
   try {
-    return loadConfig(file);
+    return loadConfig(file, process.env, { host });
   } catch (err) {
     if (err instanceof ConfigError) fail(EXIT.CONFIG, err.message);
     throw err;
@@ -63,7 +64,16 @@ function socketPath(opts: { socket?: string | undefined; config?: string | undef
 }
 
 async function runDaemon(configFile: string): Promise<never> {
-  const config = readConfig(configFile);
+  const config = readConfig(configFile, true);
+  // One daemon per robot, settled before anything opens a bus: a second one must not enable,
+  // command or disable the motors the first one drives. Held until the process ends.
+  try {
+    acquireInstanceLock(lockPathFor(config.socket.path));
+  } catch (err) {
+    fail(EXIT.FAILURE, errorMessage(err));
+  }
+  // Loaded here, not at the top: every other verb starts without the daemon's dependencies.
+  const { Daemon } = await import('../daemon.js');
   const logging = new Logging({ level: config.log.level, pretty: config.log.pretty });
   const daemon = new Daemon({ config, logging, env: process.env });
   const log = logging.child('daemon');
@@ -121,7 +131,7 @@ async function main(argv: string[]): Promise<void> {
     case 'config': {
       const [sub, file] = rest;
       if (sub !== 'check' || file === undefined) fail(EXIT.USAGE, 'usage: reflex config check FILE');
-      const config = readConfig(file);
+      const config = readConfig(file, true);
       process.stdout.write(`${file}: ok (device ${config.deviceId}, ${config.robot.joints.length} joints, ${config.buses.length} buses, ${config.cameras.length} cameras)\n`);
       return;
     }

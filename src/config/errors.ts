@@ -24,7 +24,13 @@ function valueAt(input: unknown, path: readonly (string | number)[]): unknown {
 
 export function show(v: unknown): string {
   if (v === undefined) return 'nothing';
-  const s = JSON.stringify(v) ?? typeof v;
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? typeof v;
+  } catch {
+    // A value JSON cannot write (a cycle, a BigInt) must still be reported, not crash the report.
+    s = Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : typeof v;
+  }
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 

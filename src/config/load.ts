@@ -1,10 +1,22 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ReflexError, errorMessage } from '../core/index.js';
 import { configSchema, type Config } from './schema.js';
-import { formatProblems, problemsOf, type ConfigProblem } from './errors.js';
+import { formatProblems, keyOf, problemsOf, type ConfigProblem } from './errors.js';
+import { hostProblems } from './host.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/reflex/reflex.yaml';
+
+/** A config is a page of settings: anything bigger is not one. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/**
+ * Bounds on what the YAML may expand to: aliases (yaml's own count, which weighs an alias by
+ * the aliases inside what it names, so a "billion laughs" stops early), and the values and
+ * nesting of the document once aliases are followed (what validation will walk).
+ */
+export const MAX_YAML_ALIASES = 100;
+export const MAX_CONFIG_VALUES = 100_000;
+export const MAX_CONFIG_DEPTH = 32;
 
 /**
  * The few settings a deployment changes per robot without editing the file, and where each
@@ -71,19 +83,103 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
   return deepFreeze(result.data);
 }
 
+export interface LoadOptions {
+  /**
+   * Also check what the config names on this machine (socket.group exists, fleet files are
+   * there, stateDir and the socket's directory are or can be directories): for the daemon and
+   * `reflex config check`, not for a tool that only wants the socket's path.
+   */
+  host?: boolean;
+}
+
 /** Reads, parses and validates a YAML config file. Throws ConfigError (code CONFIG_INVALID). */
-export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const p = { key: '(file)', got: file, want: `a readable file (${errorMessage(err)})` };
-    throw new ConfigError(formatProblems(file, [p]), [p]);
-  }
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const problems = doc.errors.map((e) => ({ key: '(yaml)', got: e.message.split('\n')[0] ?? e.message, want: 'valid YAML' }));
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, opts: LoadOptions = {}): Config {
+  const fail = (problems: ConfigProblem[]): never => {
     throw new ConfigError(formatProblems(file, problems), problems);
+  };
+  const text = readConfigFile(file, fail);
+  let raw: unknown;
+  try {
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      fail(doc.errors.map((e) => ({ key: '(yaml)', got: e.message.split('\n')[0] ?? e.message, want: 'valid YAML' })));
+    }
+    raw = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    // yaml throws (ReferenceError) for an alias bomb and an alias to an anchor not yet set.
+    fail([{ key: '(yaml)', got: errorMessage(err).split('\n')[0] ?? 'an error', want: `valid YAML of at most ${MAX_YAML_ALIASES} alias expansions` }]);
   }
-  return parseConfig(doc.toJS(), file, env);
+  const shape = shapeProblem(raw);
+  if (shape !== null) fail([shape]);
+  const config = parseConfig(raw, file, env);
+  if (opts.host) {
+    const problems = hostProblems(config, envOrigin(env));
+    if (problems.length > 0) fail(problems);
+  }
+  return config;
+}
+
+/** The file's text, when it is a regular file of a config's size (not a FIFO, a device, a 2 GB log). */
+function readConfigFile(file: string, fail: (p: ConfigProblem[]) => never): string {
+  let fd: number;
+  try {
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    return fail([{ key: '(file)', got: file, want: `a readable file (${errorMessage(err)})` }]);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) fail([{ key: '(file)', got: file, want: 'a regular file' }]);
+    if (st.size > MAX_CONFIG_BYTES) fail([{ key: '(file)', got: `${file} of ${st.size} bytes`, want: `a file of at most ${MAX_CONFIG_BYTES} bytes` }]);
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let n = 0;
+    for (let r = -1; r !== 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
+    if (n > MAX_CONFIG_BYTES) fail([{ key: '(file)', got: file, want: `a file of at most ${MAX_CONFIG_BYTES} bytes` }]);
+    return buf.toString('utf8', 0, n);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    return fail([{ key: '(file)', got: file, want: `a readable file (${errorMessage(err)})` }]);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A YAML document is a graph once aliases are followed: an alias inside the node it names makes
+ * a cycle, and aliases of aliases multiply. Walks it as validation will (every path), so that
+ * a cycle is named by its key and the expanded size and depth are bounded before anything
+ * else (zod, error messages) walks it.
+ */
+function shapeProblem(raw: unknown): ConfigProblem | null {
+  const path: (string | number)[] = [];
+  const ancestors: object[] = [];
+  let values = 0;
+  const walk = (v: unknown): ConfigProblem | null => {
+    if (++values > MAX_CONFIG_VALUES) return { key: keyOf(path), got: `more than ${MAX_CONFIG_VALUES} values once aliases are expanded`, want: 'a config of ordinary size' };
+    if (v === null || typeof v !== 'object') return null;
+    if (ancestors.includes(v)) return { key: keyOf(path), got: 'an alias to a node that contains it (a cycle)', want: 'an alias outside the node it names' };
+    if (ancestors.length >= MAX_CONFIG_DEPTH) return { key: keyOf(path), got: `nesting deeper than ${MAX_CONFIG_DEPTH} levels`, want: 'a config of ordinary depth' };
+    ancestors.push(v);
+    const entries: [string | number, unknown][] = Array.isArray(v) ? v.map((x, i) => [i, x]) : v instanceof Map ? [...v.entries()].map(([k, x]) => [String(k), x]) : Object.entries(v);
+    for (const [k, x] of entries) {
+      path.push(k);
+      const p = walk(x);
+      path.pop();
+      if (p !== null) return p;
+    }
+    ancestors.pop();
+    return null;
+  };
+  return walk(raw);
+}
+
+function envOrigin(env: NodeJS.ProcessEnv): (key: string) => string {
+  return (key) => {
+    for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
+      if (path.join('.') === key && env[name] !== undefined && env[name] !== '') return `${key} (from ${name})`;
+    }
+    return key;
+  };
 }

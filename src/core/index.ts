@@ -1,3 +1,4 @@
 export { ReflexError, EXIT, errorMessage, type ErrorCode } from './errors.js';
 export { Logging, LOG_LEVELS, isLogLevel, type Logger, type LogLevel, type LoggingOptions, type LogTap } from './log.js';
 export { Lifecycle, type Part, type LifecycleOptions } from './lifecycle.js';
+export { acquireInstanceLock, lockPathFor, LOCK_FILE, type InstanceLock } from './instance-lock.js';

@@ -22,6 +22,7 @@ interface Addon {
   canSetFilters(this: void, fd: number, pairs: Uint32Array): number;
   unixConnect(this: void, path: string): number;
   closeFd(this: void, fd: number): number;
+  flockExclusive?(this: void, fd: number): number;
 }
 
 export interface PtyPair {
@@ -149,6 +150,17 @@ export function frameSockets(): FrameSockets {
       return a.closeFd(f);
     },
   };
+}
+
+/**
+ * An exclusive flock on `fd`, not waiting: 0 when taken, else the errno (11, EWOULDBLOCK, when
+ * another open file holds it). Null without the addon (or one built before flock was added):
+ * the caller falls back to something weaker.
+ */
+export function flockExclusive(fd: number): number | null {
+  if (!Number.isInteger(fd) || fd < 0) throw new TypeError('flockExclusive: fd must be a non-negative integer');
+  const f = load()?.flockExclusive;
+  return f === undefined ? null : f(fd);
 }
 
 export interface RealtimeReport {
