@@ -19,6 +19,8 @@ interface JointRef {
 export interface CoreEvents {
   fault(reason: string): void;
   warning(message: string): void;
+  /** A bus's port went away (bus.lost says why): the loop leaves it alone until it is reopened. */
+  lost(bus: string, reason: string): void;
 }
 
 export class ControlCore {
@@ -46,6 +48,12 @@ export class ControlCore {
   private started = false;
   /** Per bus: 1 while its load is past the warning bound (warned once per crossing). */
   private readonly loadWarned: Uint8Array;
+  /**
+   * Per bus: 1 from the tick that found it lost until a reset takes it back. Not bus.lost: a
+   * reopen may finish a tick before the reset, and until then the loop's hold pose is the old
+   * one; commanding it to the reopened servos would move them.
+   */
+  private readonly away: Uint8Array;
   /** Per bus: the CAN controller state last reported, and the tick it was reported at. */
   private readonly controllerSeen: string[];
   private readonly controllerSeenAt: Float64Array;
@@ -73,6 +81,7 @@ export class ControlCore {
     this.hold = new Float64Array(n);
     this.motorCmd = buses.map((b) => new Float64Array(b.ids.length));
     this.loadWarned = new Uint8Array(buses.length);
+    this.away = new Uint8Array(buses.length);
     this.controllerSeen = buses.map(() => 'error-active');
     this.controllerSeenAt = new Float64Array(buses.length).fill(-Infinity);
     this.obs = new Float64Array(shared.observation.length);
@@ -165,11 +174,20 @@ export class ControlCore {
     this.enterHold(Mode.ESTOP);
   }
 
-  /** Clears e-stop or a fault: back to hold at the measured pose; a policy must be started again. */
+  /**
+   * Clears e-stop or a fault: back to hold at the measured pose; a policy must be started again.
+   * A lost bus must have been reopened first (the worker does that): its fresh read is the pose.
+   */
   reset(): boolean {
     if (this.mode !== Mode.ESTOP && this.mode !== Mode.FAULT) return false;
-    for (const b of this.buses) b.reset();
+    for (let b = 0; b < this.buses.length; b++) {
+      const bus = this.buses[b]!;
+      bus.reset();
+      if (bus.lost === null) this.away[b] = 0;
+    }
     this.torqueIsOff = false;
+    // The pose as the buses have it now: a reopened bus's servos may have moved while it was gone.
+    for (let j = 0; j < this.n; j++) this.measure(j);
     this.enterHold(Mode.HOLD);
     return true;
   }
@@ -209,19 +227,24 @@ export class ControlCore {
     let ok = true;
     for (let b = 0; b < this.buses.length; b++) {
       const bus = this.buses[b]!;
+      if (this.away[b] === 1 && bus.lost !== null) {
+        // Gone until a reset takes it back: its joints keep their last values, the loop holds.
+        // Once reopened it is read again (fresh pose, and its servos' bus watchdog fed) but not
+        // written until the reset adopts that pose.
+        ok = false;
+        continue;
+      }
       try {
         if (!bus.read()) ok = false;
       } catch (err) {
         ok = false;
-        this.fault(err instanceof Error ? err.message : String(err));
+        this.busFailed(b, err);
       }
     }
     for (let j = 0; j < this.n; j++) {
       const r = this.refs[j]!;
       const bus = this.buses[r.bus]!;
-      this.q[j] = r.direction * bus.position[r.motor]! + r.offset;
-      this.dq[j] = r.direction * bus.velocity[r.motor]!;
-      this.effort[j] = r.direction * bus.current[r.motor]!;
+      this.measure(j);
       this.motorRec[3 * j] = bus.temperature[r.motor]!;
       this.motorRec[3 * j + 1] = bus.voltage[r.motor]!;
       this.motorRec[3 * j + 2] = bus.hardwareError[r.motor]!;
@@ -231,6 +254,15 @@ export class ControlCore {
     }
     this.shared.motors.write(this.motorRec);
     return ok;
+  }
+
+  /** Joint j's position, velocity and effort from its motor's last read. */
+  private measure(j: number): void {
+    const r = this.refs[j]!;
+    const bus = this.buses[r.bus]!;
+    this.q[j] = r.direction * bus.position[r.motor]! + r.offset;
+    this.dq[j] = r.direction * bus.velocity[r.motor]!;
+    this.effort[j] = r.direction * bus.current[r.motor]!;
   }
 
   private publish(k: number, now: number): void {
@@ -277,12 +309,23 @@ export class ControlCore {
       this.motorCmd[r.bus]![r.motor] = (this.cmd[j]! - r.offset) * r.direction;
     }
     for (let b = 0; b < this.buses.length; b++) {
+      if (this.away[b] === 1) continue;
       try {
         this.buses[b]!.write(this.motorCmd[b]!);
       } catch (err) {
-        this.fault(err instanceof Error ? err.message : String(err));
+        this.busFailed(b, err);
       }
     }
+  }
+
+  /** A read or write threw: a fault; a bus whose port went away is also left alone from now on. */
+  private busFailed(b: number, err: unknown): void {
+    const bus = this.buses[b]!;
+    if (bus.lost !== null && this.away[b] === 0) {
+      this.away[b] = 1;
+      this.events.lost(bus.name, bus.lost);
+    }
+    this.fault(err instanceof Error ? err.message : String(err));
   }
 
   private account(k: number): void {

@@ -8,6 +8,14 @@ import {
   type LoopBuffers, type LoopShared, type LoopStateName, type ModeName,
 } from './shared.js';
 import type { ControlWorkerData, WorkerMessage } from './worker.js';
+import { REOPEN_BACKOFF_MS, type BusStateName } from './reopen.js';
+
+/** Per bus: ok, lost (its port went away, or could not be reopened: why), or being reopened. */
+export interface BusStatus {
+  name: string;
+  state: BusStateName;
+  reason: string | null;
+}
 
 export interface ControlLoopOptions {
   /** No tick for this long means the loop is stuck. */
@@ -38,6 +46,7 @@ export interface LoopStatus {
   fault: string | null;
   realtime: RealtimeReport | null;
   warnings: string[];
+  buses: BusStatus[];
 }
 
 /**
@@ -56,6 +65,9 @@ export class ControlLoop extends EventEmitter implements Part {
   private lastFault: string | null = null;
   private realtime: RealtimeReport | null = null;
   private warnings: string[] = [];
+  private readonly buses: BusStatus[];
+  /** Reset commands waiting for the worker's answer, in order (it answers each once). */
+  private resets: { resolve: (r: { ok: boolean; reason: string | null }) => void; reject: (e: Error) => void }[] = [];
 
   constructor(
     private readonly cfg: ControlConfig,
@@ -65,6 +77,7 @@ export class ControlLoop extends EventEmitter implements Part {
     super();
     this.buffers = allocShared(cfg.joints.length);
     this.shared = viewShared(this.buffers);
+    this.buses = [...cfg.dynamixel, ...cfg.can].map((b) => ({ name: b.name, state: 'ok', reason: null }));
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -99,6 +112,16 @@ export class ControlLoop extends EventEmitter implements Part {
             this.log.error({ reason: m.reason }, 'control loop fault: holding; reset to clear');
             this.emit('fault', m.reason);
             break;
+          case 'bus': {
+            const b = this.buses.find((x) => x.name === m.name);
+            if (b) Object.assign(b, { state: m.state, reason: m.reason });
+            if (m.state === 'ok') this.log.info({ bus: m.name }, 'bus reopened');
+            else this.log.warn({ bus: m.name, reason: m.reason }, m.state === 'lost' ? 'bus lost' : 'reopening bus');
+            break;
+          }
+          case 'reset':
+            this.resets.shift()?.resolve(m);
+            break;
         }
       });
       worker.once('exit', (code) => reject(new ReflexError('START_FAILED', `control worker exited (code ${code}) before it was ready`)));
@@ -106,6 +129,7 @@ export class ControlLoop extends EventEmitter implements Part {
     worker.on('error', (err) => this.log.fatal({ err: errorMessage(err) }, 'control worker failed'));
     worker.on('exit', (code) => {
       this.worker = null;
+      for (const r of this.resets.splice(0)) r.reject(new ReflexError('COMMAND_FAILED', `control worker exited (code ${code}) before the reset was done`));
       if (!this.stopping) this.emit('died', new ReflexError('START_FAILED', `control worker exited (code ${code})`));
     });
     const timeoutMs = this.opts.startTimeoutMs ?? 15_000;
@@ -185,6 +209,7 @@ export class ControlLoop extends EventEmitter implements Part {
       fault: mode === 'fault' ? this.lastFault : null,
       realtime: this.realtime,
       warnings: this.warnings,
+      buses: this.buses.map((b) => ({ ...b })),
     };
   }
 
@@ -199,8 +224,32 @@ export class ControlLoop extends EventEmitter implements Part {
   estop(): Promise<void> {
     return this.command(Command.ESTOP, 0);
   }
-  reset(): Promise<void> {
-    return this.command(Command.RESET, 0);
+  /**
+   * Clears e-stop or a fault. A bus whose port went away is reopened first (with backoff);
+   * when it cannot be, the reset fails with why, and the loop stays in fault.
+   */
+  async reset(): Promise<void> {
+    const answer = new Promise<{ ok: boolean; reason: string | null }>((resolve, reject) => this.resets.push({ resolve, reject }));
+    const waiter = this.resets[this.resets.length - 1]!;
+    answer.catch(() => undefined); // awaited below; a worker gone before then must not be an unhandled rejection
+    try {
+      await this.command(Command.RESET, 0);
+    } catch (err) {
+      this.resets = this.resets.filter((r) => r !== waiter);
+      throw err;
+    }
+    // Every try, its pauses, and a margin: the worker always answers, this only bounds a hang.
+    const boundMs = REOPEN_BACKOFF_MS.reduce((a, b) => a + b, 0) + REOPEN_BACKOFF_MS.length * 5000;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ReflexError('TIMEOUT', `reset not done within ${boundMs} ms`, { timeout: true })), boundMs);
+    });
+    try {
+      const r = await Promise.race([answer, late]);
+      if (!r.ok) throw new ReflexError('BUS_FAULT', r.reason ?? 'reset failed');
+    } finally {
+      clearTimeout(timer);
+    }
   }
   startPolicy(): Promise<void> {
     return this.command(Command.POLICY_START, 0);

@@ -1,7 +1,8 @@
 // The control worker: its own thread and V8 heap, so the main thread's garbage collection and
 // I/O never delay a tick. It opens the buses (async, before the loop), then runs the loop
 // synchronously: sleep to just before the deadline (clock_nanosleep, absolute), spin the rest,
-// tick. It never yields to an event loop while it runs; commands arrive in shared memory.
+// tick. It never yields to an event loop while it runs (but while a lost bus is reopened, see
+// reopen.ts); commands arrive in shared memory.
 import { parentPort, workerData } from 'node:worker_threads';
 import { getHeapStatistics } from 'node:v8';
 import { readFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { CanMotorBus, DynamixelMotorBus, SocketCan, type MotorBus } from '../har
 import { monoMs, setupRealtime, tickClock, unlockMemory, type RealtimeReport } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import { ControlCore } from './core.js';
+import { BusReopener, type BusStateName } from './reopen.js';
 import { Command, F, I, LoopState, bucketOf, viewShared, type LoopBuffers } from './shared.js';
 
 export interface ControlWorkerData {
@@ -21,7 +23,11 @@ export type WorkerMessage =
   | { type: 'ready'; realtime: RealtimeReport; warnings: string[] }
   | { type: 'error'; message: string }
   | { type: 'fault'; reason: string }
-  | { type: 'warning'; message: string };
+  | { type: 'warning'; message: string }
+  /** A bus was lost, is being reopened, is back (ok), or could not be reopened (lost, with why). */
+  | { type: 'bus'; name: string; state: BusStateName; reason: string | null }
+  /** The outcome of one reset command: not ok when a lost bus could not be reopened. */
+  | { type: 'reset'; ok: boolean; reason: string | null };
 
 const data = workerData as ControlWorkerData;
 const cfg = data.config;
@@ -47,7 +53,13 @@ function busyFor(ms: number): void {
   }
 }
 
-function run(core: ControlCore): void {
+/** Sleeps on this thread's event loop until `untilMs` (at least one turn), so a reopen's I/O runs. */
+function yieldUntil(untilMs: number): Promise<void> {
+  const ms = untilMs - monoMs();
+  return new Promise((r) => (ms >= 2 ? setTimeout(r, ms - 1) : setImmediate(r)));
+}
+
+async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusReopener): Promise<void> {
   Atomics.store(ints, I.STATE, LoopState.RUNNING);
   floats[F.STARTED_MS] = monoMs();
   const clock = tickClock();
@@ -55,6 +67,8 @@ function run(core: ControlCore): void {
   let k = 0;
   let deadline = monoMs() + periodMs;
   let heapUsed = getHeapStatistics().used_heap_size;
+  /** E-stops counted when a reset began reopening: one pressed meanwhile wins over that reset. */
+  let estopsAtReset = 0;
 
   for (;;) {
     const cmd = Atomics.load(ints, I.COMMAND);
@@ -72,7 +86,14 @@ function run(core: ControlCore): void {
           core.estop();
           break;
         case Command.RESET:
-          core.reset();
+          if (!reopener.anyLost()) {
+            core.reset();
+            post({ type: 'reset', ok: true, reason: null });
+            break;
+          }
+          // Answered when the reopen is done (below); the loop holds and ticks meanwhile.
+          if (!reopener.busy) estopsAtReset = floats[F.ESTOPS]!;
+          reopener.request();
           break;
         case Command.POLICY_START:
           core.startPolicy();
@@ -84,8 +105,26 @@ function run(core: ControlCore): void {
       Atomics.store(ints, I.COMMAND, Command.NONE);
     }
 
+    const reopened = reopener.take();
+    if (reopened !== null) {
+      let { ok, reason } = reopened.result;
+      const again = buses.find((b) => b.lost !== null);
+      if (ok && again !== undefined) {
+        ok = false;
+        reason = again.lost;
+      }
+      if (!ok) post({ type: 'fault', reason: reason ?? 'a bus could not be reopened' });
+      else if (floats[F.ESTOPS] !== estopsAtReset) {
+        ok = false;
+        reason = 'e-stop engaged while the bus was reopened; reset again to clear it';
+      } else core.reset();
+      for (let i = 0; i < reopened.resets; i++) post({ type: 'reset', ok, reason });
+    }
+
     // Sleep (clock_nanosleep, absolute) to just before the deadline, then spin the last
-    // stretch in C: a sleep wakes up to a timer slack late; spinning does not.
+    // stretch in C: a sleep wakes up to a timer slack late; spinning does not. While a bus is
+    // reopened, the sleep is on the event loop instead, where the reopen's I/O completes.
+    if (reopener.busy) await yieldUntil(deadline - spinMs);
     clock.sleepThenSpin(deadline, spinMs, t);
     const woke = t[0]!;
     const latenessUs = (woke - deadline) * 1000;
@@ -143,10 +182,13 @@ async function main(): Promise<void> {
     post({ type: 'error', message: err instanceof Error ? err.message : String(err) });
     return;
   }
+  const report = (name: string, state: BusStateName, reason: string | null) => post({ type: 'bus', name, state, reason });
   const core = new ControlCore(cfg, buses, shared, {
     fault: (reason) => post({ type: 'fault', reason }),
     warning: (message) => post({ type: 'warning', message }),
+    lost: (name, reason) => report(name, 'lost', reason),
   });
+  const reopener = new BusReopener(buses, report);
   // Real-time priority only now: threads started before this (libuv's pool, used while
   // opening the ports) keep their ordinary priority, as they must.
   const rt = cfg.realtime;
@@ -155,8 +197,9 @@ async function main(): Promise<void> {
   if (rt.lockMemory && !lock) realtime.notes.push('mlockall skipped: RLIMIT_MEMLOCK is not unlimited (LimitMEMLOCK=infinity)');
   post({ type: 'ready', realtime, warnings });
   try {
-    run(core);
+    await run(core, buses, reopener);
   } finally {
+    reopener.stop();
     core.makeSafe();
     if (realtime.memoryLocked) unlockMemory();
     for (const b of buses) await b.close();

@@ -44,5 +44,17 @@ export interface MotorBus {
   reset(): void;
   /** Words for motor i's hardware error (called when the loop faults on it, never per tick). */
   errorText(motor: number): string;
+  /**
+   * Why the bus cannot be used at all (its port went away: a USB cable pulled, errno 5), or
+   * null. Set by the read() or write() that found it (which throws BUS_FAULT with it); from
+   * then on the loop leaves the bus alone until reopen() succeeds. reset() does not clear it.
+   */
+  readonly lost: string | null;
+  /**
+   * Opens a lost bus again and brings its motors up as at start (checked, torque on where they
+   * stand), with a fresh read, so the loop holds where they are. Rejects with the reason when
+   * it cannot. Runs on the control thread's event loop between ticks, never inside one.
+   */
+  reopen(): Promise<void>;
   close(): Promise<void>;
 }

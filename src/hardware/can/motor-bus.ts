@@ -56,6 +56,11 @@ export class CanMotorBus implements MotorBus {
   /** Frames and their worst-case bits on the wire since open, both directions. */
   readonly traffic = { frames: 0, bits: 0 };
   readonly warnings: string[] = [];
+  /**
+   * Never set: a CAN interface that goes down is bus-off, and its sends keep trying, so it
+   * recovers by itself when it comes back (see SocketCan); nothing needs reopening.
+   */
+  readonly lost: string | null = null;
   private readonly state: CanMotorState;
   private readonly protocol: CanProtocol;
   private readonly budget: ErrorBudget;
@@ -247,6 +252,10 @@ export class CanMotorBus implements MotorBus {
     if (h & (CanMotorFault.MOTOR | CanMotorFault.DISARMED)) parts.push(this.protocol.describe(i, this.state));
     if (h & CanMotorFault.OVER_TEMPERATURE) parts.push(`over temperature (${this.temperature[i]} C, limit ${this.cfg.maxTemperatureC} C)`);
     return parts.join('; ') || 'no error';
+  }
+
+  reopen(): Promise<void> {
+    return Promise.resolve();
   }
 
   close(): Promise<void> {

@@ -3,6 +3,7 @@
 // and writes then go straight to the fd through the native addon (TickIo), so a transaction
 // pays neither the libuv thread pool nor an allocation per chunk, in any thread.
 import { writeSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { basename } from 'node:path';
 import { autoDetect, type LinuxPortBinding } from '@serialport/bindings-cpp';
 import { ReflexError, errorMessage } from '../../core/index.js';
@@ -137,10 +138,16 @@ export interface TickIo {
   discardInput(): void;
 }
 
+/** " (EIO)" for errno 5: the name a person searches for (only when a port fails, never per tick). */
+function errnoName(e: number): string {
+  for (const [name, v] of Object.entries(constants.errno)) if (v === e) return ` (${name})`;
+  return '';
+}
+
 export function tickIo(link: SerialLink): TickIo {
   const io = serialIo();
   const fd = link.fd;
-  const lost = (r: number) => new ReflexError('BUS_ERROR', `${link.path}: errno ${-r}`, { disconnected: true });
+  const lost = (r: number) => new ReflexError('BUS_ERROR', `${link.path}: errno ${-r}${errnoName(-r)}`, { disconnected: true });
   return {
     write: (buf, len) => {
       const r = io.write(fd, buf, len, 5000);
