@@ -186,8 +186,10 @@ export class FleetLink implements Part {
     // nl: never receive what this client published itself. rh 2: no retained commands on
     // subscribe (they would replay at every connect). rap: a command published with the
     // retain flag keeps it on its way here, so it is seen and refused.
-    client.subscribe(`${this.cmdPrefix}+`, { qos: 1, nl: true, rap: true, rh: 2 }, (err) => {
-      if (err) this.log.error({ err: errorMessage(err) }, 'fleet command subscription failed');
+    client.subscribe(`${this.cmdPrefix}+`, { qos: 1, nl: true, rap: true, rh: 2 }, (err, granted) => {
+      // A reason code of 0x80 or more: the broker refused it (no commands will arrive).
+      const refused = granted?.find((g) => g.qos >= 0x80);
+      if (err || refused) this.log.error({ err: err ? errorMessage(err) : `reason code ${refused?.qos}` }, 'fleet command subscription failed');
     });
   }
 
