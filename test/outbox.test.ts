@@ -344,6 +344,11 @@ test('a real full disk (tmpfs): refused and counted while full, nothing stored i
   assert.ok(during.refused.length > 0, 'the disk is full');
   assert.equal(o.stats().dropped, during.refused.length);
   assert.match(o.stats().error ?? '', /ENOSPC/);
+  // A restart with the disk still full opens (before: it failed to start).
+  const whileFull = new Outbox(dir, 'boot-x', 10_000, { maxBytes: 1024 * 1024 });
+  assert.equal(whileFull.stats().error, null);
+  assert.equal(whileFull.stats().pending, before.stored.length + during.stored.length);
+  whileFull.close();
   fs.rmSync(filler);
   const afterwards = await appendAll(o, range(41, 45), 500);
   assert.deepEqual(afterwards.stored, range(41, 45));
