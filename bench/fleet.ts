@@ -52,6 +52,28 @@ await Promise.all(Array.from({ length: N }, (_, i) => outbox.append('reflex/v1/b
 const appendPerS = N / ((performance.now() - t0) / 1000);
 outbox.close();
 
+// With the outbox full, each event drops the oldest: what one append costs on the main thread
+// must not grow with what the outbox holds (it once rewrote the whole file per event).
+const HELD = process.argv.includes('--smoke') ? 5000 : argNumber('held', 100_000);
+const fullAppendUs = async (held: number) => {
+  const full = new Outbox(join(dir, `full-${held}`), 'bench', held);
+  for (let k = 0; k < held; k += 10_000) {
+    await Promise.all(Array.from({ length: Math.min(10_000, held - k) }, (_, i) => full.append('reflex/v1/bench-01/events/x', { i: k + i, note: 'an event of ordinary size' })));
+  }
+  const us: number[] = [];
+  for (let i = 0; i < 500; i++) {
+    const a0 = performance.now();
+    const stored = full.append('reflex/v1/bench-01/events/x', { i, note: 'an event of ordinary size' });
+    us.push((performance.now() - a0) * 1000);
+    await stored;
+  }
+  full.close();
+  return summary(us, 1);
+};
+progress(`appending to a full outbox (1000 and ${HELD} held)...`);
+const fullSmall = await fullAppendUs(1000);
+const fullLarge = await fullAppendUs(HELD);
+
 progress(`outage: ${N} events queue while the broker is down, then drain...`);
 await broker.stop();
 await until('offline', () => link.status().state !== 'online', 10_000);
@@ -71,4 +93,6 @@ result({
   telemetry_batch_bytes: JSON.stringify(record()).length,
   outbox_append_per_s: round(appendPerS, 0),
   outbox_drain_per_s: round(drainPerS, 0),
+  outbox_full_held: { small: 1000, large: HELD },
+  outbox_full_append_us: { small: fullSmall, large: fullLarge },
 });
