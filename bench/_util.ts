@@ -1,4 +1,5 @@
 // Helpers shared by the benchmarks: percentiles, progress on stderr, the one JSON line on stdout.
+import { spawn } from 'node:child_process';
 import { cpus } from 'node:os';
 
 export function percentile(sorted: Float64Array | number[], q: number): number {
@@ -29,9 +30,16 @@ export function result(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
-export function argNumber(name: string, fallback: number): number {
+/**
+ * `--smoke`: a run of seconds, not minutes, that `npm test` makes of every benchmark so that
+ * none can rot unnoticed. Its numbers mean nothing; its output's shape does.
+ */
+export const SMOKE = process.argv.includes('--smoke');
+
+/** `--NAME N`; without it, `fallback`, or `smoke` in a smoke run. */
+export function argNumber(name: string, fallback: number, smoke?: number): number {
   const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
+  if (i < 0) return SMOKE && smoke !== undefined ? smoke : fallback;
   const v = Number(process.argv[i + 1]);
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} wants a positive number`);
   return v;
@@ -60,4 +68,20 @@ export async function sampledAllocationPerTick(ticks: number, tick: (k: number) 
   };
   walk(profile.head, false);
   return bytes / ticks;
+}
+
+export function argString(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = process.argv[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} wants a value`);
+  return v;
+}
+
+/** A busy process at normal priority on every core, as other software on a robot would be. */
+export function cpuHogs(): () => void {
+  const hogs = cpus().map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+  return () => {
+    for (const h of hogs) h.kill('SIGKILL');
+  };
 }

@@ -7,7 +7,7 @@ import { VisionRuntime, specLength } from '../src/hardware/camera/index.js';
 import { FrameSlot, monoMs } from '../src/rt/index.js';
 import { argNumber, machine, progress, result, round, summary } from './_util.js';
 
-const SECONDS = argNumber('seconds', 20);
+const SECONDS = argNumber('seconds', 20, 2);
 const spec = { height: 224, width: 224, mean: [0.485, 0.456, 0.406] as [number, number, number], std: [0.229, 0.224, 0.225] as [number, number, number] };
 const cameras = parseConfig(
   { deviceId: 'bench', cameras: [{ name: 'top', source: 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=480,framerate=30/1', fps: 30 }] },

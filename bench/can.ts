@@ -12,7 +12,7 @@ import { CanMotorBus, SocketCan, type CanBusConfig } from '../src/hardware/index
 import { CLI } from '../test/helpers/paths.js';
 import { argNumber, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
 
-const TICKS = argNumber('ticks', 3000);
+const TICKS = argNumber('ticks', 3000, 300);
 const RATE_HZ = 50;
 
 async function startSim(n: number, model: string): Promise<{ path: string; stop: () => void }> {

@@ -12,7 +12,7 @@ import { DynamixelBus, SyncGroup, openSerial, prepare, mapTickRead, torqueOnInPl
 import { CLI } from '../test/helpers/paths.js';
 import { argNumber, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
 
-const TICKS = argNumber('ticks', 3000);
+const TICKS = argNumber('ticks', 3000, 300);
 
 async function startSim(n: number): Promise<{ link: string; stop: () => void }> {
   const link = join(mkdtempSync(join(tmpdir(), 'reflex-bench-')), 'dxl');

@@ -4,15 +4,38 @@
 import { request } from '../src/cli/index.js';
 import type { DaemonStatus } from '../src/daemon.js';
 import type { TaskScore } from '../src/sim/index.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startE2E } from '../test/helpers/e2e.js';
+import { NotifyListener } from '../test/helpers/notify.js';
+import { tempDir } from '../test/helpers/daemon.js';
 import { argNumber, machine, progress, result, round } from './_util.js';
 
-const SECONDS = argNumber('seconds', 60);
-const e = await startE2E({ debug: { faultInjection: false } });
+const SECONDS = argNumber('seconds', 60, 3);
+
+/** Resident memory of a process, MiB: now (VmRSS) and its peak so far (VmHWM). */
+function rssMb(pid: number): { now: number; peak: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+  return { now: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+// READY=1 is what systemd waits for: listen for it as systemd would.
+const notify = await NotifyListener.open(join(tempDir('reflex-bench-notify-'), 'notify.sock'));
+const e = await startE2E({ debug: { faultInjection: false } }, { NOTIFY_SOCKET: notify.path });
 const status = async () => (await request(e.socket, 'status')) as DaemonStatus;
+const samples: number[] = [];
 try {
+  await notify.waitFor((m) => m.split('\n').includes('READY=1'), 60_000);
+  const readyMs = notify.times[notify.messages.findIndex((m) => m.split('\n').includes('READY=1'))]! - e.daemonSpawnedAt;
+  progress(`READY=1 ${readyMs} ms after the daemon was spawned`);
   await e.daemon.waitForLog((l) => l.msg === 'policy ready', 30_000);
-  while ((await status()).loop.mode !== 'policy') await new Promise((r) => setTimeout(r, 50));
+  // Bounded: a loop that faulted at boot (a loaded machine) must end the benchmark, not hang it.
+  const startBy = Date.now() + 60_000;
+  for (let st = await status(); st.loop.mode !== 'policy'; st = await status()) {
+    if (Date.now() > startBy) throw new Error(`the policy did not start within 60 s: mode ${st.loop.mode}, faults ${st.faults.join('; ')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   await new Promise((r) => setTimeout(r, 3000));
   const s0 = await status();
   await request(e.rigSocket, 'task.reset');
@@ -20,10 +43,13 @@ try {
   for (let t = 0; t < SECONDS; t += 10) {
     await new Promise((r) => setTimeout(r, Math.min(10, SECONDS - t) * 1000));
     const sc = (await request(e.rigSocket, 'task')) as TaskScore;
+    samples.push(rssMb(e.daemon.proc.pid!).now);
     progress(`  ${Math.min(t + 10, SECONDS)} s: task error ${(sc.meanErrorM * 100).toFixed(2)} cm (holding still: ${(sc.holdBaselineM * 100).toFixed(2)} cm)`);
   }
   const score = (await request(e.rigSocket, 'task')) as TaskScore;
   const s = await status();
+  const mem = rssMb(e.daemon.proc.pid!);
+  samples.push(mem.now);
   result({
     seconds: SECONDS,
     machine: machine(),
@@ -38,8 +64,13 @@ try {
     bus_failed_reads: s.loop.bus.failedReads - s0.loop.bus.failedReads,
     ticks: s.loop.ticks - s0.loop.ticks,
     provider: s.policy.active?.provider ?? null,
+    // From spawning the process to READY=1 (the loop ticks, every part started).
+    ready_ms: readyMs,
+    // The daemon's resident memory: the peak since start, and in steady state (the last sample).
+    rss_mb: { peak: round(mem.peak, 1), steady: round(samples[samples.length - 1]!, 1), samples: samples.map((v) => round(v, 1)) },
     realtime: s.loop.realtime,
   });
 } finally {
   await e.stop();
+  notify.close();
 }

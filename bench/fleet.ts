@@ -10,7 +10,7 @@ import { FleetLink, Outbox } from '../src/fleet/index.js';
 import { Mosquitto, freePort, until } from '../test/helpers/mosquitto.js';
 import { argNumber, machine, progress, result, round, summary } from './_util.js';
 
-const N = argNumber('events', 5000);
+const N = argNumber('events', 5000, 200);
 const dir = mkdtempSync(join(tmpdir(), 'reflex-bench-fleet-'));
 const broker = new Mosquitto(dir, await freePort());
 await broker.start();

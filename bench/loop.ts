@@ -2,21 +2,26 @@
 // while the main thread churns garbage as hard as it can. Compared in the same run with a
 // naive setTimeout loop on the main thread (what most Node robot code does) and with
 // cyclictest, the OS's own timer latency at the same period.
+//
+// `--load full` runs the whole daemon instead: 14 simulated servos, two GStreamer cameras,
+// the ACT-size policy inferring on the CPU, the allocation storm on the daemon's main thread
+// and a CPU hog at normal priority on every core; cyclictest runs under the same load.
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
-import { ControlLoop, type ControlConfig } from '../src/control/index.js';
+import { ControlLoop, loopHeadline, type ControlConfig } from '../src/control/index.js';
 import { CLI } from '../test/helpers/paths.js';
 import { ScriptedChunks } from '../test/helpers/chunks.js';
 import { armConfig } from '../test/helpers/control.js';
-import { argNumber, machine, progress, result, round, summary } from './_util.js';
+import { argNumber, argString, cpuHogs, machine, progress, result, round, summary } from './_util.js';
 
-const SECONDS = argNumber('seconds', 60);
-const SERVOS = 6;
+const SECONDS = argNumber('seconds', 60, 3);
+const FULL = argString('load', 'light') === 'full';
+const SERVOS = FULL ? 14 : 6;
 const RATE = 50;
 
 async function startSim(): Promise<{ link: string; stop: () => void }> {
@@ -42,6 +47,7 @@ function allocationStorm(): () => void {
   }, 2);
   return () => {
     clearInterval(timer);
+    keep = [];
     progress(`allocation storm: ~${Math.round(bytes / SECONDS / 1e6)} MB/s`);
   };
 }
@@ -90,67 +96,149 @@ function cyclictest(seconds: number): { p99: number; max: number } | { error: st
   return { p99, max };
 }
 
-const sim = await startSim();
-// Deployment settings for the real-time part: SCHED_FIFO 80, mlockall where permitted.
-const config: ControlConfig = armConfig(
-  sim.link,
-  { softStartTicks: 50, firstChunkTicks: 100, chunk: { blend: 'crossfade', overlapTicks: 10, ensembleDecay: 0.01, refillTicks: 20 }, realtime: { priority: 80, cpu: null, lockMemory: true } },
-  Array.from({ length: SERVOS }, (_, i) => ({ name: `j${i + 1}`, bus: 'arm', id: i + 1, min: -1.5, max: 1.5, maxVelocity: 3, offset: 0, direction: 1 as const })),
-);
-const loop = new ControlLoop(config, { stallMs: 500 }, pino({ level: 'warn' }, pino.destination(2)));
-await loop.start(new AbortController().signal);
-const rt = loop.status().realtime;
-progress(`control thread: ${rt?.fifoPriority ? `SCHED_FIFO ${rt.fifoPriority}` : 'not real time'}${rt?.notes.length ? ` (${rt.notes.join('; ')})` : ''}`);
-// A slow sine wave on every joint, answered 40 ms after each request, as a policy would.
-const source = new ScriptedChunks(loop, SERVOS, (obsTick, i, out) => out.fill(0.5 * Math.sin((2 * Math.PI * (obsTick + i)) / (RATE * 4))), 50, 40);
-await loop.startPolicy();
-await new Promise((r) => setTimeout(r, 2000));
+if (FULL) await fullLoad();
+else await lightLoad();
 
-// Measure from a clean slate: the histogram and counters so far include start-up.
-const f0 = loop.status();
-const hist0 = Uint32Array.from(loop.shared.hist);
-const stopStorm = allocationStorm();
-const stopNaive = setTimeoutLoop();
-progress(`running ${SECONDS} s with an allocation storm on the main thread...`);
-for (let s = 0; s < SECONDS; s += 10) {
-  await new Promise((r) => setTimeout(r, Math.min(10, SECONDS - s) * 1000));
-  const st = loop.status();
-  progress(`  ${Math.min(s + 10, SECONDS)} s: ${st.ticks - f0.ticks} ticks, lateness p99 ${st.latenessUs.p99} us, missed ${st.missedDeadlines - f0.missedDeadlines}`);
+async function lightLoad(): Promise<void> {
+  const sim = await startSim();
+  // Deployment settings for the real-time part: SCHED_FIFO 80, mlockall where permitted.
+  const config: ControlConfig = armConfig(
+    sim.link,
+    { softStartTicks: 50, firstChunkTicks: 100, chunk: { blend: 'crossfade', overlapTicks: 10, ensembleDecay: 0.01, refillTicks: 20 }, realtime: { priority: 80, cpu: null, lockMemory: true } },
+    Array.from({ length: SERVOS }, (_, i) => ({ name: `j${i + 1}`, bus: 'arm', id: i + 1, min: -1.5, max: 1.5, maxVelocity: 3, offset: 0, direction: 1 as const })),
+  );
+  const loop = new ControlLoop(config, { stallMs: 500 }, pino({ level: 'warn' }, pino.destination(2)));
+  await loop.start(new AbortController().signal);
+  const rt = loop.status().realtime;
+  progress(`control thread: ${rt?.fifoPriority ? `SCHED_FIFO ${rt.fifoPriority}` : 'not real time'}${rt?.notes.length ? ` (${rt.notes.join('; ')})` : ''}`);
+  // A slow sine wave on every joint, answered 40 ms after each request, as a policy would.
+  const source = new ScriptedChunks(loop, SERVOS, (obsTick, i, out) => out.fill(0.5 * Math.sin((2 * Math.PI * (obsTick + i)) / (RATE * 4))), 50, 40);
+  await loop.startPolicy();
+  await new Promise((r) => setTimeout(r, 2000));
+
+  // Measure from a clean slate: the histogram and counters so far include start-up.
+  const f0 = loop.status();
+  const wake0 = loop.shared.lateness.snapshot();
+  const tick0 = loop.shared.duration.snapshot();
+  const stopStorm = allocationStorm();
+  const stopNaive = setTimeoutLoop();
+  progress(`running ${SECONDS} s with an allocation storm on the main thread...`);
+  for (let s = 0; s < SECONDS; s += 10) {
+    await new Promise((r) => setTimeout(r, Math.min(10, SECONDS - s) * 1000));
+    const st = loop.status();
+    progress(`  ${Math.min(s + 10, SECONDS)} s: ${st.ticks - f0.ticks} ticks, lateness p99 ${st.latenessUs.p99} us, missed ${st.missedDeadlines - f0.missedDeadlines}`);
+  }
+  const naive = stopNaive();
+  stopStorm();
+  const f1 = loop.status();
+  const wake = loop.shared.lateness.since(wake0);
+  const tick = loop.shared.duration.since(tick0);
+  await source.stop();
+  await loop.safe();
+  await loop.stop();
+  sim.stop();
+
+  progress(`cyclictest for ${Math.min(SECONDS, 30)} s...`);
+  const cyc = cyclictest(Math.min(SECONDS, 30));
+
+  result({
+    seconds: SECONDS,
+    servos: SERVOS,
+    machine: machine(),
+    realtime: f1.realtime,
+    load: 'light',
+    wake_lateness_us: { p50: wake.p50, p99: wake.p99, max: wake.max },
+    lateness_max_us_since_start: round(f1.latenessUs.max),
+    ticks: f1.ticks - f0.ticks,
+    missed_deadlines: f1.missedDeadlines - f0.missedDeadlines,
+    overruns: f1.overruns - f0.overruns,
+    worker_gc_events: f1.gcEvents - f0.gcEvents,
+    tick_duration_us: { p50: tick.p50, p99: tick.p99, max: tick.max, mean: tick.mean },
+    starved_ticks: f1.starvedTicks - f0.starvedTicks,
+    bus_failed_reads: f1.bus.failedReads - f0.bus.failedReads,
+    baseline: {
+      settimeout_lateness_us: summary(naive),
+      cyclictest_us: cyc,
+    },
+  });
 }
-const naive = stopNaive();
-stopStorm();
-const f1 = loop.status();
-const hist = Uint32Array.from(loop.shared.hist).map((v, i) => v - hist0[i]!);
-await source.stop();
-await loop.safe();
-await loop.stop();
-sim.stop();
 
-const { quantileUs, bucketUpperUs } = await import('../src/control/shared.js');
-// The loop's own max counts start-up too; over the window, the highest bucket reached is the max.
-let top = 0;
-hist.forEach((c, i) => {
-  if (c > 0) top = i;
-});
-progress(`cyclictest for ${Math.min(SECONDS, 30)} s...`);
-const cyc = cyclictest(Math.min(SECONDS, 30));
-
-result({
-  seconds: SECONDS,
-  servos: SERVOS,
-  machine: machine(),
-  realtime: f1.realtime,
-  lateness_us: { p50: round(quantileUs(hist, 0.5)), p99: round(quantileUs(hist, 0.99)), max: round(bucketUpperUs(top)) },
-  lateness_max_us_since_start: round(f1.latenessUs.max),
-  ticks: f1.ticks - f0.ticks,
-  missed_deadlines: f1.missedDeadlines - f0.missedDeadlines,
-  overruns: f1.overruns - f0.overruns,
-  worker_gc_events: f1.gcEvents - f0.gcEvents,
-  tick_duration_us: { mean: f1.tickDurationUs.mean, max: f1.tickDurationUs.max },
-  starved_ticks: f1.starvedTicks - f0.starvedTicks,
-  bus_failed_reads: f1.bus.failedReads - f0.bus.failedReads,
-  baseline: {
-    settimeout_lateness_us: summary(naive),
-    cyclictest_us: cyc,
-  },
-});
+/** The whole daemon, in this process, under every load a robot sees at once. */
+async function fullLoad(): Promise<void> {
+  const { Daemon } = await import('../src/daemon.js');
+  const { parseConfig } = await import('../src/config/index.js');
+  const { Logging } = await import('../src/core/index.js');
+  const { ensureActBundle } = await import('./_fixtures.js');
+  const dir = mkdtempSync(join(tmpdir(), 'reflex-bench-full-'));
+  const act = ensureActBundle();
+  const sim = await startSim();
+  const camera = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=480,framerate=30/1';
+  const config = parseConfig(
+    {
+      deviceId: 'bench-full',
+      log: { level: 'warn', pretty: false },
+      paths: { stateDir: join(dir, 'state') },
+      socket: { path: join(dir, 'control.sock') },
+      buses: [{ name: 'arm', kind: 'dynamixel', port: sim.link }],
+      robot: { joints: Array.from({ length: SERVOS }, (_, i) => ({ name: `joint_${i}`, bus: 'arm', id: i + 1, model: 'xm430-w350', limits: { min: -1.5, max: 1.5 } })) },
+      cameras: [
+        { name: 'top', source: camera, maxAgeMs: 500 },
+        { name: 'wrist', source: camera, maxAgeMs: 500 },
+      ],
+      policy: { bundle: act },
+    },
+    'bench',
+  );
+  const logging = new Logging({ level: 'warn', pretty: false, destination: process.stderr });
+  const daemon = new Daemon({ config, logging, env: {} });
+  const ran = daemon.run();
+  const loop = daemon.loop;
+  const until = Date.now() + 120_000;
+  while (loop.mode !== 'policy') {
+    if (Date.now() > until) throw new Error(`the policy did not start in 120 s: ${JSON.stringify(daemon.status().policy)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const rt = loop.status().realtime;
+  progress(`control thread: ${rt?.fifoPriority ? `SCHED_FIFO ${rt.fifoPriority}` : 'not real time'}${rt?.notes.length ? ` (${rt.notes.join('; ')})` : ''}`);
+  await new Promise((r) => setTimeout(r, 2000));
+  const f0 = loop.status();
+  const p0 = daemon.policy.status().inference;
+  const wake0 = loop.shared.lateness.snapshot();
+  const tick0 = loop.shared.duration.snapshot();
+  const stopHogs = cpuHogs();
+  const stopStorm = allocationStorm();
+  progress(`running ${SECONDS} s: policy inferring, 2 cameras, allocation storm, ${cpus().length} CPU hogs...`);
+  for (let s = 0; s < SECONDS; s += 10) {
+    await new Promise((r) => setTimeout(r, Math.min(10, SECONDS - s) * 1000));
+    const st = loop.status();
+    progress(`  ${Math.min(s + 10, SECONDS)} s: ${loopHeadline(st)}`);
+  }
+  stopStorm();
+  const f1 = loop.status();
+  const p1 = daemon.policy.status().inference;
+  const wake = loop.shared.lateness.since(wake0);
+  const tick = loop.shared.duration.since(tick0);
+  progress(`cyclictest for ${Math.min(SECONDS, 30)} s, under the same CPU hogs...`);
+  const cyc = cyclictest(Math.min(SECONDS, 30));
+  stopHogs();
+  daemon.shutdown('benchmark done');
+  await ran;
+  sim.stop();
+  result({
+    seconds: SECONDS,
+    load: 'full',
+    servos: SERVOS,
+    machine: machine(),
+    realtime: f1.realtime,
+    wake_lateness_us: { p50: wake.p50, p99: wake.p99, max: wake.max },
+    tick_duration_us: { p50: tick.p50, p99: tick.p99, max: tick.max, mean: tick.mean },
+    ticks: f1.ticks - f0.ticks,
+    missed_deadlines: f1.missedDeadlines - f0.missedDeadlines,
+    overruns: f1.overruns - f0.overruns,
+    starved_ticks: f1.starvedTicks - f0.starvedTicks,
+    inferences: p1.count - p0.count,
+    inference_ms: { p50: p1.p50Ms, p99: p1.p99Ms, max: p1.maxMs },
+    worker_gc_events: f1.gcEvents - f0.gcEvents,
+    baseline: { cyclictest_us: cyc },
+  });
+}

@@ -2,24 +2,52 @@
 // published and a chunk requested, as the loop does, and the time until the chunk is visible
 // in shared memory is measured, next to ONNX Runtime's own run time. Two policies: the default
 // one (models/home) and an ACT-like model of realistic size (two 224x224 cameras, chunk 50x14).
-import { existsSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { LatestSlot } from '../src/rt/index.js';
+import { FrameSlot, LatestSlot, monoMs } from '../src/rt/index.js';
 import { allocShared, observationLength, chunkLength } from '../src/control/shared.js';
-import { PolicyRuntime, writeActBundle, loadBundle, type PolicyInfo } from '../src/policy/index.js';
+import { PolicyRuntime, loadBundle, type PolicyInfo } from '../src/policy/index.js';
 import { S } from '../src/policy/stats.js';
 import { REPO } from '../test/helpers/paths.js';
 import { argNumber, machine, progress, result, summary } from './_util.js';
+import { ensureActBundle } from './_fixtures.js';
 
-const RUNS = argNumber('runs', 200);
+const RUNS = argNumber('runs', 200, 20);
+
+/**
+ * Camera frames as the vision worker publishes them: one slot per camera the policy looks
+ * through, rewritten at 30 fps with a fresh capture time (a mid-grey image).
+ */
+function cameraFrames(cameras: readonly string[], images: { name: string; shape: readonly number[] }[]) {
+  const frames = cameras.map((name) => {
+    const shape = images.find((i) => i.name === `observation.images.${name}`)!.shape;
+    const [, height, width] = shape as [number, number, number];
+    const slot = FrameSlot.create(3 * height * width);
+    return { name, buffer: slot.buffer, height, width, maxAgeMs: 2000, slot };
+  });
+  const publish = () => {
+    for (const f of frames) f.slot.write(monoMs(), (px) => px.fill(0.5));
+  };
+  publish();
+  const timer = setInterval(publish, 33);
+  return { frames: frames.map(({ slot: _s, ...f }) => f), stop: () => clearInterval(timer) };
+}
 
 async function measure(dir: string, runs: number) {
   const b = loadBundle(dir);
   const buffers = allocShared(b.dof);
+  const cams = cameraFrames(b.spec.cameras, b.images);
   const runtime = new PolicyRuntime(
-    { bundle: null, onnxruntimePath: null, providers: ['tensorrt', 'cuda', 'cpu'], stateDir: mkdtempSync(join(tmpdir(), 'reflex-bench-')), robot: { rateHz: b.spec.fps, joints: b.spec.joints, cameras: b.spec.cameras } },
+    {
+      bundle: null,
+      onnxruntimePath: null,
+      providers: ['tensorrt', 'cuda', 'cpu'],
+      stateDir: mkdtempSync(join(tmpdir(), 'reflex-bench-')),
+      robot: { rateHz: b.spec.fps, joints: b.spec.joints, cameras: b.spec.cameras },
+      frames: cams.frames,
+    },
     buffers,
     pino({ level: 'warn' }, pino.destination(2)),
   );
@@ -57,6 +85,7 @@ async function measure(dir: string, runs: number) {
     await new Promise((r) => setImmediate(r));
   }
   await runtime.stop();
+  cams.stop();
   const overhead = total.map((t, i) => t - ortMs[i]!);
   return {
     provider: info.provider,
@@ -69,11 +98,7 @@ async function measure(dir: string, runs: number) {
 }
 
 const home = join(REPO, 'models', 'home');
-const act = join(REPO, 'models', 'act-bench');
-if (!existsSync(join(act, 'model.onnx'))) {
-  progress('making models/act-bench (ACT-like, 2 x 224x224 cameras, chunk 50 x 14)...');
-  writeActBundle(act);
-}
+const act = ensureActBundle();
 progress(`default policy (models/home), ${RUNS} runs...`);
 const d = await measure(home, RUNS);
 progress(`act-bench, ${Math.max(20, Math.round(RUNS / 4))} runs...`);

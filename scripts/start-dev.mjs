@@ -4,15 +4,46 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const cli = join(root, 'dist', 'src', 'cli', 'main.js');
 const link = join(root, '.run', 'sim', 'dxl0');
 const canLink = join(root, '.run', 'sim', 'can0.sock');
 
+// The simulated camera listens on 5600, the port config/dev.yaml reads it from. When another
+// program holds that port, take a free one and run the daemon on a copy of the config that
+// points at it, rather than fail.
+function listenable(port) {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+let cameraPort = 5600;
+let config = 'config/dev.yaml';
+if (!(await listenable(cameraPort))) {
+  cameraPort = await freePort();
+  mkdirSync(join(root, '.run'), { recursive: true });
+  config = '.run/dev.yaml';
+  writeFileSync(join(root, config), readFileSync(join(root, 'config', 'dev.yaml'), 'utf8').replaceAll('port=5600', `port=${cameraPort}`));
+  process.stderr.write(`port 5600 is in use by another program: the simulated camera uses ${cameraPort} instead (config ${config})\n`);
+}
+
 // Its own process group: Ctrl-C in the terminal must reach the daemon, not pull the simulated
 // robot out from under it while it is still making the motors safe.
-const sim = spawn(process.execPath, [cli, 'sim', 'rig', '--link', link, '--can-link', canLink, '--camera-port', '5600', '--socket', join(root, '.run', 'sim', 'rig.sock')], {
+const sim = spawn(process.execPath, [cli, 'sim', 'rig', '--link', link, '--can-link', canLink, '--camera-port', String(cameraPort), '--socket', join(root, '.run', 'sim', 'rig.sock')], {
   cwd: root,
   stdio: ['ignore', 'pipe', 'inherit'],
   detached: true,
@@ -21,12 +52,13 @@ await new Promise((resolve, reject) => {
   createInterface({ input: sim.stdout }).once('line', resolve);
   sim.once('exit', (code) => reject(new Error(`simulated servo bus exited (${code})`)));
 });
-process.stderr.write(`simulated rig: servos on ${link}, CAN base on ${canLink}, camera on tcp 5600, task score: npx reflex sim score\n`);
+process.stderr.write(`simulated rig: servos on ${link}, CAN base on ${canLink}, camera on tcp ${cameraPort}, task score: npx reflex sim score\n`);
 
-const daemon = spawn(process.execPath, [cli, 'run', '--config', 'config/dev.yaml'], { cwd: root, stdio: 'inherit' });
+const daemon = spawn(process.execPath, [cli, 'run', '--config', config], { cwd: root, stdio: 'inherit' });
 
 // A live line every two seconds: what the robot is doing, from the daemon's and the rig's sockets.
 const { request } = await import(join(root, 'dist', 'src', 'cli', 'client.js'));
+const { loopHeadline } = await import(join(root, 'dist', 'src', 'control', 'index.js'));
 const live = setInterval(async () => {
   try {
     const s = await request(join(root, '.run', 'control.sock'), 'status', {}, 1000);
@@ -35,7 +67,7 @@ const live = setInterval(async () => {
     const p = s.policy;
     const cam = s.cameras.map((c) => `${c.name} ${c.state} ${c.ageMs === null ? '-' : c.ageMs.toFixed(0)} ms`).join(', ');
     process.stderr.write(
-      `[live] ${l.mode} ${l.rateHz.toFixed(1)} Hz, lateness p99 ${l.latenessUs.p99.toFixed(0)} us, missed ${l.missedDeadlines}, CAN load ${l.bus.loadPct}%` +
+      `[live] ${l.mode} ${loopHeadline(l)}, CAN load ${l.bus.loadPct}%` +
         ` | task error ${(t.lastErrorM * 100).toFixed(1)} cm (mean ${(t.meanErrorM * 100).toFixed(1)}, holding still ${(t.holdBaselineM * 100).toFixed(1)})` +
         ` | policy ${p.active ? `${p.active.name} on ${p.active.provider}` : p.state}, ${p.inference.p50Ms} ms` +
         ` | camera ${cam} | faults ${s.faults.length ? s.faults.join('; ') : 'none'}\n`,

@@ -2,7 +2,7 @@
 // in reverse (motors made safe first), and turns the outcome into an exit status.
 import type { Config } from './config/index.js';
 import { EXIT, Lifecycle, errorMessage, isLogLevel, LOG_LEVELS, ReflexError, type Logging, type Part } from './core/index.js';
-import { ControlLoop, controlConfigFrom } from './control/index.js';
+import { ControlLoop, controlConfigFrom, loopHeadline } from './control/index.js';
 import { CommandRegistry, ControlSocketServer, numberArg, stringArg } from './cli/index.js';
 import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } from './rt/index.js';
 import { PolicyRuntime, imageSpecs, loadBundle, type PolicyStatus } from './policy/index.js';
@@ -163,7 +163,7 @@ export class Daemon {
     const l = this.loop.status();
     const p = this.policy.status();
     return {
-      loop: { mode: l.mode, hz: l.rateHz, latenessUs: l.latenessUs, missed: l.missedDeadlines, starved: l.starvedTicks, faults: l.safety.faults, busFailedReads: l.bus.failedReads, canLoadPct: l.bus.loadPct },
+      loop: { mode: l.mode, hz: l.rateHz, latenessUs: l.latenessUs, tickUs: { p50: l.tickDurationUs.p50, p99: l.tickDurationUs.p99, max: l.tickDurationUs.max }, missed: l.missedDeadlines, overruns: l.overruns, starved: l.starvedTicks, faults: l.safety.faults, busFailedReads: l.bus.failedReads, canLoadPct: l.bus.loadPct },
       motors: this.loop.motors(),
       inference: { meanMs: p.inference.meanMs, p99Ms: p.inference.p99Ms, errors: p.inference.errors },
       policy: p.active ? { name: p.active.name, version: p.active.version, provider: p.active.provider } : null,
@@ -205,7 +205,7 @@ export class Daemon {
     const health = !s.healthy ? 'STALLED' : s.mode === 'fault' ? 'FAULT' : s.mode === 'estop' ? 'ESTOP' : s.mode;
     const p = this.policy.status();
     const policy = p.active ? `${p.active.name} ${p.active.version} on ${p.active.provider}` : p.state;
-    return `${health} ${s.rateHz.toFixed(1)}/${s.targetHz} Hz, lateness p99 ${s.latenessUs.p99.toFixed(0)} us, missed ${s.missedDeadlines}, policy ${policy}, fleet ${this.fleet?.status().state ?? 'disabled'}`;
+    return `${health} ${loopHeadline(s)}, policy ${policy}, fleet ${this.fleet?.status().state ?? 'disabled'}`;
   }
 
   /**
@@ -225,7 +225,7 @@ export class Daemon {
           if (monoMs() - lastLog >= STATS_LOG_MS) {
             lastLog = monoMs();
             const s = this.loop.status();
-            log.info({ mode: s.mode, hz: s.rateHz, latenessUs: s.latenessUs, missed: s.missedDeadlines, starved: s.starvedTicks, safety: s.safety, bus: s.bus, gc: s.gcEvents }, 'loop');
+            log.info({ mode: s.mode, hz: s.rateHz, latenessUs: s.latenessUs, tickUs: s.tickDurationUs, missed: s.missedDeadlines, overruns: s.overruns, starved: s.starvedTicks, safety: s.safety, bus: s.bus, gc: s.gcEvents }, 'loop');
           }
         }, every);
         return Promise.resolve();

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { parseConfig } from '../src/config/index.js';
 import { VisionRuntime, specLength } from '../src/hardware/camera/index.js';
@@ -22,7 +23,11 @@ test('the simulated camera streams the arm and the target as real pixels through
   const vision = new VisionRuntime(cams, new Map([['sim', spec]]), pino({ level: 'silent' }));
   await vision.start();
   try {
-    await sleep(2500);
+    // Streaming within a bound (GStreamer and the rig's renderer start slowly on a loaded
+    // machine), then a fps sample over the next 2 s.
+    const until = Date.now() + 20_000;
+    while (vision.status()[0]!.state !== 'streaming' && Date.now() < until) await sleep(100);
+    await sleep(2000);
     const [s] = vision.status();
     assert.equal(s!.state, 'streaming');
     assert.ok(s!.fps > 10, `fps ${s!.fps} (30 sent; a loaded machine renders fewer)`);
@@ -49,5 +54,23 @@ test('the simulated camera streams the arm and the target as real pixels through
     await vision.stop();
     sim.proc.kill('SIGTERM');
     await sim.exited;
+  }
+});
+
+test('the simulated rig refuses to start when its camera port is taken, and says so', async () => {
+  const port = await freePort();
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve));
+  try {
+    const link = join(tempDir(), 'dxl0');
+    const sim = spawnReflex(['sim', 'rig', '--link', link, '--camera-port', String(port)]);
+    const timer = setTimeout(() => sim.proc.kill('SIGKILL'), 15_000);
+    const { code } = await sim.exited;
+    clearTimeout(timer);
+    assert.notEqual(code, 0, 'a rig without its camera must not keep running');
+    assert.notEqual(code, null, 'it exits by itself, not by our kill');
+    assert.match(sim.stderr.join('\n'), new RegExp(`camera port ${port} .*in use`));
+  } finally {
+    holder.close();
   }
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
-import { LatestSlot, SpscRing } from '../src/rt/index.js';
+import { FrameSlot, LatestSlot, SpscRing } from '../src/rt/index.js';
 
 function writer(data: Record<string, unknown>): Promise<void> {
   const w = new Worker(new URL('./helpers/channel-worker.js', import.meta.url), { workerData: data });
@@ -75,4 +75,32 @@ test('a full ring drops and counts instead of blocking the producer', () => {
   ring.pop(out);
   assert.equal(out[0], 1);
   assert.equal(ring.push([5]), true);
+});
+
+test('a frame read that meets a frame being written waits for it instead of reporting no frame', async () => {
+  // 3x224x224 floats, as an ACT camera input: each write takes milliseconds.
+  const length = 3 * 224 * 224;
+  const slot = FrameSlot.create(length);
+  const out = new Float32Array(length);
+  assert.equal(slot.read(out), FrameSlot.NONE, 'never written: no frame');
+  const count = 200;
+  const done = writer({ kind: 'frame', buffer: slot.buffer, length, capacity: 0, count });
+  let finished = false;
+  void done.then(() => (finished = true));
+  while (slot.version === 0) await new Promise((r) => setImmediate(r));
+  let reads = 0;
+  let notFrames = 0;
+  while (!finished) {
+    const captured = slot.read(out);
+    if (captured < 0) notFrames++;
+    else {
+      assert.equal(out[0], captured, 'the pixels belong to the frame whose time came with them');
+      assert.equal(out[length - 1], captured, 'no torn frame');
+      reads++;
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  await done;
+  assert.equal(notFrames, 0, `${notFrames} of ${reads + notFrames} reads found no frame while frames were streaming`);
+  assert.ok(reads > 10, `reads ${reads}`);
 });

@@ -1,5 +1,7 @@
 // Thin N-API surface. Argument checking lives in the TypeScript facade (src/rt/native.ts);
 // here we only convert and call.
+#include <chrono>
+#include <thread>
 #include <napi.h>
 #include <cerrno>
 #include <unistd.h>
@@ -180,7 +182,21 @@ Napi::Value FlockExclusive(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), err);
 }
 
+// exitAfter(ms, code): a detached thread that ends the process with _exit(code) after ms,
+// unless it has ended by then. process.exit() joins every worker thread first, and a worker
+// stuck in a system call (a FIFO, a driver, a TensorRT build) never joins: this bounds it.
+Napi::Value ExitAfter(const Napi::CallbackInfo& info) {
+  int64_t ms = info[0].As<Napi::Number>().Int64Value();
+  int code = info[1].As<Napi::Number>().Int32Value();
+  std::thread([ms, code]() {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    _exit(code);
+  }).detach();
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("exitAfter", Napi::Function::New(env, ExitAfter));
   exports.Set("flockExclusive", Napi::Function::New(env, FlockExclusive));
   exports.Set("canOpen", Napi::Function::New(env, CanOpen));
   exports.Set("canSetFilters", Napi::Function::New(env, CanSetFilters));

@@ -10,6 +10,7 @@ import { formatStatus } from './format.js';
 import { motors } from './motors.js';
 import { simCan, simDynamixel, simRig } from './sim.js';
 import { cameraList, cameraSnapshot } from './camera.js';
+import { exitAfter } from '../rt/index.js';
 
 const USAGE = `usage: reflex <command> [options]
 
@@ -91,9 +92,14 @@ async function runDaemon(configFile: string): Promise<never> {
   // A stop that overruns every part's bound still ends the process: systemd restarts it, and
   // the servos' own watchdog has already stopped them.
   const hardStopMs = 15_000;
-  process.once('SIGTERM', () => setTimeout(() => process.exit(EXIT.FAILURE), hardStopMs).unref());
+  process.once('SIGTERM', () => {
+    if (!exitAfter(hardStopMs, EXIT.FAILURE)) setTimeout(() => process.exit(EXIT.FAILURE), hardStopMs).unref();
+  });
 
   const code = await daemon.run();
+  // Every part has stopped or was given up on within its bound; a worker thread given up on
+  // (stuck in a system call) would hold process.exit() forever, so _exit follows if it must.
+  exitAfter(2000, code);
   process.exit(code);
 }
 

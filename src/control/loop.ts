@@ -1,10 +1,10 @@
 import { Worker } from 'node:worker_threads';
 import { EventEmitter } from 'node:events';
 import { ReflexError, errorMessage, type Logger, type Part } from '../core/index.js';
-import { monoMs, type RealtimeReport } from '../rt/index.js';
+import { monoMs, type HistogramSummary, type RealtimeReport } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import {
-  Command, F, I, LOOP_STATE_NAMES, MODE_NAMES, allocShared, quantileUs, viewShared,
+  Command, F, I, LOOP_STATE_NAMES, MODE_NAMES, allocShared, viewShared,
   type LoopBuffers, type LoopShared, type LoopStateName, type ModeName,
 } from './shared.js';
 import type { ControlWorkerData, WorkerMessage } from './worker.js';
@@ -33,8 +33,10 @@ export interface LoopStatus {
   ticks: number;
   missedDeadlines: number;
   overruns: number;
+  /** How late each tick woke after its deadline, µs. */
   latenessUs: { p50: number; p99: number; max: number };
-  tickDurationUs: { last: number; mean: number; max: number };
+  /** How long each tick took from waking to done (read, act, write), µs. */
+  tickDurationUs: { last: number; mean: number; p50: number; p99: number; max: number };
   msSinceLastTick: number | null;
   starvedTicks: number;
   safety: { limitClamps: number; deltaClamps: number; nonFinite: number; softStarts: number; estops: number; faults: number };
@@ -60,7 +62,7 @@ export class ControlLoop extends EventEmitter implements Part {
   readonly shared: LoopShared;
   private worker: Worker | null = null;
   private stopping = false;
-  private rateSample = { ticks: 0, atMs: 0, hz: 0 };
+  private rateSample = { ticks: 0, deadlineMs: 0, atMs: 0, hz: 0 };
   private commands: Promise<void> = Promise.resolve();
   private lastFault: string | null = null;
   private realtime: RealtimeReport | null = null;
@@ -135,7 +137,7 @@ export class ControlLoop extends EventEmitter implements Part {
     const timeoutMs = this.opts.startTimeoutMs ?? 15_000;
     await withTimeout(ready, timeoutMs, `control loop not ready within ${timeoutMs} ms`, signal);
     await this.firstTick(signal, 2000);
-    this.rateSample = { ticks: this.ticks, atMs: monoMs(), hz: 0 };
+    this.rateSample = { ticks: this.ticks, deadlineMs: this.shared.floats[F.LAST_DEADLINE_MS]!, atMs: monoMs(), hz: 0 };
   }
 
   private get ticks(): number {
@@ -168,8 +170,16 @@ export class ControlLoop extends EventEmitter implements Part {
     const now = monoMs();
     const sample = this.rateSample;
     if (now - sample.atMs >= 500) {
-      sample.hz = ((this.ticks - sample.ticks) * 1000) / (now - sample.atMs);
-      sample.ticks = this.ticks;
+      // Ticks per scheduled time: deadlines are exactly one period apart and a missed one is
+      // skipped, so a loop that keeps its deadlines reads its target rate exactly, and each
+      // missed period lowers it. Wall-clock sampling would jitter with when status is asked.
+      const deadline = f[F.LAST_DEADLINE_MS]!;
+      const ticks = this.ticks;
+      const spanMs = deadline - sample.deadlineMs;
+      sample.hz = sample.deadlineMs > 0 && spanMs > 0 ? ((ticks - sample.ticks) * 1000) / spanMs : sample.hz;
+      if (!this.healthy()) sample.hz = 0;
+      sample.ticks = ticks;
+      sample.deadlineMs = deadline;
       sample.atMs = now;
     }
     const last = f[F.LAST_TICK_MS]!;
@@ -183,16 +193,8 @@ export class ControlLoop extends EventEmitter implements Part {
       ticks: this.ticks,
       missedDeadlines: f[F.MISSED_DEADLINES]!,
       overruns: f[F.OVERRUNS]!,
-      latenessUs: {
-        p50: round(quantileUs(this.shared.hist, 0.5), 1),
-        p99: round(quantileUs(this.shared.hist, 0.99), 1),
-        max: round(f[F.LATENESS_MAX_US]!, 1),
-      },
-      tickDurationUs: {
-        last: round(f[F.LAST_TICK_DURATION_US]!, 1),
-        mean: round(this.ticks > 0 ? f[F.TICK_DURATION_SUM_US]! / this.ticks : 0, 1),
-        max: round(f[F.TICK_DURATION_MAX_US]!, 1),
-      },
+      latenessUs: pick(this.shared.lateness.summary()),
+      tickDurationUs: { last: round(f[F.LAST_TICK_DURATION_US]!, 1), ...this.shared.duration.summary() },
       msSinceLastTick: last > 0 ? round(now - last, 1) : null,
       starvedTicks: f[F.STARVED_TICKS]!,
       safety: {
@@ -318,6 +320,23 @@ async function withTimeout<T>(p: Promise<T>, ms: number, message: string, signal
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The loop in one line, as status, the live view, STATUS= and the minute log headline it:
+ * rate, wake-up lateness and tick duration (p50/p99/max), missed deadlines and overruns.
+ */
+export function loopHeadline(s: LoopStatus): string {
+  const t = (h: { p50: number; p99: number; max: number }) => `${fmtUs(h.p50)}/${fmtUs(h.p99)}/${fmtUs(h.max)}`;
+  return `${s.rateHz.toFixed(1)}/${s.targetHz} Hz, wake ${t(s.latenessUs)} us, tick ${t(s.tickDurationUs)} us (p50/p99/max), missed ${s.missedDeadlines}, overruns ${s.overruns}`;
+}
+
+function fmtUs(v: number): string {
+  return v >= 100 ? v.toFixed(0) : v.toFixed(1);
+}
+
+function pick(s: HistogramSummary): { p50: number; p99: number; max: number } {
+  return { p50: s.p50, p99: s.p99, max: s.max };
 }
 
 function round(v: number, digits: number): number {

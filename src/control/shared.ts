@@ -2,7 +2,7 @@
 // metrics here as plain numbers every tick (no messages, no strings); the main thread reads
 // them for status, logs, telemetry and the systemd watchdog. Commands go the other way
 // through one Int32 word, which the worker takes once per tick.
-import { LatestSlot } from '../rt/index.js';
+import { Histogram, LatestSlot, bucketOf, bucketUpper } from '../rt/index.js';
 
 /** Int32 slots. */
 export const I = {
@@ -28,30 +28,30 @@ export const F = {
   STARTED_MS: 2,
   MISSED_DEADLINES: 3,
   OVERRUNS: 4,
-  LATENESS_MAX_US: 5,
-  TICK_DURATION_MAX_US: 6,
-  LAST_TICK_DURATION_US: 7,
-  TICK_DURATION_SUM_US: 8,
-  STARVED_TICKS: 9,
-  LIMIT_CLAMPS: 10,
-  DELTA_CLAMPS: 11,
-  NON_FINITE: 12,
-  SOFT_STARTS: 13,
-  BUS_FAILED_READS: 14,
-  BUS_RETRIES: 15,
-  CHUNKS: 16,
-  CHUNKS_REJECTED: 17,
-  STALE_ACTIONS: 18,
-  REFILL_REQUESTS: 19,
-  ESTOPS: 20,
-  FAULTS: 21,
-  GC_EVENTS: 22,
-  BUS_LOAD_PCT: 23,
-  LENGTH: 24,
+  LAST_TICK_DURATION_US: 5,
+  STARVED_TICKS: 6,
+  LIMIT_CLAMPS: 7,
+  DELTA_CLAMPS: 8,
+  NON_FINITE: 9,
+  SOFT_STARTS: 10,
+  BUS_FAILED_READS: 11,
+  BUS_RETRIES: 12,
+  CHUNKS: 13,
+  CHUNKS_REJECTED: 14,
+  STALE_ACTIONS: 15,
+  REFILL_REQUESTS: 16,
+  ESTOPS: 17,
+  FAULTS: 18,
+  GC_EVENTS: 19,
+  BUS_LOAD_PCT: 20,
+  /** The deadline of the last tick (monoMs): the rate is ticks per scheduled time, so a loop
+   * that keeps its deadlines reads exactly its target rate. */
+  LAST_DEADLINE_MS: 21,
+  LENGTH: 22,
 } as const;
 
-/** Lateness histogram: 8 buckets per octave of microseconds (9 % wide), the last open-ended. */
-export const HIST_BUCKETS = 192;
+/** Histograms of the tick, in microseconds (see rt/metrics.ts), one after the other. */
+export const H = { LATENESS: 0, DURATION: 1, COUNT: 2 } as const;
 
 export const Command = {
   NONE: 0,
@@ -87,7 +87,9 @@ export const MAX_HORIZON = 128;
 export interface LoopShared {
   ints: Int32Array;
   floats: Float64Array;
-  hist: Uint32Array;
+  /** Wake-up lateness and tick duration, µs. */
+  lateness: Histogram;
+  duration: Histogram;
   observation: LatestSlot;
   chunk: LatestSlot;
   request: Int32Array;
@@ -98,7 +100,7 @@ export interface LoopShared {
 export interface LoopBuffers {
   ints: SharedArrayBuffer;
   floats: SharedArrayBuffer;
-  hist: SharedArrayBuffer;
+  timing: SharedArrayBuffer;
   observation: SharedArrayBuffer;
   chunk: SharedArrayBuffer;
   request: SharedArrayBuffer;
@@ -121,7 +123,7 @@ export function allocShared(joints: number): LoopBuffers {
   return {
     ints: new SharedArrayBuffer(I.LENGTH * 4),
     floats: new SharedArrayBuffer(F.LENGTH * 8),
-    hist: new SharedArrayBuffer(HIST_BUCKETS * 4),
+    timing: new SharedArrayBuffer(H.COUNT * Histogram.LENGTH * 8),
     observation: new SharedArrayBuffer(LatestSlot.bytes(observationLength(joints))),
     chunk: new SharedArrayBuffer(LatestSlot.bytes(chunkLength(joints))),
     request: new SharedArrayBuffer(8),
@@ -134,7 +136,8 @@ export function viewShared(b: LoopBuffers): LoopShared {
   return {
     ints: new Int32Array(b.ints),
     floats: new Float64Array(b.floats),
-    hist: new Uint32Array(b.hist),
+    lateness: new Histogram(new Float64Array(b.timing), H.LATENESS * Histogram.LENGTH),
+    duration: new Histogram(new Float64Array(b.timing), H.DURATION * Histogram.LENGTH),
     observation: new LatestSlot(b.observation, observationLength(b.joints)),
     chunk: new LatestSlot(b.chunk, chunkLength(b.joints)),
     request: new Int32Array(b.request),
@@ -142,18 +145,10 @@ export function viewShared(b: LoopBuffers): LoopShared {
   };
 }
 
-export function bucketOf(us: number): number {
-  if (!(us > 0)) return 0;
-  const b = Math.floor(8 * Math.log2(1 + us));
-  return b < HIST_BUCKETS ? b : HIST_BUCKETS - 1;
-}
+/** Kept for the inference worker's own counters until they move to rt/metrics.ts. */
+export { bucketOf };
 
-/** Upper edge of a bucket in microseconds. */
-export function bucketUpperUs(b: number): number {
-  return 2 ** ((b + 1) / 8) - 1;
-}
-
-/** The q-quantile (0..1) of a histogram, as a bucket's upper edge, or 0 when empty. */
+/** The q-quantile (0..1) of a bucket array, as a bucket's upper edge, or 0 when empty. */
 export function quantileUs(hist: Uint32Array, q: number): number {
   let total = 0;
   for (let i = 0; i < hist.length; i++) total += hist[i]!;
@@ -162,7 +157,7 @@ export function quantileUs(hist: Uint32Array, q: number): number {
   let seen = 0;
   for (let i = 0; i < hist.length; i++) {
     seen += hist[i]!;
-    if (seen >= rank) return bucketUpperUs(i);
+    if (seen >= rank) return bucketUpper(i);
   }
-  return bucketUpperUs(hist.length - 1);
+  return bucketUpper(hist.length - 1);
 }

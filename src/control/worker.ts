@@ -11,7 +11,7 @@ import { monoMs, setupRealtime, tickClock, unlockMemory, type RealtimeReport } f
 import type { ControlConfig } from './config.js';
 import { ControlCore } from './core.js';
 import { BusReopener, type BusStateName } from './reopen.js';
-import { Command, F, I, LoopState, bucketOf, viewShared, type LoopBuffers } from './shared.js';
+import { Command, F, I, LoopState, viewShared, type LoopBuffers } from './shared.js';
 
 export interface ControlWorkerData {
   buffers: LoopBuffers;
@@ -32,7 +32,7 @@ export type WorkerMessage =
 const data = workerData as ControlWorkerData;
 const cfg = data.config;
 const shared = viewShared(data.buffers);
-const { ints, floats, hist } = shared;
+const { ints, floats, lateness, duration } = shared;
 const periodMs = 1000 / cfg.rateHz;
 const spinMs = cfg.spinUs / 1000;
 const post = (m: WorkerMessage) => parentPort!.postMessage(m);
@@ -67,6 +67,7 @@ async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusR
   let k = 0;
   let deadline = monoMs() + periodMs;
   let heapUsed = getHeapStatistics().used_heap_size;
+  let stallMs = 0;
   /** E-stops counted when a reset began reopening: one pressed meanwhile wins over that reset. */
   let estopsAtReset = 0;
 
@@ -80,7 +81,7 @@ async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusR
           Atomics.store(ints, I.STATE, LoopState.SAFE);
           break;
         case Command.STALL:
-          busyFor(Atomics.load(ints, I.COMMAND_ARG));
+          stallMs = Atomics.load(ints, I.COMMAND_ARG);
           break;
         case Command.ESTOP:
           core.estop();
@@ -130,17 +131,21 @@ async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusR
     const latenessUs = (woke - deadline) * 1000;
 
     core.tick(k, woke);
+    if (stallMs > 0) {
+      // Inside the tick, where a driver that hangs would hold it.
+      busyFor(stallMs);
+      stallMs = 0;
+    }
 
     clock.into(t, 1);
     const done = t[1]!;
     const durationUs = (done - woke) * 1000;
     floats[F.TICKS]! += 1;
     floats[F.LAST_TICK_MS] = woke;
+    floats[F.LAST_DEADLINE_MS] = deadline;
     floats[F.LAST_TICK_DURATION_US] = durationUs;
-    floats[F.TICK_DURATION_SUM_US]! += durationUs;
-    if (latenessUs > floats[F.LATENESS_MAX_US]!) floats[F.LATENESS_MAX_US] = latenessUs;
-    if (durationUs > floats[F.TICK_DURATION_MAX_US]!) floats[F.TICK_DURATION_MAX_US] = durationUs;
-    hist[bucketOf(latenessUs)]! += 1;
+    lateness.record(latenessUs);
+    duration.record(durationUs);
 
     // Once a second, look for garbage collections in this thread's heap (a drop in use).
     if (k % cfg.rateHz === 0) {

@@ -164,6 +164,11 @@ export class FrameSlot {
     return this.meta[0]!;
   }
 
+  /** read() found no frame: none was ever written. */
+  static readonly NONE = -1;
+  /** read() could not get a consistent copy within its bound: the writer kept rewriting it. */
+  static readonly BUSY = -2;
+
   /** Publishes a frame: `fill` writes the pixels into the slot's own array (single writer). */
   write(captureMs: number, fill: (into: Float32Array) => void): void {
     const s = Atomics.load(this.seq, 0);
@@ -172,18 +177,32 @@ export class FrameSlot {
     this.meta[0] = captureMs;
     this.meta[1] = (this.meta[1] ?? 0) + 1;
     Atomics.store(this.seq, 0, s + 2);
+    // A reader that found the write in progress waits on the sequence word instead of spinning.
+    Atomics.notify(this.seq, 0);
   }
 
-  /** Copies the newest frame into `out`; returns its capture time, or -1 (none, or no consistent copy). */
-  read(out: Float32Array, tries = 100): number {
-    for (let t = 0; t < tries; t++) {
+  /**
+   * Copies the newest frame into `out`; returns its capture time, FrameSlot.NONE when no frame
+   * was ever written, or FrameSlot.BUSY when no consistent copy could be had within
+   * `timeoutMs`. Filling a frame takes milliseconds (pre-processing writes into the slot), so
+   * a read that meets a write waits for it to end rather than give up after a few spins.
+   */
+  read(out: Float32Array, timeoutMs = 100): number {
+    let deadline = 0;
+    for (;;) {
       const s1 = Atomics.load(this.seq, 0);
-      if (s1 === 0) return -1;
-      if (s1 & 1) continue;
-      out.set(this.data);
-      const captured = this.meta[0]!;
-      if (Atomics.load(this.seq, 0) === s1) return captured;
+      if (s1 === 0) return FrameSlot.NONE;
+      if ((s1 & 1) === 0) {
+        out.set(this.data);
+        const captured = this.meta[0]!;
+        if (Atomics.load(this.seq, 0) === s1) return captured;
+      }
+      const now = performance.now();
+      if (deadline === 0) deadline = now + timeoutMs;
+      else if (now >= deadline) return FrameSlot.BUSY;
+      // Wait for the write in progress (odd) or the next one (it just changed) to end.
+      const cur = Atomics.load(this.seq, 0);
+      if (cur & 1) Atomics.wait(this.seq, 0, cur, Math.min(5, deadline - now));
     }
-    return -1;
   }
 }

@@ -23,6 +23,7 @@ interface Addon {
   unixConnect(this: void, path: string): number;
   closeFd(this: void, fd: number): number;
   flockExclusive?(this: void, fd: number): number;
+  exitAfter?(this: void, ms: number, code: number): void;
 }
 
 export interface PtyPair {
@@ -161,6 +162,20 @@ export function flockExclusive(fd: number): number | null {
   if (!Number.isInteger(fd) || fd < 0) throw new TypeError('flockExclusive: fd must be a non-negative integer');
   const f = load()?.flockExclusive;
   return f === undefined ? null : f(fd);
+}
+
+/**
+ * Ends the process with `code` after `ms` whatever its threads are doing (a native thread
+ * calls _exit). process.exit() waits for every worker thread to stop, and one stuck in a
+ * system call never does. False without the addon: then only process.exit() is left.
+ */
+export function exitAfter(ms: number, code: number): boolean {
+  if (!Number.isInteger(ms) || ms < 0) throw new TypeError('exitAfter: ms must be a non-negative integer');
+  if (!Number.isInteger(code) || code < 0 || code > 255) throw new TypeError('exitAfter: code must be 0..255');
+  const f = load()?.exitAfter;
+  if (f === undefined) return false;
+  f(ms, code);
+  return true;
 }
 
 export interface RealtimeReport {

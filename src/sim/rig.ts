@@ -7,6 +7,7 @@
 import { CommandRegistry, ControlSocketServer, numberArg } from '../cli/index.js';
 import { ReflexError, type Logger } from '../core/index.js';
 import { ticksToRad } from '../hardware/dynamixel/index.js';
+import { createServer } from 'node:net';
 import { SimCamera } from './camera.js';
 import { SimCanBus } from './can-bus.js';
 import { SimDynamixelBus } from './dynamixel-bus.js';
@@ -37,6 +38,17 @@ export interface TaskScore {
   lastErrorM: number;
 }
 
+/** Rejects when something already listens on 127.0.0.1:`port`. */
+export function assertPortFree(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new ReflexError('BAD_REQUEST', err.code === 'EADDRINUSE' ? `camera port ${port} on 127.0.0.1 is in use by another program: choose another with --camera-port` : `camera port ${port}: ${err.message}`)),
+    );
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+  });
+}
+
 export class SimRig {
   readonly bus: SimDynamixelBus;
   readonly can: SimCanBus | null;
@@ -59,6 +71,9 @@ export class SimRig {
   async start(log: Logger): Promise<void> {
     if (this.can !== null) await this.can.listen(this.opts.canLink!);
     if (this.opts.cameraPort !== null) {
+      // GStreamer's tcpserversink does not fail when its port is taken: it warns every few
+      // milliseconds forever and serves nothing. Find out first, and fail saying so.
+      await assertPortFree(this.opts.cameraPort);
       this.camera = new SimCamera({ port: this.opts.cameraPort, fps: 30, width: 640, height: 480 }, () => ({ joints: this.joints(), target: this.target() }));
     }
     if (this.opts.socket !== null) {

@@ -1,10 +1,19 @@
 // A writer thread for the channel tests: hammers a slot or a ring with self-checking records.
 import { workerData } from 'node:worker_threads';
-import { LatestSlot, SpscRing } from '../../src/rt/index.js';
+import { FrameSlot, LatestSlot, SpscRing } from '../../src/rt/index.js';
 
-const d = workerData as { kind: 'slot' | 'ring'; buffer: SharedArrayBuffer; length: number; capacity: number; count: number };
+const d = workerData as { kind: 'slot' | 'ring' | 'frame'; buffer: SharedArrayBuffer; length: number; capacity: number; count: number };
 const rec = new Float64Array(d.length);
-if (d.kind === 'slot') {
+if (d.kind === 'frame') {
+  // As the vision worker does: pre-processing writes each frame into the slot, which takes a
+  // few milliseconds per frame, back to back.
+  const slot = new FrameSlot(d.buffer, d.length);
+  for (let n = 1; n <= d.count; n++) {
+    slot.write(n, (into) => {
+      for (let pass = 0; pass < 8; pass++) for (let i = 0; i < into.length; i++) into[i] = n;
+    });
+  }
+} else if (d.kind === 'slot') {
   const slot = new LatestSlot(d.buffer, d.length);
   for (let n = 1; n <= d.count; n++) {
     // Every value of record n is n: a reader that sees two different values saw a torn record.

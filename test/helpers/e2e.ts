@@ -9,12 +9,14 @@ export interface E2E {
   rig: Spawned;
   rigSocket: string;
   daemon: Spawned;
+  /** Date.now() just before the daemon's process was spawned. */
+  daemonSpawnedAt: number;
   socket: string;
   stop(): Promise<{ daemon: number | null }>;
 }
 
 /** The simulated rig and the daemon, as separate processes, wired as `npm start` wires them. */
-export async function startE2E(extra: Record<string, unknown> = {}): Promise<E2E> {
+export async function startE2E(extra: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}): Promise<E2E> {
   const dir = tempDir('reflex-e2e-');
   const link = join(dir, 'dxl0');
   const canLink = join(dir, 'can0.sock');
@@ -41,12 +43,15 @@ export async function startE2E(extra: Record<string, unknown> = {}): Promise<E2E
     ...extra,
   });
   const socket = join(dir, 'control.sock');
-  const daemon = spawnReflex(['run', '--config', writeConfig(dir, config)]);
+  const file = writeConfig(dir, config);
+  const daemonSpawnedAt = Date.now();
+  const daemon = spawnReflex(['run', '--config', file], env);
   return {
     dir,
     rig,
     rigSocket,
     daemon,
+    daemonSpawnedAt,
     socket,
     stop: async () => {
       daemon.proc.kill('SIGTERM');

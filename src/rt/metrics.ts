@@ -1,0 +1,116 @@
+// Histograms in shared memory, one implementation for every thread's timings (tick lateness and
+// duration, inference latency, frame age). One writer per histogram, any number of readers; the
+// writer does plain Float64 stores (no allocation), so the control tick may record every tick.
+//
+// Buckets are logarithmic, 8 per octave (about 9 % wide), from 1 to ~2^24 units (µs: 16 s);
+// the last bucket is open-ended. A quantile is its bucket's upper edge, clipped to the largest
+// value seen, so a reported p99 is never above the reported max.
+
+export const HIST_BUCKETS = 192;
+
+/** Float64 slots of one histogram: [count, sum, max, buckets...]. */
+const COUNT = 0;
+const SUM = 1;
+const MAX = 2;
+const FIRST_BUCKET = 3;
+
+export function bucketOf(v: number): number {
+  if (!(v > 0)) return 0;
+  const b = Math.floor(8 * Math.log2(1 + v));
+  return b < HIST_BUCKETS ? b : HIST_BUCKETS - 1;
+}
+
+/** Upper edge of bucket `b`. */
+export function bucketUpper(b: number): number {
+  return 2 ** ((b + 1) / 8) - 1;
+}
+
+export interface HistogramSummary {
+  count: number;
+  mean: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** A histogram over `Histogram.LENGTH` Float64 slots of a (shared) array, from `offset`. */
+export class Histogram {
+  static readonly LENGTH = FIRST_BUCKET + HIST_BUCKETS;
+  private readonly a: Float64Array;
+
+  constructor(array: Float64Array, offset = 0) {
+    if (offset < 0 || offset + Histogram.LENGTH > array.length) throw new RangeError('histogram does not fit in the array');
+    this.a = array.subarray(offset, offset + Histogram.LENGTH);
+  }
+
+  static create(): Histogram {
+    return new Histogram(new Float64Array(new SharedArrayBuffer(Histogram.LENGTH * 8)));
+  }
+
+  /** Writer: one sample. Allocation-free. */
+  record(v: number): void {
+    const a = this.a;
+    a[COUNT]! += 1;
+    a[SUM]! += v;
+    if (v > a[MAX]!) a[MAX] = v;
+    a[FIRST_BUCKET + bucketOf(v)]! += 1;
+  }
+
+  get count(): number {
+    return this.a[COUNT]!;
+  }
+
+  get max(): number {
+    return this.a[MAX]!;
+  }
+
+  /** A copy of the slots, to take differences over a window (see `since`). */
+  snapshot(): Float64Array {
+    return Float64Array.from(this.a);
+  }
+
+  /** The q-quantile (0..1), never above the observed max; 0 when empty. */
+  quantile(q: number): number {
+    return quantileOf(this.a, q);
+  }
+
+  summary(digits = 1): HistogramSummary {
+    return summaryOf(this.a, digits);
+  }
+
+  /**
+   * Summary of what was recorded after `before` (a snapshot). Its max is the newest bucket's
+   * upper edge clipped to the overall max, since the exact max of a window is not kept.
+   */
+  since(before: Float64Array, digits = 1): HistogramSummary {
+    const d = new Float64Array(Histogram.LENGTH);
+    let top = -1;
+    for (let i = FIRST_BUCKET; i < Histogram.LENGTH; i++) {
+      d[i] = this.a[i]! - before[i]!;
+      if (d[i]! > 0) top = i - FIRST_BUCKET;
+    }
+    d[COUNT] = this.a[COUNT]! - before[COUNT]!;
+    d[SUM] = this.a[SUM]! - before[SUM]!;
+    d[MAX] = top < 0 ? 0 : Math.min(bucketUpper(top), this.a[MAX]!);
+    return summaryOf(d, digits);
+  }
+}
+
+function quantileOf(a: Float64Array, q: number): number {
+  const total = a[COUNT]!;
+  if (total <= 0) return 0;
+  const rank = Math.max(1, Math.ceil(q * total));
+  let seen = 0;
+  for (let b = 0; b < HIST_BUCKETS; b++) {
+    seen += a[FIRST_BUCKET + b]!;
+    if (seen >= rank) return Math.min(bucketUpper(b), a[MAX]!);
+  }
+  return a[MAX]!;
+}
+
+function summaryOf(a: Float64Array, digits: number): HistogramSummary {
+  const k = 10 ** digits;
+  const r = (v: number) => Math.round(v * k) / k;
+  const n = a[COUNT]!;
+  return { count: n, mean: r(n > 0 ? a[SUM]! / n : 0), p50: r(quantileOf(a, 0.5)), p99: r(quantileOf(a, 0.99)), max: r(a[MAX]!) };
+}
