@@ -6,12 +6,15 @@ const d = workerData as { kind: 'slot' | 'ring' | 'frame'; buffer: SharedArrayBu
 const rec = new Float64Array(d.length);
 if (d.kind === 'frame') {
   // As the vision worker does: pre-processing writes each frame into the slot, which takes a
-  // few milliseconds per frame, back to back.
+  // few milliseconds per frame, with a short gap between frames (a camera at hundreds of fps;
+  // real ones leave 30 ms).
   const slot = new FrameSlot(d.buffer, d.length);
+  const gap = new Int32Array(new SharedArrayBuffer(4));
   for (let n = 1; n <= d.count; n++) {
     slot.write(n, (into) => {
       for (let pass = 0; pass < 8; pass++) for (let i = 0; i < into.length; i++) into[i] = n;
     });
+    Atomics.wait(gap, 0, 0, 3);
   }
 } else if (d.kind === 'slot') {
   const slot = new LatestSlot(d.buffer, d.length);
