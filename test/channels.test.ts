@@ -104,3 +104,25 @@ test('a frame read that meets a frame being written waits for it instead of repo
   assert.equal(notFrames, 0, `${notFrames} of ${reads + notFrames} reads found no frame while frames were streaming`);
   assert.ok(reads > 10, `reads ${reads}`);
 });
+
+test('a frame read while the writer is stopped mid-frame gets the last complete frame at once', () => {
+  const slot = FrameSlot.create(4);
+  const out = new Float32Array(4);
+  slot.write(10, (px) => px.fill(1));
+  let during = 0;
+  let t0 = 0;
+  slot.write(20, (px) => {
+    px.fill(2, 0, 2);
+    // The writer is preempted here (a busy machine): a reader must not wait for it.
+    t0 = performance.now();
+    during = slot.read(out, 1000);
+    t0 = performance.now() - t0;
+    px.fill(2, 2);
+  });
+  assert.equal(during, 10, 'the previous frame');
+  assert.deepEqual([...out], [1, 1, 1, 1], 'complete, not half of the new one');
+  assert.ok(t0 < 50, `answered in ${t0} ms, not after the timeout`);
+  assert.equal(slot.read(out), 20);
+  assert.deepEqual([...out], [2, 2, 2, 2]);
+  assert.equal(slot.version, 2);
+});

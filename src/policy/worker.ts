@@ -103,7 +103,9 @@ function takeFrames(runner: PolicyRunner, now: number): void {
   for (const [cam, into] of runner.images) {
     const f = frames.get(cam)!;
     const captured = f.slot.read(into);
-    if (captured < 0) throw new Error(`camera ${cam}: no frame yet`);
+    // "No frame yet" means none ever arrived; a copy overtaken by the writer is another thing.
+    if (captured === FrameSlot.NONE) throw new Error(`camera ${cam}: no frame yet`);
+    if (captured < 0) throw new Error(`camera ${cam}: no consistent frame within 100 ms (the vision worker kept overtaking the copy)`);
     const age = now - captured;
     stats[HIST.FRAME_AGE + bucketOf(age * 1000)]! += 1;
     // Acting on old pixels is worse than holding: the loop holds until a fresh frame comes.
