@@ -1,5 +1,11 @@
 export { monoMs } from './clock.js';
 export { sdNotify, nativeUnavailableReason, openPty, ptyBaud, serialIo, frameSockets, flockExclusive, exitAfter, setupRealtime, unlockMemory, tickClock, type TickClock, type PtyPair, type SerialIo, type FrameSockets, type RealtimeReport } from './native.js';
 export { SystemdNotifier, type NotifySend } from './notify.js';
-export { LatestSlot, SpscRing, FrameSlot } from './channels.js';
-export { Histogram, HIST_BUCKETS, bucketOf, bucketUpper, type HistogramSummary } from './metrics.js';
+export { LatestSlot, SpscRing, FrameSlot, Doorbell, BroadcastRing, RingReader } from './channels.js';
+export { Histogram, HIST_BUCKETS, bucketOf, bucketUpper, Counters, Words, defineMetrics, type HistogramSummary, type Metrics, type MetricsDefinition, type SlotIndex } from './metrics.js';
+export {
+  MAX_HORIZON, ObservationRecord, ChunkRecord, TickRecord, TickRing, TickReader, PolicyLink, allocPolicyLink,
+  Intervention, INTERVENTION_NAMES, interventionNames, observationLayout, chunkLayout, tickLayout,
+  type InterventionName, type PolicyLinkBuffers, type ObservationLayout, type ChunkLayout, type TickLayout,
+} from './records.js';
+export { WorkerHost, hostPort, type WorkerHostOptions, type StopOutcome, type HostPort } from './worker-host.js';

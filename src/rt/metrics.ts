@@ -114,3 +114,137 @@ function summaryOf(a: Float64Array, digits: number): HistogramSummary {
   const n = a[COUNT]!;
   return { count: n, mean: r(n > 0 ? a[SUM]! / n : 0), p50: r(quantileOf(a, 0.5)), p99: r(quantileOf(a, 0.99)), max: r(a[MAX]!) };
 }
+
+// Named counters. A table is defined once, by name, and laid out as Float64 slots in shared
+// memory: counters first, then histograms. The index object is computed once at definition, so
+// `c.add('ticks')` in the hot path is a property load and a store: no allocation, no string
+// formatting, and no slot number written by hand anywhere else.
+
+/** Name -> slot, computed once. */
+export type SlotIndex<N extends string> = { readonly [K in N]: number };
+
+function indexOf<N extends string>(names: readonly N[]): SlotIndex<N> {
+  const index = {} as Record<N, number>;
+  names.forEach((n, i) => {
+    if (n in index) throw new Error(`metric ${n} is defined twice`);
+    index[n] = i;
+  });
+  return Object.freeze(index);
+}
+
+/** One table's Float64 counters, by name (exact up to 2^53: forever at any tick rate). */
+export class Counters<N extends string> {
+  constructor(
+    private readonly index: SlotIndex<N>,
+    /** The counters' slots, for copying them out whole. */
+    readonly values: Float64Array,
+  ) {}
+
+  get(name: N): number {
+    return this.values[this.index[name]]!;
+  }
+
+  set(name: N, v: number): void {
+    this.values[this.index[name]] = v;
+  }
+
+  add(name: N, v = 1): void {
+    this.values[this.index[name]]! += v;
+  }
+
+  /** Keeps the larger of the current value and `v` (a running maximum). */
+  max(name: N, v: number): void {
+    const i = this.index[name];
+    if (v > this.values[i]!) this.values[i] = v;
+  }
+}
+
+/** A table's counters and histograms, viewed over one shared buffer. */
+export interface Metrics<N extends string, H extends string> {
+  readonly buffer: SharedArrayBuffer;
+  readonly counters: Counters<N>;
+  readonly hist: { readonly [K in H]: Histogram };
+}
+
+export interface MetricsDefinition<N extends string, H extends string> {
+  readonly counters: SlotIndex<N>;
+  readonly histograms: readonly H[];
+  /** Float64 slots one table takes. */
+  readonly length: number;
+  /** A buffer for `tables` tables of this definition (e.g. one per camera). */
+  alloc(tables?: number): SharedArrayBuffer;
+  /** Table `table` of a buffer from alloc(), in any thread. */
+  view(buffer: SharedArrayBuffer, table?: number): Metrics<N, H>;
+  /** A fresh buffer with one table, viewed. */
+  create(): Metrics<N, H>;
+}
+
+/**
+ * Defines a table of named counters and histograms, e.g.
+ * `defineMetrics(['ticks', 'overruns'] as const, ['lateness'] as const)`.
+ */
+export function defineMetrics<N extends string, H extends string = never>(counters: readonly N[], histograms: readonly H[] = []): MetricsDefinition<N, H> {
+  const index = indexOf(counters);
+  indexOf(histograms);
+  const length = counters.length + histograms.length * Histogram.LENGTH;
+  const def: MetricsDefinition<N, H> = {
+    counters: index,
+    histograms,
+    length,
+    alloc: (tables = 1) => new SharedArrayBuffer(Math.max(1, tables) * length * 8),
+    view(buffer, table = 0) {
+      const all = new Float64Array(buffer);
+      const base = table * length;
+      if (base < 0 || base + length > all.length) throw new RangeError(`metrics table ${table} is not in the buffer`);
+      const hist = {} as Record<H, Histogram>;
+      histograms.forEach((h, i) => (hist[h] = new Histogram(all, base + counters.length + i * Histogram.LENGTH)));
+      return { buffer, counters: new Counters(index, all.subarray(base, base + counters.length)), hist };
+    },
+    create: () => def.view(def.alloc()),
+  };
+  return def;
+}
+
+/**
+ * Named Int32 words for what must be atomic across threads (commands, modes, locks): the
+ * same one-place naming as the counters, over Atomics.
+ */
+export class Words<N extends string> {
+  readonly array: Int32Array;
+  readonly index: SlotIndex<N>;
+
+  constructor(names: readonly N[], buffer?: SharedArrayBuffer) {
+    this.index = indexOf(names);
+    this.array = new Int32Array(buffer ?? new SharedArrayBuffer(Math.max(1, names.length) * 4));
+    if (this.array.length < names.length) throw new RangeError('the buffer is smaller than the words');
+  }
+
+  get buffer(): SharedArrayBuffer {
+    return this.array.buffer as SharedArrayBuffer;
+  }
+
+  load(name: N): number {
+    return Atomics.load(this.array, this.index[name]);
+  }
+
+  store(name: N, v: number): void {
+    Atomics.store(this.array, this.index[name], v);
+  }
+
+  add(name: N, v = 1): number {
+    return Atomics.add(this.array, this.index[name], v);
+  }
+
+  compareExchange(name: N, expected: number, replacement: number): number {
+    return Atomics.compareExchange(this.array, this.index[name], expected, replacement);
+  }
+
+  notify(name: N): void {
+    Atomics.notify(this.array, this.index[name]);
+  }
+
+  /** Waits (blocking this thread) while the word still holds `value`, at most `ms`. */
+  wait(name: N, value: number, ms: number): void {
+    Atomics.wait(this.array, this.index[name], value, ms);
+  }
+}
