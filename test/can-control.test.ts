@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ControlLoop, type ControlConfig } from '../src/control/index.js';
 import { VirtualCanHub, VirtualCanServer } from '../src/hardware/can/index.js';
-import { CanMotorBus, SocketCan, type CanBusConfig } from '../src/hardware/index.js';
+import { CanMotorBus, SocketCan, canFamily, type BusSpec, type CanBusConfig } from '../src/hardware/index.js';
 import { SimMitMotor, SimOdriveMotor } from '../src/sim/index.js';
 import { ScriptedChunks } from './helpers/chunks.js';
-import { armConfig } from './helpers/control.js';
+import { armConfig, busSpec } from './helpers/control.js';
 import { spawnReflex } from './helpers/daemon.js';
 
 const silent = pino({ level: 'silent' });
@@ -43,6 +43,18 @@ function canBus(name: string, path: string, motors: { id: number; model: string 
   };
 }
 
+/** The same bus as the control worker gets it (opened through the registry's CAN family). */
+function canSpec(name: string, path: string, motors: { id: number; model: string }[], over: Record<string, unknown> = {}): BusSpec {
+  const { interface: iface, transport, bitrate, replyTimeoutUs, maxTemperatureC, onStop, loadWarnPct, motors: specs, retries, errorBudgetMs } = canBus(name, path, motors);
+  return busSpec(
+    canFamily,
+    name,
+    { interface: iface, transport, bitrate, replyTimeoutUs, maxTemperatureC, onStop, loadWarnPct, ...over },
+    specs.map(({ id, model, maxVelocity, ...options }) => ({ id, model, maxVelocity, options })),
+    { retries, errorBudgetMs, watchdogMs: 0 },
+  );
+}
+
 test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults the loop, over-temperature faults it naming the joint; motors go limp on fault and shutdown', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'reflex-can-'));
   const legsHub = new VirtualCanHub();
@@ -60,11 +72,10 @@ test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults
   ];
   const cfg: ControlConfig = armConfig('unused', {
     joints,
-    dynamixel: [],
-    can: [
-      canBus('legs', legs.path, [{ id: 1, model: 'ak80-9' }, { id: 2, model: 'ak80-9' }]),
+    buses: [
+      canSpec('legs', legs.path, [{ id: 1, model: 'ak80-9' }, { id: 2, model: 'ak80-9' }]),
       // A warning bound the wheel's bus passes, to see the warning.
-      { ...canBus('wheel', wheelBus.path, [{ id: 3, model: 'odrive' }]), loadWarnPct: 1 },
+      canSpec('wheel', wheelBus.path, [{ id: 3, model: 'odrive' }], { loadWarnPct: 1 }),
     ],
   });
   const loop = new ControlLoop(cfg, { stallMs: 500 }, silent);
@@ -157,8 +168,7 @@ test('the loop drives CAN motors at 50 Hz; a silent motor is retried then faults
 test('a CAN bus the worker cannot reach fails the start with the reason', async () => {
   const cfg = armConfig('unused', {
     joints: [{ name: 'hip', bus: 'legs', id: 1, min: -1, max: 1, maxVelocity: 3, offset: 0, direction: 1 }],
-    dynamixel: [],
-    can: [canBus('legs', join(tmpdir(), 'no-such-bus.sock'), [{ id: 1, model: 'ak80-9' }])],
+    buses: [canSpec('legs', join(tmpdir(), 'no-such-bus.sock'), [{ id: 1, model: 'ak80-9' }])],
   });
   const loop = new ControlLoop(cfg, { stallMs: 500 }, silent);
   await assert.rejects(loop.start(new AbortController().signal), /virtual CAN bus .*no-such-bus\.sock: ENOENT/);

@@ -168,7 +168,7 @@ test('a dead bus faults the loop within its error budget and the joints hold', a
 });
 
 test('the loop skips missed periods without bunching after a stall, and a stalled loop is unhealthy', async () => {
-  const loop = new ControlLoop({ ...config('unused'), joints: [], dynamixel: [] }, { stallMs: 200 }, silent);
+  const loop = new ControlLoop({ ...config('unused'), joints: [], buses: [] }, { stallMs: 200 }, silent);
   await loop.start(new AbortController().signal);
   try {
     await sleep(1000);

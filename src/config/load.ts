@@ -1,7 +1,8 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ReflexError, errorMessage } from '../core/index.js';
-import { configSchema, type Config } from './schema.js';
+import type { MotorRegistry } from '../hardware/index.js';
+import { configSchema, configSchemaFor, type Config } from './schema.js';
 import { formatProblems, keyOf, problemsOf, type ConfigProblem } from './errors.js';
 import { hostProblems } from './host.js';
 
@@ -65,8 +66,11 @@ function deepFreeze<T>(v: T): T {
   return v;
 }
 
-/** Validates a parsed config object (plus environment overrides); returns it frozen. */
-export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv = {}): Config {
+/**
+ * Validates a parsed config object (plus environment overrides); returns it frozen. Bus kinds
+ * are those of `registry`'s motor families (the built-in ones unless given).
+ */
+export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv = {}, registry?: MotorRegistry): Config {
   if (raw === null || raw === undefined) raw = {};
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     const p = { key: '(top level)', got: Array.isArray(raw) ? 'a list' : JSON.stringify(raw), want: 'a mapping of keys' };
@@ -74,7 +78,7 @@ export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv
   }
   const input = structuredClone(raw) as Record<string, unknown>;
   const fromEnv = applyEnv(input, env);
-  const result = configSchema.safeParse(input);
+  const result = (registry ? configSchemaFor(registry) : configSchema).safeParse(input);
   if (!result.success) {
     const origin = (key: string) => (fromEnv.has(key) ? `${key} (from ${fromEnv.get(key)})` : key);
     const problems = problemsOf(result.error.issues, input, origin);
@@ -90,6 +94,8 @@ export interface LoadOptions {
    * `reflex config check`, not for a tool that only wants the socket's path.
    */
   host?: boolean;
+  /** The motor families bus kinds may name; the built-in ones unless given. */
+  registry?: MotorRegistry;
 }
 
 /** Reads, parses and validates a YAML config file. Throws ConfigError (code CONFIG_INVALID). */
@@ -112,7 +118,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, o
   }
   const shape = shapeProblem(raw);
   if (shape !== null) fail([shape]);
-  const config = parseConfig(raw, file, env);
+  const config = parseConfig(raw, file, env, opts.registry);
   if (opts.host) {
     const problems = hostProblems(config, envOrigin(env));
     if (problems.length > 0) fail(problems);

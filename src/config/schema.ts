@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { LOG_LEVELS } from '../core/index.js';
-import { MIT_MODELS } from '../hardware/can/mit.js';
+import { defaultRegistry, type MotorFamily, type MotorRegistry } from '../hardware/index.js';
 
 // The one schema of the agent's config: the TypeScript types, the defaults and the validation
 // all come from here. Every object is strict, so a misspelt key is an error rather than a
@@ -10,84 +10,58 @@ const name = z
   .string()
   .regex(/^[a-z][a-z0-9_]{0,31}$/, 'a lower-case name of letters, digits and _ (at most 32), starting with a letter');
 
-/** Dynamixel baud rates the X series supports (control table address 8). */
-export const DYNAMIXEL_BAUDS = [57600, 115200, 1000000, 2000000, 3000000, 4000000, 4500000] as const;
+/** A joint's own keys; each motor family adds its block (`can: { kp }`) where it has one. */
+const jointBase = z.object({
+  name,
+  /** Name of an entry in `buses`. */
+  bus: name,
+  /** Motor id on that bus. */
+  id: z.number().int().min(0).max(252),
+  /** Motor model, e.g. xm430-w350 or ak80-9; its bus's family says which it drives. */
+  model: z.string().min(1),
+  /** Position limits in radians, in the joint's calibrated frame. */
+  limits: z.object({ min: z.number().finite(), max: z.number().finite() }).strict(),
+  /** Fastest the safety filter lets the joint move, rad/s. */
+  maxVelocity: z.number().positive().finite().default(2),
+  calibration: z
+    .object({
+      /** Added to the motor's angle to give the joint's angle, radians. */
+      offset: z.number().finite().default(0),
+      /** -1 where the motor turns opposite to the joint's positive direction. */
+      direction: z.union([z.literal(1), z.literal(-1)]).default(1),
+    })
+    .strict()
+    .default({}),
+});
 
-const dynamixelBus = z
-  .object({
-    name,
-    kind: z.literal('dynamixel'),
-    /** Serial device: /dev/ttyUSB0, or better a stable /dev/serial/by-id/... path. */
-    port: z.string().min(1),
-    baud: z
-      .number()
-      .refine((b) => (DYNAMIXEL_BAUDS as readonly number[]).includes(b), `one of ${DYNAMIXEL_BAUDS.join(', ')}`)
-      .default(1000000),
-    /** Write Return Delay Time = 0 at start, so every reply comes back at once. */
-    zeroReturnDelay: z.boolean().default(true),
-  })
-  .strict();
+/** A bus entry: its name, its kind (a registered motor family) and that family's keys. */
+export interface BusConfig {
+  readonly name: string;
+  readonly kind: string;
+  readonly [key: string]: unknown;
+}
 
-const canBus = z
-  .object({
-    name,
-    kind: z.literal('can'),
-    /** SocketCAN interface (can0), or for the virtual bus the path of its socket (the simulated robot's). */
-    interface: z.string().min(1),
-    transport: z.enum(['socketcan', 'virtual']).default('socketcan'),
-    /** What the interface was brought up with (bus load is reckoned against it). */
-    bitrate: z.number().int().min(10_000).max(8_000_000).default(1_000_000),
-    /** How long one exchange waits for the motors' replies before retrying the silent ones. */
-    replyTimeoutUs: z.number().int().min(100).max(20_000).default(1000),
-    /** A motor at or above this temperature faults the loop. */
-    maxTemperatureC: z.number().min(20).max(150).default(80),
-    /** On e-stop, fault and shutdown: go limp (exit motor mode, axis idle) or hold position. */
-    onStop: z.enum(['disable', 'hold']).default('disable'),
-    /** The loop warns when the frames take more than this percent of the bitrate. */
-    loadWarnPct: z.number().min(1).max(100).default(70),
-  })
-  .strict();
+/** A joint entry: its own keys, and each family's block (`can`) by the family's kind. */
+export type JointConfig = z.output<typeof jointBase> & { readonly [family: string]: unknown };
 
-const bus = z.discriminatedUnion('kind', [dynamixelBus, canBus]);
+/** The bus entries the registered families accept, told apart by `kind`. */
+function busSchema(families: readonly MotorFamily[]): z.ZodType<BusConfig, z.ZodTypeDef, unknown> {
+  const options = families.map((f) => z.object({ name, kind: z.literal(f.kind) }).merge(f.busSchema).strict() as z.ZodDiscriminatedUnionOption<'kind'>);
+  const [first, ...rest] = options;
+  if (first === undefined) return z.never();
+  return typed<BusConfig>(z.discriminatedUnion('kind', [first, ...rest]));
+}
 
-const joint = z
-  .object({
-    name,
-    /** Name of an entry in `buses`. */
-    bus: name,
-    /** Motor id on that bus. */
-    id: z.number().int().min(0).max(252),
-    /** Motor model, e.g. xm430-w350 or ak80-9. */
-    model: z.string().min(1),
-    /** Position limits in radians, in the joint's calibrated frame. */
-    limits: z.object({ min: z.number().finite(), max: z.number().finite() }).strict(),
-    /** Fastest the safety filter lets the joint move, rad/s. */
-    maxVelocity: z.number().positive().finite().default(2),
-    calibration: z
-      .object({
-        /** Added to the motor's angle to give the joint's angle, radians. */
-        offset: z.number().finite().default(0),
-        /** -1 where the motor turns opposite to the joint's positive direction. */
-        direction: z.union([z.literal(1), z.literal(-1)]).default(1),
-      })
-      .strict()
-      .default({}),
-    /** CAN motors only: the MIT-mode gains, and the effort a command may ask for. */
-    can: z
-      .object({
-        /** Position gain, N m/rad (MIT mode). */
-        kp: z.number().min(0).max(500).default(20),
-        /** Damping, N m s/rad (MIT mode). */
-        kd: z.number().min(0).max(5).default(1),
-        /** N m for MIT motors (the target is bounded so the position term asks no more); A for ODrive (its current limit). */
-        effortLimit: z.number().positive().default(5),
-        /** ODrive: motor turns per joint turn, for a gearbox after the drive's encoder. */
-        gearRatio: z.number().positive().max(1000).default(1),
-      })
-      .strict()
-      .default({}),
-  })
-  .strict();
+function jointSchema(families: readonly MotorFamily[]): z.ZodType<JointConfig, z.ZodTypeDef, unknown> {
+  const blocks: Record<string, z.ZodTypeAny> = {};
+  for (const f of families) if (f.jointSchema) blocks[f.kind] = f.jointSchema.strict().default({});
+  return typed<JointConfig>(jointBase.extend(blocks).strict());
+}
+
+/** A schema composed at run time, typed as what its output has in every composition. */
+function typed<T>(schema: z.ZodTypeAny): z.ZodType<T, z.ZodTypeDef, unknown> {
+  return schema.transform((v: unknown) => v as T);
+}
 
 const camera = z
   .object({
@@ -147,168 +121,175 @@ const octalMode = z
   .string()
   .regex(/^0?[0-7]{3}$/, 'an octal file mode such as "0660"');
 
-export const configSchema = z
-  .object({
-    /** Unique per robot; the fleet link's topics are reflex/v1/<deviceId>/... */
-    deviceId: z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64), no / + # or spaces'),
-    log: z
-      .object({
-        level: z.enum(LOG_LEVELS).default('info'),
-        pretty: z.union([z.boolean(), z.literal('auto')]).default('auto'),
-      })
-      .strict()
-      .default({}),
-    control: z
-      .object({
-        rateHz: z.number().int().min(1).max(1000).default(50),
-        /** The loop sleeps until this long before each deadline, then spins. */
-        spinUs: z.number().int().min(0).max(10_000).default(1500),
-        /** The loop is unhealthy (no systemd watchdog ping) when it has not ticked for this long. */
-        stallMs: z.number().int().min(20).max(60_000).default(500),
-        /** What e-stop, a fault and shutdown do: hold position with torque on, or torque off. */
-        estop: z.enum(['hold', 'torque_off']).default('hold'),
-        /** Ramp from the measured pose into the policy over this long, at every policy start and after a reset. */
-        softStartS: z.number().min(0).max(30).default(1),
-        /** Running out of actions for this long while a policy runs is a fault. */
-        starvationLimitMs: z.number().int().min(20).max(10_000).default(500),
-        /** A started policy's first chunk may take this long (cameras warming up, first inference). */
-        firstChunkMs: z.number().int().min(20).max(60_000).default(3000),
-        chunk: z
-          .object({
-            /** How a new chunk joins the running one: crossfade, or ACT's temporal ensembling. */
-            blend: z.enum(['crossfade', 'ensemble']).default('crossfade'),
-            overlapTicks: z.number().int().min(0).max(200).default(10),
-            ensembleDecay: z.number().min(0).max(10).default(0.01),
-            /** Ask the policy for the next chunk when this many actions are left. */
-            refillTicks: z.number().int().min(1).max(400).default(20),
-          })
-          .strict()
-          .default({}),
-        realtime: z
-          .object({
-            /** SCHED_FIFO priority of the control thread alone; 0 leaves it an ordinary thread. */
-            priority: z.number().int().min(0).max(99).default(80),
-            /** CPU to pin the control thread to; null leaves it free. */
-            cpu: z.number().int().min(0).max(255).nullable().default(null),
-            /** mlockall (only when RLIMIT_MEMLOCK is unlimited: LimitMEMLOCK=infinity). */
-            lockMemory: z.boolean().default(true),
-          })
-          .strict()
-          .default({}),
-        bus: z
-          .object({
-            /** Retries of a failed read within one tick. */
-            retries: z.number().int().min(0).max(5).default(1),
-            /** Reads may fail for this long before the bus faults. */
-            errorBudgetMs: z.number().int().min(10).max(10_000).default(100),
-            /** The motors stop by themselves when reflex has been silent this long (0: off). */
-            watchdogMs: z.number().int().min(0).max(2540).default(100),
-          })
-          .strict()
-          .default({}),
-      })
-      .strict()
-      .default({}),
-    robot: z
-      .object({
-        name: z.string().min(1).default('robot'),
-        joints: z.array(joint).default([]),
-      })
-      .strict()
-      .default({}),
-    buses: z.array(bus).default([]),
-    cameras: z.array(camera).default([]),
-    policy: policy.default({}),
-    fleet: fleet.default({}),
-    paths: z
-      .object({
-        /** Persistent state: outbox, policies, engine caches, recordings. */
-        stateDir: z.string().min(1).default('/var/lib/reflex'),
-      })
-      .strict()
-      .default({}),
-    socket: z
-      .object({
-        path: z.string().min(1).default('/run/reflex/control.sock'),
-        mode: octalMode.default('0660'),
-        /** Group that may use the socket (technicians); null keeps the daemon's own group. */
-        group: z.string().min(1).nullable().default(null),
-        /** Clients at once; beyond them a connection may still send `estop` (README, control socket). */
-        maxClients: z.number().int().min(1).max(1024).default(16),
-        /** A client that sends no request for this long is disconnected. */
-        idleTimeoutMs: z.number().int().min(100).max(86_400_000).default(60_000),
-      })
-      .strict()
-      .default({}),
-    debug: z
-      .object({
-        /** Enables control-socket commands that inject faults (tests, never production). */
-        faultInjection: z.boolean().default(false),
-      })
-      .strict()
-      .default({}),
-  })
-  .strict()
-  .superRefine((c, ctx) => {
-    const dupes = (items: readonly { name: string }[], path: string) => {
-      const seen = new Set<string>();
-      items.forEach((it, i) => {
-        if (seen.has(it.name)) {
-          ctx.addIssue({ code: 'custom', path: [path, i, 'name'], message: `a name not used by another entry of ${path}` });
+/** The schema of the agent's config, with the bus kinds and joint blocks of `registry`'s motor families. */
+export function configSchemaFor(registry: MotorRegistry) {
+  const families = registry.list();
+  return z
+    .object({
+      /** Unique per robot; the fleet link's topics are reflex/v1/<deviceId>/... */
+      deviceId: z
+        .string()
+        .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64), no / + # or spaces'),
+      log: z
+        .object({
+          level: z.enum(LOG_LEVELS).default('info'),
+          pretty: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+        })
+        .strict()
+        .default({}),
+      control: z
+        .object({
+          rateHz: z.number().int().min(1).max(1000).default(50),
+          /** The loop sleeps until this long before each deadline, then spins. */
+          spinUs: z.number().int().min(0).max(10_000).default(1500),
+          /** The loop is unhealthy (no systemd watchdog ping) when it has not ticked for this long. */
+          stallMs: z.number().int().min(20).max(60_000).default(500),
+          /** What e-stop, a fault and shutdown do: hold position with torque on, or torque off. */
+          estop: z.enum(['hold', 'torque_off']).default('hold'),
+          /** Ramp from the measured pose into the policy over this long, at every policy start and after a reset. */
+          softStartS: z.number().min(0).max(30).default(1),
+          /** Running out of actions for this long while a policy runs is a fault. */
+          starvationLimitMs: z.number().int().min(20).max(10_000).default(500),
+          /** A started policy's first chunk may take this long (cameras warming up, first inference). */
+          firstChunkMs: z.number().int().min(20).max(60_000).default(3000),
+          chunk: z
+            .object({
+              /** How a new chunk joins the running one: crossfade, or ACT's temporal ensembling. */
+              blend: z.enum(['crossfade', 'ensemble']).default('crossfade'),
+              overlapTicks: z.number().int().min(0).max(200).default(10),
+              ensembleDecay: z.number().min(0).max(10).default(0.01),
+              /** Ask the policy for the next chunk when this many actions are left. */
+              refillTicks: z.number().int().min(1).max(400).default(20),
+            })
+            .strict()
+            .default({}),
+          realtime: z
+            .object({
+              /** SCHED_FIFO priority of the control thread alone; 0 leaves it an ordinary thread. */
+              priority: z.number().int().min(0).max(99).default(80),
+              /** CPU to pin the control thread to; null leaves it free. */
+              cpu: z.number().int().min(0).max(255).nullable().default(null),
+              /** mlockall (only when RLIMIT_MEMLOCK is unlimited: LimitMEMLOCK=infinity). */
+              lockMemory: z.boolean().default(true),
+            })
+            .strict()
+            .default({}),
+          bus: z
+            .object({
+              /** Retries of a failed read within one tick. */
+              retries: z.number().int().min(0).max(5).default(1),
+              /** Reads may fail for this long before the bus faults. */
+              errorBudgetMs: z.number().int().min(10).max(10_000).default(100),
+              /** The motors stop by themselves when reflex has been silent this long (0: off). */
+              watchdogMs: z.number().int().min(0).max(2540).default(100),
+            })
+            .strict()
+            .default({}),
+        })
+        .strict()
+        .default({}),
+      robot: z
+        .object({
+          name: z.string().min(1).default('robot'),
+          joints: z.array(jointSchema(families)).default([]),
+        })
+        .strict()
+        .default({}),
+      buses: z.array(busSchema(families)).default([]),
+      cameras: z.array(camera).default([]),
+      policy: policy.default({}),
+      fleet: fleet.default({}),
+      paths: z
+        .object({
+          /** Persistent state: outbox, policies, engine caches, recordings. */
+          stateDir: z.string().min(1).default('/var/lib/reflex'),
+        })
+        .strict()
+        .default({}),
+      socket: z
+        .object({
+          path: z.string().min(1).default('/run/reflex/control.sock'),
+          mode: octalMode.default('0660'),
+          /** Group that may use the socket (technicians); null keeps the daemon's own group. */
+          group: z.string().min(1).nullable().default(null),
+          /** Clients at once; beyond them a connection may still send `estop` (README, control socket). */
+          maxClients: z.number().int().min(1).max(1024).default(16),
+          /** A client that sends no request for this long is disconnected. */
+          idleTimeoutMs: z.number().int().min(100).max(86_400_000).default(60_000),
+        })
+        .strict()
+        .default({}),
+      debug: z
+        .object({
+          /** Enables control-socket commands that inject faults (tests, never production). */
+          faultInjection: z.boolean().default(false),
+        })
+        .strict()
+        .default({}),
+    })
+    .strict()
+    .superRefine((c, ctx) => {
+      const dupes = (items: readonly { name: string }[], path: string) => {
+        const seen = new Set<string>();
+        items.forEach((it, i) => {
+          if (seen.has(it.name)) {
+            ctx.addIssue({ code: 'custom', path: [path, i, 'name'], message: `a name not used by another entry of ${path}` });
+          }
+          seen.add(it.name);
+        });
+      };
+      dupes(c.buses, 'buses');
+      dupes(c.cameras, 'cameras');
+      dupes(c.robot.joints, 'robot.joints');
+
+      const buses = new Map(c.buses.map((b) => [b.name, b]));
+      const ids = new Set<string>();
+      c.robot.joints.forEach((j, i) => {
+        const at = ['robot', 'joints', i];
+        if (!buses.has(j.bus)) {
+          const known = [...buses.keys()];
+          ctx.addIssue({ code: 'custom', path: [...at, 'bus'], message: `the name of a bus in buses (${known.length ? known.join(', ') : 'none defined'})` });
         }
-        seen.add(it.name);
+        if (j.limits.min >= j.limits.max) {
+          ctx.addIssue({ code: 'custom', path: [...at, 'limits'], message: 'limits.min less than limits.max' });
+        }
+        const key = `${j.bus}/${j.id}`;
+        if (ids.has(key)) ctx.addIssue({ code: 'custom', path: [...at, 'id'], message: `an id not used by another joint on bus ${j.bus}` });
+        ids.add(key);
       });
-    };
-    dupes(c.buses, 'buses');
-    dupes(c.cameras, 'cameras');
-    dupes(c.robot.joints, 'robot.joints');
-
-    const buses = new Map(c.buses.map((b) => [b.name, b]));
-    c.buses.forEach((b, i) => {
-      if (b.kind === 'can' && b.transport === 'socketcan' && !/^[a-zA-Z0-9_.-]{1,15}$/.test(b.interface)) {
-        ctx.addIssue({ code: 'custom', path: ['buses', i, 'interface'], message: 'a network interface name (can0) of at most 15 characters' });
+      c.buses.forEach((b, i) => {
+        const family = registry.get(b.kind);
+        if (family !== undefined) checkFamily(family, b, i, c.robot.joints, ctx);
+      });
+      if (c.fleet.enabled && c.fleet.url === null) {
+        ctx.addIssue({ code: 'custom', path: ['fleet', 'url'], message: 'a broker URL when fleet.enabled is true' });
       }
     });
-    const ids = new Set<string>();
-    c.robot.joints.forEach((j, i) => {
-      const at = ['robot', 'joints', i];
-      if (!buses.has(j.bus)) {
-        const known = [...buses.keys()];
-        ctx.addIssue({ code: 'custom', path: [...at, 'bus'], message: `the name of a bus in buses (${known.length ? known.join(', ') : 'none defined'})` });
-      }
-      if (j.limits.min >= j.limits.max) {
-        ctx.addIssue({ code: 'custom', path: [...at, 'limits'], message: 'limits.min less than limits.max' });
-      }
-      const b = buses.get(j.bus);
-      if (b?.kind === 'can') {
-        const family = canFamily(j.model);
-        if (family === null) {
-          ctx.addIssue({ code: 'custom', path: [...at, 'model'], message: `a CAN motor model: ${Object.keys(MIT_MODELS).join(', ')}, or odrive` });
-        } else {
-          const other = c.robot.joints.find((o) => o.bus === j.bus && canFamily(o.model) !== null && canFamily(o.model) !== family);
-          if (other) ctx.addIssue({ code: 'custom', path: [...at, 'model'], message: `a model of one protocol per CAN bus (${j.model} shares ${j.bus} with ${other.model})` });
-        }
-      }
-      const key = `${j.bus}/${j.id}`;
-      if (ids.has(key)) ctx.addIssue({ code: 'custom', path: [...at, 'id'], message: `an id not used by another joint on bus ${j.bus}` });
-      ids.add(key);
-    });
-    if (c.fleet.enabled && c.fleet.url === null) {
-      ctx.addIssue({ code: 'custom', path: ['fleet', 'url'], message: 'a broker URL when fleet.enabled is true' });
-    }
-  });
-
-/** The protocol a CAN motor model speaks: an MIT dialect, or ODrive's CANSimple. */
-function canFamily(model: string): string | null {
-  const m = model.toLowerCase();
-  if (m.startsWith('odrive')) return 'odrive';
-  return MIT_MODELS[m] ? (m.startsWith('dm') ? 'damiao' : 'cubemars') : null;
 }
+
+/** A bus's joints as its family checks them: each joint's model, then the family's own checks. */
+function checkFamily(family: MotorFamily, bus: BusConfig, busIndex: number, all: readonly JointConfig[], ctx: z.RefinementCtx): void {
+  const at: number[] = [];
+  all.forEach((j, i) => {
+    if (j.bus === bus.name) at.push(i);
+  });
+  for (const i of at) {
+    const want = family.checkModel?.(all[i]!.model);
+    if (want) ctx.addIssue({ code: 'custom', path: ['robot', 'joints', i, 'model'], message: want });
+  }
+  const joints = at.map((i) => {
+    const j = all[i]!;
+    return { id: j.id, model: j.model, maxVelocity: j.maxVelocity, options: (j[family.kind] ?? {}) as Record<string, unknown> };
+  });
+  family.validate?.(bus, joints, {
+    bus: (key, message) => ctx.addIssue({ code: 'custom', path: ['buses', busIndex, key], message }),
+    joint: (index, key, message) => ctx.addIssue({ code: 'custom', path: ['robot', 'joints', at[index]!, key], message }),
+  });
+}
+
+/** The schema of the agent's config with the built-in motor families. */
+export const configSchema = configSchemaFor(defaultRegistry());
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
-export type BusConfig = Config['buses'][number];
-export type JointConfig = Config['robot']['joints'][number];
 export type CameraConfig = Config['cameras'][number];

@@ -1,6 +1,7 @@
 // What the control worker needs from the agent's config, as plain data it can be sent.
 import type { Config } from '../config/index.js';
-import type { CanBusConfig, DynamixelBusConfig } from '../hardware/index.js';
+import { ReflexError } from '../core/index.js';
+import { defaultRegistry, type BusSpec, type MotorRegistry } from '../hardware/index.js';
 import type { BlendMode } from './executor.js';
 
 export interface JointSpec {
@@ -24,11 +25,15 @@ export interface ControlConfig {
   chunk: { blend: BlendMode; overlapTicks: number; ensembleDecay: number; refillTicks: number };
   realtime: { priority: number; cpu: number | null; lockMemory: boolean };
   joints: JointSpec[];
-  dynamixel: DynamixelBusConfig[];
-  can: CanBusConfig[];
+  /** Each bus with its family's module: the worker opens it through the registry (hardware/registry.ts). */
+  buses: BusSpec[];
 }
 
-export function controlConfigFrom(c: Config): ControlConfig {
+/**
+ * What the control worker needs, from a validated config: `registry` must be the one the
+ * config was validated with (it names each bus kind's family module).
+ */
+export function controlConfigFrom(c: Config, registry: MotorRegistry = defaultRegistry()): ControlConfig {
   const ticks = (ms: number) => Math.max(1, Math.round((ms * c.control.rateHz) / 1000));
   const joints: JointSpec[] = c.robot.joints.map((j) => ({
     name: j.name,
@@ -40,37 +45,19 @@ export function controlConfigFrom(c: Config): ControlConfig {
     offset: j.calibration.offset,
     direction: j.calibration.direction,
   }));
-  const dynamixel: DynamixelBusConfig[] = [];
-  const can: CanBusConfig[] = [];
-  for (const b of c.buses) {
-    if (b.kind === 'can') {
-      const motors = c.robot.joints
-        .filter((j) => j.bus === b.name)
-        .map((j) => ({ id: j.id, model: j.model, kp: j.can.kp, kd: j.can.kd, effortLimit: j.can.effortLimit, maxVelocity: j.maxVelocity, gearRatio: j.can.gearRatio }));
-      if (motors.length === 0) continue;
-      can.push({
-        name: b.name,
-        interface: b.interface,
-        transport: b.transport,
-        bitrate: b.bitrate,
-        motors,
-        retries: c.control.bus.retries,
-        errorBudgetMs: c.control.bus.errorBudgetMs,
-        replyTimeoutUs: b.replyTimeoutUs,
-        maxTemperatureC: b.maxTemperatureC,
-        onStop: b.onStop,
-        loadWarnPct: b.loadWarnPct,
-      });
-      continue;
-    }
-    const servos = c.robot.joints.filter((j) => j.bus === b.name).map((j) => ({ id: j.id, model: j.model }));
-    if (servos.length === 0) continue;
-    dynamixel.push({
-      name: b.name,
-      port: b.port,
-      baud: b.baud,
-      zeroReturnDelay: b.zeroReturnDelay,
-      servos,
+  const buses: BusSpec[] = [];
+  for (const { name, kind, ...bus } of c.buses) {
+    const family = registry.get(kind);
+    if (family === undefined) throw new ReflexError('CONFIG_INVALID', `bus ${name}: no motor family "${kind}" is registered`);
+    const on = c.robot.joints.filter((j) => j.bus === name);
+    // A bus without joints is not opened (nothing on it to drive).
+    if (on.length === 0) continue;
+    buses.push({
+      kind,
+      name,
+      module: family.module,
+      bus,
+      joints: on.map((j) => ({ id: j.id, model: j.model, maxVelocity: j.maxVelocity, options: blockOf(j[kind]) })),
       retries: c.control.bus.retries,
       errorBudgetMs: c.control.bus.errorBudgetMs,
       watchdogMs: c.control.bus.watchdogMs,
@@ -86,7 +73,11 @@ export function controlConfigFrom(c: Config): ControlConfig {
     chunk: { ...c.control.chunk },
     realtime: { ...c.control.realtime },
     joints,
-    dynamixel,
-    can,
+    buses,
   };
+}
+
+/** A joint's block for its family (`can: { kp }`), or none. */
+function blockOf(v: unknown): Readonly<Record<string, unknown>> {
+  return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : {};
 }

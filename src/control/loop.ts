@@ -79,7 +79,7 @@ export class ControlLoop extends EventEmitter implements Part {
     super();
     this.buffers = allocShared(cfg.joints.length);
     this.shared = viewShared(this.buffers);
-    this.buses = [...cfg.dynamixel, ...cfg.can].map((b) => ({ name: b.name, state: 'ok', reason: null }));
+    this.buses = cfg.buses.map((b) => ({ name: b.name, state: 'ok', reason: null }));
   }
 
   async start(signal: AbortSignal): Promise<void> {

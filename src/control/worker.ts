@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { getHeapStatistics } from 'node:v8';
 import { readFileSync } from 'node:fs';
-import { CanMotorBus, DynamixelMotorBus, SocketCan, type MotorBus } from '../hardware/index.js';
+import { openBus, type MotorBus } from '../hardware/index.js';
 import { monoMs, setupRealtime, tickClock, unlockMemory, type RealtimeReport } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import { ControlCore } from './core.js';
@@ -171,14 +171,9 @@ async function main(): Promise<void> {
   const buses: MotorBus[] = [];
   const warnings: string[] = [];
   try {
-    for (const b of cfg.dynamixel) {
-      const bus = await DynamixelMotorBus.open(b);
-      buses.push(bus);
-      warnings.push(...bus.warnings);
-    }
-    for (const b of cfg.can) {
-      const transport = b.transport === 'socketcan' ? SocketCan.open(b.interface) : SocketCan.connectVirtual(b.interface);
-      const bus = CanMotorBus.open(b, transport);
+    // Each through its family's factory, imported in this thread (hardware/registry.ts).
+    for (const spec of cfg.buses) {
+      const bus = await openBus(spec);
       buses.push(bus);
       warnings.push(...bus.warnings);
     }

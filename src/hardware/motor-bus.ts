@@ -29,6 +29,8 @@ export interface MotorBus {
    * warn past), and the controller's state (error-active, error-passive, bus-off).
    */
   readonly load: { framesPerS: number; pct: number; warnPct: number; controller: string } | null;
+  /** What opening the bus found that a person should know (a servo's return delay left alone, say). */
+  readonly warnings: readonly string[];
 
   /**
    * Reads every motor once (retrying within the tick). False when some did not answer: their

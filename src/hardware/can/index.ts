@@ -6,3 +6,5 @@ export { VirtualCanHub, VirtualCan, type FrameHandler } from './virtual.js';
 export { VirtualCanServer } from './virtual-server.js';
 export { SocketCan } from './socket.js';
 export type { CanMotorSpec } from './protocols.js';
+export { CanMotorBus, CanMotorFault, type CanBusConfig } from './motor-bus.js';
+export { canFamily, canProtocolOf } from './family.js';

@@ -9,3 +9,4 @@ export { SyncGroup, GroupState, TICK_READ, TICK_READ_BYTES, type GroupServo, typ
 export { openSerial, tuneLatency, tickIo, FTDI_UDEV_RULE, type SerialLink, type LatencyReport, type TickIo } from './serial.js';
 export { scan, prepare, mapTickRead, torqueOnInPlace, torqueOff, setBusWatchdog, SCAN_BAUDS, type ScanHit, type ExpectedServo, type Prepared } from './setup.js';
 export { DynamixelMotorBus, type DynamixelBusConfig } from './motor-bus.js';
+export { dynamixelFamily, DYNAMIXEL_BAUDS } from './family.js';
