@@ -6,10 +6,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { FrameSlot, LatestSlot, monoMs } from '../src/rt/index.js';
-import { allocShared, observationLength, chunkLength } from '../src/control/shared.js';
+import { FrameSlot, PolicyLink, allocPolicyLink, monoMs } from '../src/rt/index.js';
 import { PolicyRuntime, loadBundle, type PolicyInfo } from '../src/policy/index.js';
-import { S } from '../src/policy/stats.js';
 import { REPO } from '../test/helpers/paths.js';
 import { argNumber, machine, progress, result, summary } from './_util.js';
 import { ensureActBundle } from './_fixtures.js';
@@ -37,7 +35,7 @@ function cameraFrames(cameras: readonly string[], images: { name: string; shape:
 
 async function measure(dir: string, runs: number) {
   const b = loadBundle(dir);
-  const buffers = allocShared(b.dof);
+  const buffers = allocPolicyLink(b.dof);
   const cams = cameraFrames(b.spec.cameras, b.images);
   const runtime = new PolicyRuntime(
     {
@@ -53,34 +51,32 @@ async function measure(dir: string, runs: number) {
   );
   await runtime.start();
   const info: PolicyInfo = await runtime.activate(dir);
-  const obs = new LatestSlot(buffers.observation, observationLength(b.dof));
-  const chunk = new LatestSlot(buffers.chunk, chunkLength(b.dof));
-  const request = new Int32Array(buffers.request);
-  const stats = runtime.stats;
-  const rec = new Float64Array(observationLength(b.dof));
-  const seen = new Float64Array(chunkLength(b.dof));
+  const link = new PolicyLink(buffers);
+  const { chunk } = link;
+  const stats = runtime.metrics.counters;
+  const rec = link.observationRecord();
+  const seen = link.chunkRecord();
   const total: number[] = [];
   const worker: number[] = [];
   const ortMs: number[] = [];
   for (let k = 0; k < runs + 10; k++) {
-    rec[0] = k;
-    for (let j = 0; j < b.dof; j++) rec[3 + j] = 0.1 * Math.sin(k + j);
+    rec.tick = k;
+    for (let j = 0; j < b.dof; j++) rec.q[j] = 0.1 * Math.sin(k + j);
     const version = chunk.version;
-    obs.write(rec);
+    link.observation.write(rec.data);
     const t0 = performance.now();
-    Atomics.add(request, 0, 1);
-    Atomics.notify(request, 0);
+    link.request.ring();
     // Spin as the control loop would see it: the chunk is there at the first tick after this.
     while (chunk.version === version) {
       if (performance.now() - t0 > 5000) throw new Error('no chunk in 5 s');
     }
     const t = performance.now() - t0;
-    chunk.read(seen);
-    if (seen[0] !== k) throw new Error(`chunk for observation ${seen[0]}, expected ${k}`);
+    chunk.read(seen.data);
+    if (seen.obsTick !== k) throw new Error(`chunk for observation ${seen.obsTick}, expected ${k}`);
     if (k >= 10) {
       total.push(t);
-      worker.push(stats[S.LAST_MS]!);
-      ortMs.push(stats[S.LAST_ORT_MS]!);
+      worker.push(stats.get('lastMs'));
+      ortMs.push(stats.get('lastOrtMs'));
     }
     await new Promise((r) => setImmediate(r));
   }

@@ -5,7 +5,8 @@ import type { MotorBus } from '../hardware/index.js';
 import type { ControlConfig } from './config.js';
 import { ChunkExecutor } from './executor.js';
 import { SafetyFilter } from './safety.js';
-import { CHUNK_HEADER, F, I, MAX_HORIZON, Mode, type LoopShared } from './shared.js';
+import { ChunkRecord, Intervention, MAX_HORIZON, ObservationRecord, TickRecord } from '../rt/index.js';
+import { Mode, type LoopShared } from './shared.js';
 
 /** Where a joint's motor sits: which bus, which index there. */
 interface JointRef {
@@ -36,10 +37,13 @@ export class ControlCore {
   private readonly prev: Float64Array;
   private readonly hold: Float64Array;
   private readonly motorCmd: Float64Array[];
-  private readonly obs: Float64Array;
+  private readonly obs: ObservationRecord;
   private readonly motorRec: Float64Array;
-  private readonly chunkBuf: Float64Array;
-  private readonly actions: Float64Array;
+  private readonly chunk: ChunkRecord;
+  /** This tick's record, written into the tick ring at its end. */
+  private readonly rec: TickRecord;
+  /** Intervention bits gathered during this tick. */
+  private interventions = 0;
   private chunkVersion = 0;
   /** Ticks since the policy started without its first chunk yet (holding, not starving). */
   private primingTicks = -1;
@@ -84,10 +88,10 @@ export class ControlCore {
     this.away = new Uint8Array(buses.length);
     this.controllerSeen = buses.map(() => 'error-active');
     this.controllerSeenAt = new Float64Array(buses.length).fill(-Infinity);
-    this.obs = new Float64Array(shared.observation.length);
+    this.obs = shared.link.observationRecord();
     this.motorRec = new Float64Array(shared.motors.length);
-    this.chunkBuf = new Float64Array(shared.chunk.length);
-    this.actions = new Float64Array(MAX_HORIZON * n);
+    this.chunk = shared.link.chunkRecord();
+    this.rec = new TickRecord(n);
     this.executor = new ChunkExecutor({
       dof: n,
       blend: cfg.chunk.blend,
@@ -105,7 +109,10 @@ export class ControlCore {
 
   /** One tick. `k` is the tick index (deadline count), `now` its wake-up time. */
   tick(k: number, now: number): void {
-    const f = this.shared.floats;
+    const c = this.shared.counters;
+    const rec = this.rec;
+    this.interventions = 0;
+    rec.action.fill(NaN);
     const busOk = this.readBuses();
     if (!this.started) {
       // The first command is the measured pose: the loop starts in hold, where the arm is.
@@ -114,12 +121,13 @@ export class ControlCore {
       this.started = true;
     }
     this.publish(k, now);
-    if (!busOk) f[F.BUS_FAILED_READS]! += 1;
+    if (!busOk) c.add('busFailedReads');
 
     switch (this.mode) {
       case Mode.POLICY:
         this.takeChunk(k);
         if (this.executor.next(k, this.desired)) {
+          rec.action.set(this.desired);
           if (this.primingTicks >= 0) {
             // The first action: the soft start ramps from here (the pose held while priming).
             this.safety.softStart(this.prev);
@@ -136,7 +144,8 @@ export class ControlCore {
           break;
         }
         // Starved: hold the last safe command, count it, and fault past the bound.
-        f[F.STARVED_TICKS]! += 1;
+        c.add('starvedTicks');
+        this.interventions |= Intervention.STARVED;
         if (this.executor.consecutiveStarved > this.cfg.starvationLimitTicks) {
           this.fault(`policy starved: no action for ${this.executor.consecutiveStarved} ticks (limit ${this.cfg.starvationLimitTicks})`);
         }
@@ -147,12 +156,45 @@ export class ControlCore {
         this.desired.set(this.hold);
         break;
     }
-    if (this.mode === Mode.POLICY && this.executor.wantsRefill(k)) this.requestChunk(k);
+    // The observation just published carries the tick: the bell only says a chunk is wanted.
+    if (this.mode === Mode.POLICY && this.executor.wantsRefill(k)) this.shared.link.request.ring();
 
-    this.safety.apply(this.desired, this.prev, this.cmd);
+    this.filter(this.desired, this.cmd);
     this.prev.set(this.cmd);
     if (!this.torqueIsOff) this.writeBuses();
     this.account(k);
+    this.record(k, now);
+  }
+
+  /** The safety filter, noting which of its rules changed the command. */
+  private filter(desired: Float64Array, out: Float64Array): void {
+    const s = this.safety.stats;
+    const limit = s.limitClamps;
+    const delta = s.deltaClamps;
+    const nonFinite = s.nonFinite;
+    if (this.safety.rampingIn) this.interventions |= Intervention.SOFT_START;
+    this.safety.apply(desired, this.prev, out);
+    if (s.limitClamps !== limit) this.interventions |= Intervention.LIMIT;
+    if (s.deltaClamps !== delta) this.interventions |= Intervention.DELTA;
+    if (s.nonFinite !== nonFinite) this.interventions |= Intervention.NON_FINITE;
+  }
+
+  /** One tick record into the tick ring, for every consumer. */
+  private record(k: number, now: number): void {
+    const rec = this.rec;
+    const c = this.shared.counters;
+    rec.tick = k;
+    rec.timeMs = now;
+    rec.mode = this.mode;
+    rec.interventions = this.interventions;
+    rec.generation = this.executor.queuedGeneration;
+    rec.faults = c.get('faults');
+    rec.busErrors = c.get('busFailedReads') + c.get('busRetries');
+    rec.q.set(this.q);
+    rec.dq.set(this.dq);
+    rec.effort.set(this.effort);
+    rec.command.set(this.cmd);
+    this.shared.ticks.push(rec);
   }
 
   startPolicy(): void {
@@ -160,7 +202,7 @@ export class ControlCore {
     this.executor.reset();
     this.primingTicks = 0;
     this.mode = Mode.POLICY;
-    Atomics.store(this.shared.ints, I.MODE, this.mode);
+    this.shared.words.store('mode', this.mode);
   }
 
   stopPolicy(): void {
@@ -170,7 +212,7 @@ export class ControlCore {
 
   /** E-stop: stop where the arm is now (or torque off), latched until reset(). */
   estop(): void {
-    this.shared.floats[F.ESTOPS]! += 1;
+    this.shared.counters.add('estops');
     this.enterHold(Mode.ESTOP);
   }
 
@@ -203,7 +245,7 @@ export class ControlCore {
     this.hold.set(this.q);
     this.prev.set(this.q);
     this.mode = mode;
-    Atomics.store(this.shared.ints, I.MODE, mode);
+    this.shared.words.store('mode', mode);
     if (mode === Mode.ESTOP || mode === Mode.FAULT) {
       if (this.cfg.estop === 'torque_off') {
         for (const b of this.buses) b.disable();
@@ -217,8 +259,8 @@ export class ControlCore {
 
   private fault(reason: string): void {
     if (this.mode === Mode.FAULT) return;
-    this.shared.floats[F.FAULTS]! += 1;
-    Atomics.add(this.shared.ints, I.FAULT_SEQ, 1);
+    this.shared.counters.add('faults');
+    this.shared.words.add('faultSeq');
     this.enterHold(Mode.FAULT);
     this.events.fault(reason);
   }
@@ -267,40 +309,28 @@ export class ControlCore {
 
   private publish(k: number, now: number): void {
     const o = this.obs;
-    const n = this.n;
-    o[0] = k;
-    o[1] = now;
-    o[2] = this.mode;
-    for (let j = 0; j < n; j++) {
-      o[3 + j] = this.q[j]!;
-      o[3 + n + j] = this.dq[j]!;
-      o[3 + 2 * n + j] = this.effort[j]!;
-    }
-    this.shared.observation.write(o);
+    o.tick = k;
+    o.timeMs = now;
+    o.mode = this.mode;
+    o.q.set(this.q);
+    o.dq.set(this.dq);
+    o.effort.set(this.effort);
+    this.shared.observation.write(o.data);
   }
 
   private takeChunk(k: number): void {
     const slot = this.shared.chunk;
     if (slot.version === this.chunkVersion) return;
-    const v = slot.read(this.chunkBuf);
+    const c = this.chunk;
+    const v = slot.read(c.data);
     if (v <= 0) return;
     this.chunkVersion = v;
-    const obsTick = this.chunkBuf[0]!;
-    const horizon = this.chunkBuf[1]!;
-    const len = horizon * this.n;
+    const horizon = c.horizon;
     if (!(horizon > 0 && horizon <= MAX_HORIZON)) {
       this.executor.stats.rejectedChunks++;
       return;
     }
-    for (let i = 0; i < len; i++) this.actions[i] = this.chunkBuf[CHUNK_HEADER + i]!;
-    this.executor.ingest(k, obsTick, this.actions, horizon, this.chunkBuf[2]);
-  }
-
-  private requestChunk(k: number): void {
-    const r = this.shared.request;
-    Atomics.store(r, 1, k);
-    Atomics.add(r, 0, 1);
-    Atomics.notify(r, 0);
+    this.executor.ingest(k, c.obsTick, c.actions, horizon, c.generation);
   }
 
   private writeBuses(): void {
@@ -329,17 +359,17 @@ export class ControlCore {
   }
 
   private account(k: number): void {
-    const f = this.shared.floats;
+    const c = this.shared.counters;
     const s = this.safety.stats;
     const e = this.executor.stats;
-    f[F.LIMIT_CLAMPS] = s.limitClamps;
-    f[F.DELTA_CLAMPS] = s.deltaClamps;
-    f[F.NON_FINITE] = s.nonFinite;
-    f[F.SOFT_STARTS] = s.softStarts;
-    f[F.CHUNKS] = e.chunks;
-    f[F.CHUNKS_REJECTED] = e.rejectedChunks;
-    f[F.STALE_ACTIONS] = e.staleActions;
-    f[F.REFILL_REQUESTS] = e.refillRequests;
+    c.set('limitClamps', s.limitClamps);
+    c.set('deltaClamps', s.deltaClamps);
+    c.set('nonFinite', s.nonFinite);
+    c.set('softStarts', s.softStarts);
+    c.set('chunks', e.chunks);
+    c.set('chunksRejected', e.rejectedChunks);
+    c.set('staleActions', e.staleActions);
+    c.set('refillRequests', e.refillRequests);
     let retries = 0;
     let load = 0;
     for (let b = 0; b < this.buses.length; b++) {
@@ -359,7 +389,7 @@ export class ControlCore {
         this.events.warning(`CAN bus ${bus.name}: frames take ${l.pct.toFixed(1)}% of the bitrate (${Math.round(l.framesPerS)} frames/s; warning bound ${l.warnPct}%)`);
       } else if (l.pct < l.warnPct * 0.9) this.loadWarned[b] = 0;
     }
-    f[F.BUS_RETRIES] = retries;
-    f[F.BUS_LOAD_PCT] = load;
+    c.set('busRetries', retries);
+    c.set('busLoadPct', load);
   }
 }

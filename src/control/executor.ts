@@ -53,6 +53,11 @@ export class ChunkExecutor {
     this.count = new Uint16Array(this.cap);
   }
 
+  /** The policy generation whose chunks are queued (-1: none). */
+  get queuedGeneration(): number {
+    return this.generation;
+  }
+
   /** Actions queued from tick `now` on. */
   remaining(now: number): number {
     return this.end > now ? this.end - now : 0;

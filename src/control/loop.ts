@@ -1,14 +1,14 @@
-import { Worker } from 'node:worker_threads';
 import { EventEmitter } from 'node:events';
-import { ReflexError, errorMessage, type Logger, type Part } from '../core/index.js';
-import { monoMs, type HistogramSummary, type RealtimeReport } from '../rt/index.js';
+import { ReflexError, type Logger, type Part } from '../core/index.js';
+import { WorkerHost, interventionNames, monoMs, type HistogramSummary, type InterventionName, type RealtimeReport, type TickReader, type TickRing } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import {
-  Command, F, I, LOOP_STATE_NAMES, MODE_NAMES, allocShared, viewShared,
+  Command, LOOP_STATE_NAMES, MODE_NAMES, allocShared, viewShared,
   type LoopBuffers, type LoopShared, type LoopStateName, type ModeName,
 } from './shared.js';
-import type { ControlWorkerData, WorkerMessage } from './worker.js';
+import type { ControlEvent, ControlProtocol, ControlWorkerData } from './worker.js';
 import { REOPEN_BACKOFF_MS, type BusStateName } from './reopen.js';
+import type { DaemonHandlers } from '../api/index.js';
 
 /** Per bus: ok, lost (its port went away, or could not be reopened: why), or being reopened. */
 export interface BusStatus {
@@ -22,6 +22,21 @@ export interface ControlLoopOptions {
   stallMs: number;
   /** Bound on opening the buses and the first tick. */
   startTimeoutMs?: number;
+  /** Bound on each step of stopping the worker: asked, terminated, abandoned (default 5000). */
+  stopTimeoutMs?: number;
+  /** Ticks the tick ring holds (default TICK_RING_CAPACITY, 10 s at 50 Hz). */
+  tickRingCapacity?: number;
+}
+
+/** The newest tick record, per joint: what the loop measured and what it sent. */
+export interface LastTick {
+  tick: number;
+  mode: ModeName;
+  /** Safety rules that changed the command at this tick. */
+  interventions: InterventionName[];
+  /** The policy generation whose action it took (-1: none). */
+  generation: number;
+  joints: { name: string; position: number; velocity: number; effort: number; action: number | null; command: number }[];
 }
 
 export interface LoopStatus {
@@ -49,6 +64,8 @@ export interface LoopStatus {
   realtime: RealtimeReport | null;
   warnings: string[];
   buses: BusStatus[];
+  /** The newest tick record (from the tick ring), null before the first tick. */
+  lastTick: LastTick | null;
 }
 
 /**
@@ -60,16 +77,15 @@ export class ControlLoop extends EventEmitter implements Part {
   readonly name = 'control-loop';
   readonly buffers: LoopBuffers;
   readonly shared: LoopShared;
-  private worker: Worker | null = null;
-  private stopping = false;
+  private host: WorkerHost<ControlProtocol> | null = null;
+  /** This loop's own consumer of the tick ring, for status. */
+  private readonly statusTicks: TickReader;
   private rateSample = { ticks: 0, deadlineMs: 0, atMs: 0, hz: 0 };
   private commands: Promise<void> = Promise.resolve();
   private lastFault: string | null = null;
   private realtime: RealtimeReport | null = null;
   private warnings: string[] = [];
   private readonly buses: BusStatus[];
-  /** Reset commands waiting for the worker's answer, in order (it answers each once). */
-  private resets: { resolve: (r: { ok: boolean; reason: string | null }) => void; reject: (e: Error) => void }[] = [];
 
   constructor(
     private readonly cfg: ControlConfig,
@@ -77,77 +93,88 @@ export class ControlLoop extends EventEmitter implements Part {
     private readonly log: Logger,
   ) {
     super();
-    this.buffers = allocShared(cfg.joints.length);
+    this.buffers = allocShared(cfg.joints.length, opts.tickRingCapacity);
     this.shared = viewShared(this.buffers);
+    this.statusTicks = this.shared.ticks.reader();
     this.buses = cfg.buses.map((b) => ({ name: b.name, state: 'ok', reason: null }));
+  }
+
+  /**
+   * One record per tick: attach a consumer with `loop.ticks.reader()` (it sees every tick from
+   * then on; one that falls behind counts its overruns, and the loop never waits for it). The
+   * ring's buffer may be handed to another thread: `new TickRing(joints, capacity, buffer)`.
+   */
+  get ticks(): TickRing {
+    return this.shared.ticks;
   }
 
   async start(signal: AbortSignal): Promise<void> {
     const data: ControlWorkerData = { buffers: this.buffers, config: this.cfg };
+    const timeoutMs = this.opts.startTimeoutMs ?? 15_000;
     // A small, fixed young generation: the loop allocates next to nothing, so scavenges are rare
     // and short; a large old generation is never needed in this thread.
-    const worker = new Worker(new URL('./worker.js', import.meta.url), {
-      workerData: data,
+    const host = new WorkerHost<ControlProtocol>({
       name: 'reflex-control',
+      url: new URL('./worker.js', import.meta.url),
+      workerData: data,
       resourceLimits: { maxYoungGenerationSizeMb: 16, maxOldGenerationSizeMb: 256 },
+      readyTimeoutMs: timeoutMs,
+      signal,
+      stopMs: this.opts.stopTimeoutMs ?? 5000,
+      // The worker reads no messages while it ticks: it takes the stop from shared memory.
+      askStop: () => this.shared.words.store('command', Command.STOP),
     });
-    this.worker = worker;
-    const ready = new Promise<void>((resolve, reject) => {
-      worker.on('message', (m: WorkerMessage) => {
-        switch (m.type) {
-          case 'ready':
-            this.realtime = m.realtime;
-            this.warnings = m.warnings;
-            for (const w of m.warnings) this.log.warn(w);
-            if (m.realtime.notes.length > 0) this.log.warn({ notes: m.realtime.notes }, 'control thread runs without full real-time set-up');
-            resolve();
-            break;
-          case 'error':
-            reject(new ReflexError('START_FAILED', m.message));
-            break;
-          case 'warning':
-            this.log.warn(m.message);
-            this.warnings = [...this.warnings.slice(-19), m.message];
-            break;
-          case 'fault':
-            this.lastFault = m.reason;
-            this.log.error({ reason: m.reason }, 'control loop fault: holding; reset to clear');
-            this.emit('fault', m.reason);
-            break;
-          case 'bus': {
-            const b = this.buses.find((x) => x.name === m.name);
-            if (b) Object.assign(b, { state: m.state, reason: m.reason });
-            if (m.state === 'ok') this.log.info({ bus: m.name }, 'bus reopened');
-            else this.log.warn({ bus: m.name, reason: m.reason }, m.state === 'lost' ? 'bus lost' : 'reopening bus');
-            break;
-          }
-          case 'reset':
-            this.resets.shift()?.resolve(m);
-            break;
-        }
-      });
-      worker.once('exit', (code) => reject(new ReflexError('START_FAILED', `control worker exited (code ${code}) before it was ready`)));
+    this.host = host;
+    host.onEvent((m) => this.onEvent(m));
+    host.onExit(() => (this.host = null));
+    host.onDied((err) => {
+      this.log.fatal({ err: err.message }, 'control worker failed');
+      this.emit('died', new ReflexError('START_FAILED', err.message));
     });
-    worker.on('error', (err) => this.log.fatal({ err: errorMessage(err) }, 'control worker failed'));
-    worker.on('exit', (code) => {
-      this.worker = null;
-      for (const r of this.resets.splice(0)) r.reject(new ReflexError('COMMAND_FAILED', `control worker exited (code ${code}) before the reset was done`));
-      if (!this.stopping) this.emit('died', new ReflexError('START_FAILED', `control worker exited (code ${code})`));
-    });
-    const timeoutMs = this.opts.startTimeoutMs ?? 15_000;
-    await withTimeout(ready, timeoutMs, `control loop not ready within ${timeoutMs} ms`, signal);
+    let ready: ControlProtocol['ready'];
+    try {
+      ready = await host.ready;
+    } catch (err) {
+      const e = err as Error & { timeout?: boolean };
+      throw new ReflexError('START_FAILED', e.message, { timeout: e.timeout === true });
+    }
+    this.realtime = ready.realtime;
+    this.warnings = ready.warnings;
+    for (const w of ready.warnings) this.log.warn(w);
+    if (ready.realtime.notes.length > 0) this.log.warn({ notes: ready.realtime.notes }, 'control thread runs without full real-time set-up');
     await this.firstTick(signal, 2000);
-    this.rateSample = { ticks: this.ticks, deadlineMs: this.shared.floats[F.LAST_DEADLINE_MS]!, atMs: monoMs(), hz: 0 };
+    this.rateSample = { ticks: this.tickCount, deadlineMs: this.shared.counters.get('lastDeadlineMs'), atMs: monoMs(), hz: 0 };
   }
 
-  private get ticks(): number {
-    return this.shared.floats[F.TICKS]!;
+  private onEvent(m: ControlEvent): void {
+    switch (m.type) {
+      case 'warning':
+        this.log.warn(m.message);
+        this.warnings = [...this.warnings.slice(-19), m.message];
+        break;
+      case 'fault':
+        this.lastFault = m.reason;
+        this.log.error({ reason: m.reason }, 'control loop fault: holding; reset to clear');
+        this.emit('fault', m.reason);
+        break;
+      case 'bus': {
+        const b = this.buses.find((x) => x.name === m.name);
+        if (b) Object.assign(b, { state: m.state, reason: m.reason });
+        if (m.state === 'ok') this.log.info({ bus: m.name }, 'bus reopened');
+        else this.log.warn({ bus: m.name, reason: m.reason }, m.state === 'lost' ? 'bus lost' : 'reopening bus');
+        break;
+      }
+    }
+  }
+
+  private get tickCount(): number {
+    return this.shared.counters.get('ticks');
   }
 
   private async firstTick(signal: AbortSignal, timeoutMs: number): Promise<void> {
     const until = monoMs() + timeoutMs;
-    while (this.ticks === 0) {
-      if (this.worker === null) throw new ReflexError('START_FAILED', 'control worker exited before its first tick');
+    while (this.tickCount === 0) {
+      if (this.host === null) throw new ReflexError('START_FAILED', 'control worker exited before its first tick');
       if (signal.aborted) throw new ReflexError('START_FAILED', 'cancelled');
       if (monoMs() > until) throw new ReflexError('START_FAILED', `control loop did not tick within ${timeoutMs} ms`, { timeout: true });
       await sleep(5);
@@ -156,25 +183,25 @@ export class ControlLoop extends EventEmitter implements Part {
 
   /** True while the loop ticks: what keeps the systemd watchdog fed. */
   healthy(): boolean {
-    if (this.worker === null) return false;
-    const last = this.shared.floats[F.LAST_TICK_MS]!;
+    if (this.host === null) return false;
+    const last = this.shared.counters.get('lastTickMs');
     return last > 0 && monoMs() - last < this.opts.stallMs;
   }
 
   get mode(): ModeName {
-    return MODE_NAMES[Atomics.load(this.shared.ints, I.MODE)] ?? 'hold';
+    return MODE_NAMES[this.shared.words.load('mode')] ?? 'hold';
   }
 
   status(): LoopStatus {
-    const f = this.shared.floats;
+    const c = this.shared.counters;
     const now = monoMs();
     const sample = this.rateSample;
     if (now - sample.atMs >= 500) {
       // Ticks per scheduled time: deadlines are exactly one period apart and a missed one is
       // skipped, so a loop that keeps its deadlines reads its target rate exactly, and each
       // missed period lowers it. Wall-clock sampling would jitter with when status is asked.
-      const deadline = f[F.LAST_DEADLINE_MS]!;
-      const ticks = this.ticks;
+      const deadline = c.get('lastDeadlineMs');
+      const ticks = this.tickCount;
       const spanMs = deadline - sample.deadlineMs;
       sample.hz = sample.deadlineMs > 0 && spanMs > 0 ? ((ticks - sample.ticks) * 1000) / spanMs : sample.hz;
       if (!this.healthy()) sample.hz = 0;
@@ -182,36 +209,59 @@ export class ControlLoop extends EventEmitter implements Part {
       sample.deadlineMs = deadline;
       sample.atMs = now;
     }
-    const last = f[F.LAST_TICK_MS]!;
+    const last = c.get('lastTickMs');
     const mode = this.mode;
     return {
-      state: LOOP_STATE_NAMES[Atomics.load(this.shared.ints, I.STATE)] ?? 'starting',
+      state: LOOP_STATE_NAMES[this.shared.words.load('state')] ?? 'starting',
       mode,
       healthy: this.healthy(),
       rateHz: round(sample.hz, 2),
       targetHz: this.cfg.rateHz,
-      ticks: this.ticks,
-      missedDeadlines: f[F.MISSED_DEADLINES]!,
-      overruns: f[F.OVERRUNS]!,
+      ticks: this.tickCount,
+      missedDeadlines: c.get('missedDeadlines'),
+      overruns: c.get('overruns'),
       latenessUs: pick(this.shared.lateness.summary()),
-      tickDurationUs: { last: round(f[F.LAST_TICK_DURATION_US]!, 1), ...this.shared.duration.summary() },
+      tickDurationUs: { last: round(c.get('lastTickDurationUs'), 1), ...this.shared.duration.summary() },
       msSinceLastTick: last > 0 ? round(now - last, 1) : null,
-      starvedTicks: f[F.STARVED_TICKS]!,
+      starvedTicks: c.get('starvedTicks'),
       safety: {
-        limitClamps: f[F.LIMIT_CLAMPS]!,
-        deltaClamps: f[F.DELTA_CLAMPS]!,
-        nonFinite: f[F.NON_FINITE]!,
-        softStarts: f[F.SOFT_STARTS]!,
-        estops: f[F.ESTOPS]!,
-        faults: f[F.FAULTS]!,
+        limitClamps: c.get('limitClamps'),
+        deltaClamps: c.get('deltaClamps'),
+        nonFinite: c.get('nonFinite'),
+        softStarts: c.get('softStarts'),
+        estops: c.get('estops'),
+        faults: c.get('faults'),
       },
-      bus: { failedReads: f[F.BUS_FAILED_READS]!, retries: f[F.BUS_RETRIES]!, loadPct: round(f[F.BUS_LOAD_PCT]!, 1) },
-      chunks: { received: f[F.CHUNKS]!, rejected: f[F.CHUNKS_REJECTED]!, staleActions: f[F.STALE_ACTIONS]!, refillRequests: f[F.REFILL_REQUESTS]! },
-      gcEvents: f[F.GC_EVENTS]!,
+      bus: { failedReads: c.get('busFailedReads'), retries: c.get('busRetries'), loadPct: round(c.get('busLoadPct'), 1) },
+      chunks: { received: c.get('chunks'), rejected: c.get('chunksRejected'), staleActions: c.get('staleActions'), refillRequests: c.get('refillRequests') },
+      gcEvents: c.get('gcEvents'),
       fault: mode === 'fault' ? this.lastFault : null,
       realtime: this.realtime,
       warnings: this.warnings,
       buses: this.buses.map((b) => ({ ...b })),
+      lastTick: this.lastTick(),
+    };
+  }
+
+  /** The newest tick record, as status shows it. */
+  private lastTick(): LastTick | null {
+    const r = this.statusTicks;
+    if (!r.latest()) return null;
+    const t = r.record;
+    const v = (x: number) => round(x, 4);
+    return {
+      tick: t.tick,
+      mode: MODE_NAMES[t.mode] ?? 'hold',
+      interventions: interventionNames(t.interventions),
+      generation: t.generation,
+      joints: this.cfg.joints.map((j, i) => ({
+        name: j.name,
+        position: v(t.q[i]!),
+        velocity: v(t.dq[i]!),
+        effort: v(t.effort[i]!),
+        action: Number.isNaN(t.action[i]!) ? null : v(t.action[i]!),
+        command: v(t.command[i]!),
+      })),
     };
   }
 
@@ -231,27 +281,22 @@ export class ControlLoop extends EventEmitter implements Part {
    * when it cannot be, the reset fails with why, and the loop stays in fault.
    */
   async reset(): Promise<void> {
-    const answer = new Promise<{ ok: boolean; reason: string | null }>((resolve, reject) => this.resets.push({ resolve, reject }));
-    const waiter = this.resets[this.resets.length - 1]!;
-    answer.catch(() => undefined); // awaited below; a worker gone before then must not be an unhandled rejection
-    try {
-      await this.command(Command.RESET, 0);
-    } catch (err) {
-      this.resets = this.resets.filter((r) => r !== waiter);
-      throw err;
-    }
+    const host = this.host;
+    if (host === null) throw new ReflexError('COMMAND_FAILED', 'the control worker is not running');
     // Every try, its pauses, and a margin: the worker always answers, this only bounds a hang.
     const boundMs = REOPEN_BACKOFF_MS.reduce((a, b) => a + b, 0) + REOPEN_BACKOFF_MS.length * 5000;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ReflexError('TIMEOUT', `reset not done within ${boundMs} ms`, { timeout: true })), boundMs);
-    });
+    // The command carries the request's id in shared memory; the worker answers it by id.
+    const { id, reply } = host.expect(boundMs, `reset not done within ${boundMs} ms`);
+    reply.catch(() => undefined); // awaited below; a command that fails first must not leave it unhandled
+    await this.command(Command.RESET, id);
+    let r: { ok: boolean; reason: string | null };
     try {
-      const r = await Promise.race([answer, late]);
-      if (!r.ok) throw new ReflexError('BUS_FAULT', r.reason ?? 'reset failed');
-    } finally {
-      clearTimeout(timer);
+      r = await reply;
+    } catch (err) {
+      const e = err as Error & { timeout?: boolean };
+      throw e.timeout === true ? new ReflexError('TIMEOUT', e.message, { timeout: true }) : new ReflexError('COMMAND_FAILED', `${e.message} before the reset was done`);
     }
+    if (!r.ok) throw new ReflexError('BUS_FAULT', r.reason ?? 'reset failed');
   }
   startPolicy(): Promise<void> {
     return this.command(Command.POLICY_START, 0);
@@ -265,18 +310,17 @@ export class ControlLoop extends EventEmitter implements Part {
   }
 
   async safe(): Promise<void> {
-    if (this.worker === null) return;
+    if (this.host === null) return;
     await this.command(Command.SAFE, 0);
   }
 
+  /** Stops the worker (its buses closed, motors safe) within its bound; never waits longer. */
   async stop(): Promise<void> {
-    this.stopping = true;
-    const worker = this.worker;
-    if (worker === null) return;
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const host = this.host;
+    if (host === null) return;
     await this.commands.catch(() => undefined);
-    Atomics.store(this.shared.ints, I.COMMAND, Command.STOP);
-    await exited;
+    const outcome = await host.stop();
+    if (outcome !== 'stopped') this.log.error({ outcome }, 'the control worker did not stop when asked');
   }
 
   /**
@@ -284,18 +328,18 @@ export class ControlLoop extends EventEmitter implements Part {
    * Resolves once taken; `acked: false` returns as soon as it is posted (a stall blocks the ack).
    */
   private command(cmd: number, arg: number, acked = true): Promise<void> {
-    const ints = this.shared.ints;
+    const w = this.shared.words;
     const run = async () => {
       const limit = monoMs() + Math.max(1000, this.opts.stallMs * 4);
-      while (Atomics.load(ints, I.COMMAND) !== Command.NONE) {
-        if (this.worker === null || monoMs() > limit) throw new ReflexError('TIMEOUT', 'control loop is not taking commands', { timeout: true });
+      while (w.load('command') !== Command.NONE) {
+        if (this.host === null || monoMs() > limit) throw new ReflexError('TIMEOUT', 'control loop is not taking commands', { timeout: true });
         await sleep(1);
       }
-      Atomics.store(ints, I.COMMAND_ARG, arg);
-      Atomics.store(ints, I.COMMAND, cmd);
+      w.store('commandArg', arg);
+      w.store('command', cmd);
       if (!acked) return;
-      while (Atomics.load(ints, I.COMMAND) === cmd) {
-        if (this.worker === null || monoMs() > limit) throw new ReflexError('TIMEOUT', 'control loop did not take the command', { timeout: true });
+      while (w.load('command') === cmd) {
+        if (this.host === null || monoMs() > limit) throw new ReflexError('TIMEOUT', 'control loop did not take the command', { timeout: true });
         await sleep(1);
       }
     };
@@ -303,23 +347,54 @@ export class ControlLoop extends EventEmitter implements Part {
     this.commands = p.catch(() => undefined);
     return p;
   }
+
+  // --- The loop as a part of the daemon: what it reports and the commands it answers. ---
+
+  faults(): string[] {
+    const s = this.status();
+    const out: string[] = [];
+    if (!s.healthy && s.state !== 'stopped') out.push('control loop stalled');
+    if (s.fault !== null) out.push(s.fault);
+    if (s.mode === 'estop') out.push('e-stop engaged (reset to clear)');
+    return out;
+  }
+
+  headline(): string {
+    const s = this.status();
+    const health = !s.healthy ? 'STALLED' : s.mode === 'fault' ? 'FAULT' : s.mode === 'estop' ? 'ESTOP' : s.mode;
+    return `${health} ${loopHeadline(s)}`;
+  }
+
+  telemetry(): { loop: object; motors: ReturnType<ControlLoop['motors']> } {
+    const l = this.status();
+    const t = l.tickDurationUs;
+    return {
+      loop: { mode: l.mode, hz: l.rateHz, latenessUs: l.latenessUs, tickUs: { p50: t.p50, p99: t.p99, max: t.max }, missed: l.missedDeadlines, overruns: l.overruns, starved: l.starvedTicks, faults: l.safety.faults, busFailedReads: l.bus.failedReads, canLoadPct: l.bus.loadPct },
+      motors: this.motors(),
+    };
+  }
+
+  api(): DaemonHandlers {
+    // Each answers with the mode the loop is in once the worker has taken the command.
+    const modeAfter = async (p: Promise<void>) => {
+      await p;
+      return { mode: this.mode };
+    };
+    return {
+      estop: () => modeAfter(this.estop()),
+      reset: () => modeAfter(this.reset()),
+      'policy.start': () => modeAfter(this.startPolicy()),
+      'policy.stop': () => modeAfter(this.stopPolicy()),
+      'debug.stall': async ({ ms }) => {
+        await this.stall(ms);
+        return null;
+      },
+    };
+  }
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-async function withTimeout<T>(p: Promise<T>, ms: number, message: string, signal: AbortSignal): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ReflexError('START_FAILED', message, { timeout: true })), ms);
-    signal.addEventListener('abort', () => reject(new ReflexError('START_FAILED', 'cancelled')), { once: true });
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

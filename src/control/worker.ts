@@ -3,39 +3,62 @@
 // synchronously: sleep to just before the deadline (clock_nanosleep, absolute), spin the rest,
 // tick. It never yields to an event loop while it runs (but while a lost bus is reopened, see
 // reopen.ts); commands arrive in shared memory.
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { getHeapStatistics } from 'node:v8';
 import { readFileSync } from 'node:fs';
 import { openBus, type MotorBus } from '../hardware/index.js';
-import { monoMs, setupRealtime, tickClock, unlockMemory, type RealtimeReport } from '../rt/index.js';
+import { hostPort, monoMs, setupRealtime, tickClock, unlockMemory, type RealtimeReport } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import { ControlCore } from './core.js';
 import { BusReopener, type BusStateName } from './reopen.js';
-import { Command, F, I, LoopState, viewShared, type LoopBuffers } from './shared.js';
+import { Command, LoopState, viewShared, type LoopBuffers } from './shared.js';
 
 export interface ControlWorkerData {
   buffers: LoopBuffers;
   config: ControlConfig;
 }
 
-/** Messages to the main thread: rare events only. */
-export type WorkerMessage =
-  | { type: 'ready'; realtime: RealtimeReport; warnings: string[] }
-  | { type: 'error'; message: string }
+/** Events to the main thread: rare ones only. */
+export type ControlEvent =
   | { type: 'fault'; reason: string }
   | { type: 'warning'; message: string }
   /** A bus was lost, is being reopened, is back (ok), or could not be reopened (lost, with why). */
-  | { type: 'bus'; name: string; state: BusStateName; reason: string | null }
-  /** The outcome of one reset command: not ok when a lost bus could not be reopened. */
-  | { type: 'reset'; ok: boolean; reason: string | null };
+  | { type: 'bus'; name: string; state: BusStateName; reason: string | null };
+
+/** The outcome of one reset command: not ok when a lost bus could not be reopened. */
+export interface ResetOutcome {
+  ok: boolean;
+  reason: string | null;
+}
+
+/**
+ * What the control worker and its host say (rt/worker-host.ts). Commands travel in shared
+ * memory, since the worker reads no messages while it ticks; a reset carries its request id
+ * there (commandArg) and is answered by id.
+ */
+export interface ControlProtocol {
+  ready: { realtime: RealtimeReport; warnings: string[] };
+  event: ControlEvent;
+  post: never;
+  request: never;
+  reply: ResetOutcome;
+}
+
+/** What main() posts: its start (ready or error) and events. */
+type WorkerMessage = ({ type: 'ready' } & ControlProtocol['ready']) | { type: 'error'; message: string } | ControlEvent;
 
 const data = workerData as ControlWorkerData;
 const cfg = data.config;
 const shared = viewShared(data.buffers);
-const { ints, floats, lateness, duration } = shared;
+const { words, counters, lateness, duration } = shared;
 const periodMs = 1000 / cfg.rateHz;
 const spinMs = cfg.spinUs / 1000;
-const post = (m: WorkerMessage) => parentPort!.postMessage(m);
+const port = hostPort<ControlProtocol>();
+const post = (m: WorkerMessage) => {
+  if (m.type === 'ready') port.ready({ realtime: m.realtime, warnings: m.warnings });
+  else if (m.type === 'error') port.failed(m.message);
+  else port.event(m);
+};
 
 /** mlockall is only safe with an unlimited RLIMIT_MEMLOCK: past a limit, V8's later mmaps fail fatally. */
 function memlockUnlimited(): boolean {
@@ -60,8 +83,8 @@ function yieldUntil(untilMs: number): Promise<void> {
 }
 
 async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusReopener): Promise<void> {
-  Atomics.store(ints, I.STATE, LoopState.RUNNING);
-  floats[F.STARTED_MS] = monoMs();
+  words.store('state', LoopState.RUNNING);
+  counters.set('startedMs', monoMs());
   const clock = tickClock();
   const t = new Float64Array(2); // [woke, done]: times written in place, no heap numbers
   let k = 0;
@@ -70,18 +93,20 @@ async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusR
   let stallMs = 0;
   /** E-stops counted when a reset began reopening: one pressed meanwhile wins over that reset. */
   let estopsAtReset = 0;
+  /** Reset requests waiting for a reopen, by id: each is answered once it is done. */
+  const resetIds: number[] = [];
 
   for (;;) {
-    const cmd = Atomics.load(ints, I.COMMAND);
+    const cmd = words.load('command');
     if (cmd !== Command.NONE) {
       if (cmd === Command.STOP) break;
       switch (cmd) {
         case Command.SAFE:
           core.makeSafe();
-          Atomics.store(ints, I.STATE, LoopState.SAFE);
+          words.store('state', LoopState.SAFE);
           break;
         case Command.STALL:
-          stallMs = Atomics.load(ints, I.COMMAND_ARG);
+          stallMs = words.load('commandArg');
           break;
         case Command.ESTOP:
           core.estop();
@@ -89,11 +114,12 @@ async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusR
         case Command.RESET:
           if (!reopener.anyLost()) {
             core.reset();
-            post({ type: 'reset', ok: true, reason: null });
+            port.reply(words.load('commandArg'), { ok: true, reason: null });
             break;
           }
           // Answered when the reopen is done (below); the loop holds and ticks meanwhile.
-          if (!reopener.busy) estopsAtReset = floats[F.ESTOPS]!;
+          if (!reopener.busy) estopsAtReset = counters.get('estops');
+          resetIds.push(words.load('commandArg'));
           reopener.request();
           break;
         case Command.POLICY_START:
@@ -103,7 +129,7 @@ async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusR
           core.stopPolicy();
           break;
       }
-      Atomics.store(ints, I.COMMAND, Command.NONE);
+      words.store('command', Command.NONE);
     }
 
     const reopened = reopener.take();
@@ -115,11 +141,12 @@ async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusR
         reason = again.lost;
       }
       if (!ok) post({ type: 'fault', reason: reason ?? 'a bus could not be reopened' });
-      else if (floats[F.ESTOPS] !== estopsAtReset) {
+      else if (counters.get('estops') !== estopsAtReset) {
         ok = false;
         reason = 'e-stop engaged while the bus was reopened; reset again to clear it';
       } else core.reset();
-      for (let i = 0; i < reopened.resets; i++) post({ type: 'reset', ok, reason });
+      // Every reset asked while the reopen ran gets this outcome (reopened.resets of them).
+      for (const id of resetIds.splice(0)) port.reply(id, { ok, reason });
     }
 
     // Sleep (clock_nanosleep, absolute) to just before the deadline, then spin the last
@@ -140,17 +167,17 @@ async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusR
     clock.into(t, 1);
     const done = t[1]!;
     const durationUs = (done - woke) * 1000;
-    floats[F.TICKS]! += 1;
-    floats[F.LAST_TICK_MS] = woke;
-    floats[F.LAST_DEADLINE_MS] = deadline;
-    floats[F.LAST_TICK_DURATION_US] = durationUs;
+    counters.add('ticks');
+    counters.set('lastTickMs', woke);
+    counters.set('lastDeadlineMs', deadline);
+    counters.set('lastTickDurationUs', durationUs);
     lateness.record(latenessUs);
     duration.record(durationUs);
 
     // Once a second, look for garbage collections in this thread's heap (a drop in use).
     if (k % cfg.rateHz === 0) {
       const used = getHeapStatistics().used_heap_size;
-      if (used < heapUsed) floats[F.GC_EVENTS]! += 1;
+      if (used < heapUsed) counters.add('gcEvents');
       heapUsed = used;
     }
 
@@ -161,8 +188,8 @@ async function run(core: ControlCore, buses: readonly MotorBus[], reopener: BusR
       const missed = Math.ceil((done - deadline) / periodMs);
       deadline += missed * periodMs;
       k += missed;
-      floats[F.MISSED_DEADLINES]! += missed;
-      floats[F.OVERRUNS]! += 1;
+      counters.add('missedDeadlines', missed);
+      counters.add('overruns');
     }
   }
 }
@@ -203,7 +230,7 @@ async function main(): Promise<void> {
     core.makeSafe();
     if (realtime.memoryLocked) unlockMemory();
     for (const b of buses) await b.close();
-    Atomics.store(ints, I.STATE, LoopState.STOPPED);
+    words.store('state', LoopState.STOPPED);
   }
 }
 

@@ -1,12 +1,11 @@
-import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { ReflexError, errorMessage, type Logger, type Part } from '../core/index.js';
-import { MAX_HORIZON, type LoopBuffers } from '../control/index.js';
+import { Doorbell, MAX_HORIZON, WorkerHost, Words, type PolicyLinkBuffers } from '../rt/index.js';
 import { MODEL_MAX_BYTES, loadBundle, mismatches, type PolicyBundle, type RobotShape } from './bundle.js';
 import type { SessionOptions } from './session.js';
-import { CTRL, HIST, S } from './stats.js';
-import { quantileUs } from '../control/shared.js';
-import type { InferenceMessage, InferenceRequest, InferenceWorkerData, PolicyInfo } from './worker.js';
+import { INFERENCE_METRICS, POLICY_WORDS } from './stats.js';
+import type { InferenceProtocol, InferenceWorkerData, PolicyInfo } from './worker.js';
+import type { DaemonHandlers } from '../api/index.js';
 
 export interface PolicyRuntimeOptions {
   /** Bundle to load at start; null starts with none (the loop holds). */
@@ -46,15 +45,11 @@ export type ReadyCause = 'boot' | 'activate' | 'rollback';
 interface Slot {
   id: number;
   dir: string;
-  worker: Worker;
+  /** Its thread; `host.ready` settles when the policy is loaded and warmed up, or could not be. */
+  host: WorkerHost<InferenceProtocol>;
   /** The generation its chunks carry (shared with it). */
   generation: Int32Array;
   info: PolicyInfo | null;
-  /** Settles when the policy is loaded and warmed up, or could not be. */
-  loaded: Promise<PolicyInfo>;
-  abandon: (err: Error) => void;
-  exited: Promise<void>;
-  alive: boolean;
 }
 
 /**
@@ -66,10 +61,10 @@ interface Slot {
  */
 export class PolicyRuntime implements Part {
   readonly name = 'policy';
-  /** The inference workers' counters (see stats.ts). */
-  readonly stats = new Float64Array(new SharedArrayBuffer(HIST.END * 8));
-  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL.LENGTH * 4));
-  private readonly request: Int32Array;
+  /** The inference workers' counters and histograms (see stats.ts). */
+  readonly metrics = INFERENCE_METRICS.create();
+  private readonly ctrl = new Words(POLICY_WORDS);
+  private readonly request: Doorbell;
   private ids = 0;
   private generation = 0;
   private state: PolicyStatus['state'] = 'none';
@@ -87,10 +82,10 @@ export class PolicyRuntime implements Part {
 
   constructor(
     private readonly opts: PolicyRuntimeOptions,
-    private readonly loop: LoopBuffers,
+    private readonly loop: PolicyLinkBuffers,
     private readonly log: Logger,
   ) {
-    this.request = new Int32Array(loop.request);
+    this.request = new Doorbell(loop.request);
   }
 
   /** Called each time a policy becomes active, with why. */
@@ -145,13 +140,13 @@ export class PolicyRuntime implements Part {
     try {
       slot = this.spawn(this.check(dir));
       this.loading = slot;
-      loaded = await slot.loaded;
+      loaded = await slot.host.ready;
       if (this.stopping) throw new ReflexError('COMMAND_FAILED', 'the policy runtime is stopping');
     } catch (err) {
       this.state = this.active === null ? 'failed' : 'ready';
       this.error = errorMessage(err);
       if (slot) await this.retire(slot);
-      throw err;
+      throw err instanceof ReflexError ? err : new ReflexError('COMMAND_FAILED', policyError(dir, err));
     } finally {
       this.loading = null;
     }
@@ -181,15 +176,14 @@ export class PolicyRuntime implements Part {
     const generation = ++this.generation;
     Atomics.store(slot.generation, 0, generation);
     slot.info = { ...info, generation };
-    Atomics.store(this.ctrl, CTRL.ACTIVE, slot.id);
+    this.ctrl.store('active', slot.id);
     this.active = slot;
     this.state = 'ready';
     this.error = null;
-    this.stats[S.GENERATION] = generation;
+    this.metrics.counters.set('generation', generation);
     // The policy swapped in answers at once rather than at the loop's next refill; a chunk the
-    // one swapped out was still computing is dropped (the worker checks ACTIVE before writing).
-    Atomics.add(this.request, 0, 1);
-    Atomics.notify(this.request, 0);
+    // one swapped out was still computing is dropped (the worker checks active before writing).
+    this.request.ring();
     return slot.info;
   }
 
@@ -213,7 +207,7 @@ export class PolicyRuntime implements Part {
       ctrl: this.ctrl.buffer,
       generation: generation.buffer,
       loop: this.loop,
-      stats: this.stats.buffer,
+      stats: this.metrics.buffer,
       onnxruntimePath: this.opts.onnxruntimePath,
       session: {
         providers: this.opts.providers,
@@ -231,42 +225,24 @@ export class PolicyRuntime implements Part {
       frames: this.opts.frames ?? [],
     };
     this.nextLoadDelayMs = 0;
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: data, name: `reflex-inference-${id}` });
-    let settle!: { resolve: (i: PolicyInfo) => void; reject: (e: Error) => void };
-    const loaded = new Promise<PolicyInfo>((resolve, reject) => (settle = { resolve, reject }));
-    const slot: Slot = {
-      id,
-      dir,
-      worker,
-      generation,
-      info: null,
-      loaded,
-      abandon: (err) => settle.reject(err),
-      exited: new Promise<void>((resolve) => worker.once('exit', () => resolve())),
-      alive: true,
-    };
-    worker.on('message', (m: InferenceMessage) => {
-      switch (m.type) {
-        case 'loaded':
-          settle.resolve(m.info);
-          break;
-        case 'loadFailed':
-          settle.reject(new ReflexError('COMMAND_FAILED', m.message));
-          break;
-        case 'inferenceError':
-          this.log.error({ err: m.message }, 'inference failed; the loop holds until a good chunk comes');
-          break;
-      }
+    // No bound on the ready handshake: a load may take minutes (a TensorRT engine build); the
+    // thread is stopped within its bound when the runtime stops or the load is retired.
+    const host = new WorkerHost<InferenceProtocol>({
+      name: `reflex-inference-${id}`,
+      url: new URL('./worker.js', import.meta.url),
+      workerData: data,
+      readyTimeoutMs: null,
+      stopMs: this.opts.workerStopMs ?? 1000,
     });
-    worker.on('error', (err) => this.log.error({ err: errorMessage(err), policy: dir }, 'inference worker failed'));
-    worker.once('exit', (code) => {
-      slot.alive = false;
+    const slot: Slot = { id, dir, host, generation, info: null };
+    host.onEvent((m) => this.log.error({ err: m.message }, 'inference failed; the loop holds until a good chunk comes'));
+    host.onExit((code) => {
       // A thread that ended while holding the chunk slot's lock must not block the others.
-      if (Atomics.compareExchange(this.ctrl, CTRL.LOCK, id, 0) === id) Atomics.notify(this.ctrl, CTRL.LOCK);
-      settle.reject(new ReflexError('COMMAND_FAILED', `policy ${dir}: the inference worker exited (code ${code}) before the policy was ready`));
+      if (this.ctrl.compareExchange('lock', id, 0) === id) this.ctrl.notify('lock');
       this.live.delete(slot);
       this.onExit(slot, code);
     });
+    host.onDied((err) => this.log.error({ err: err.message, policy: dir }, 'inference worker failed'));
     this.live.add(slot);
     return slot;
   }
@@ -275,7 +251,7 @@ export class PolicyRuntime implements Part {
     if (this.stopping) return;
     if (slot === this.previous) this.previous = null;
     if (slot !== this.active) return;
-    Atomics.compareExchange(this.ctrl, CTRL.ACTIVE, slot.id, 0);
+    this.ctrl.compareExchange('active', slot.id, 0);
     this.active = null;
     this.state = 'failed';
     this.error = `the inference worker of ${slot.info?.name ?? slot.dir} exited (code ${code})`;
@@ -284,22 +260,16 @@ export class PolicyRuntime implements Part {
 
   /** Ends a worker within twice the stop bound, whatever it is doing; never waits longer. */
   private async retire(slot: Slot): Promise<void> {
-    if (!slot.alive) return;
-    const bound = this.opts.workerStopMs ?? 1000;
-    if (slot === this.active) Atomics.compareExchange(this.ctrl, CTRL.ACTIVE, slot.id, 0);
-    slot.worker.postMessage({ type: 'stop' } satisfies InferenceRequest);
-    if (await within(slot.exited, bound)) return;
-    // Busy in a long synchronous call (a model load, an inference): terminate interrupts it as
-    // soon as it runs JavaScript again.
-    void slot.worker.terminate();
-    if (await within(slot.exited, bound)) return;
-    slot.abandon(new ReflexError('COMMAND_FAILED', `policy ${slot.dir}: abandoned while loading (the inference worker does not end)`));
-    this.log.error({ policy: slot.dir, boundMs: 2 * bound }, 'an inference worker did not end within its bound (stuck in a native call); abandoned');
+    if (!slot.host.alive) return;
+    if (slot === this.active) this.ctrl.compareExchange('active', slot.id, 0);
+    if ((await slot.host.stop()) !== 'abandoned') return;
+    this.log.error({ policy: slot.dir, boundMs: 2 * (this.opts.workerStopMs ?? 1000) }, 'an inference worker did not end within its bound (stuck in a native call); abandoned');
   }
 
   status(): PolicyStatus {
-    const s = this.stats;
-    const n = s[S.INFERENCES]!;
+    const s = this.metrics.counters;
+    const { latencyUs, frameAgeUs } = this.metrics.hist;
+    const n = s.get('inferences');
     const r = (v: number) => Math.round(v * 100) / 100;
     return {
       state: this.state,
@@ -309,26 +279,22 @@ export class PolicyRuntime implements Part {
       error: this.error,
       inference: {
         count: n,
-        errors: s[S.ERRORS]!,
-        overBudget: s[S.OVER_BUDGET]!,
-        lastMs: r(s[S.LAST_MS]!),
-        meanMs: r(n > 0 ? s[S.SUM_MS]! / n : 0),
-        meanOrtMs: r(n > 0 ? s[S.SUM_ORT_MS]! / n : 0),
-        maxMs: r(s[S.MAX_MS]!),
-        p50Ms: r(quantileUs(this.hist(HIST.LATENCY), 0.5) / 1000),
-        p99Ms: r(quantileUs(this.hist(HIST.LATENCY), 0.99) / 1000),
+        errors: s.get('errors'),
+        overBudget: s.get('overBudget'),
+        lastMs: r(s.get('lastMs')),
+        meanMs: r(n > 0 ? s.get('sumMs') / n : 0),
+        meanOrtMs: r(n > 0 ? s.get('sumOrtMs') / n : 0),
+        maxMs: r(s.get('maxMs')),
+        p50Ms: r(latencyUs.quantile(0.5) / 1000),
+        p99Ms: r(latencyUs.quantile(0.99) / 1000),
       },
-      frameAgeMs: { p50: r(quantileUs(this.hist(HIST.FRAME_AGE), 0.5) / 1000), p99: r(quantileUs(this.hist(HIST.FRAME_AGE), 0.99) / 1000) },
+      frameAgeMs: { p50: r(frameAgeUs.quantile(0.5) / 1000), p99: r(frameAgeUs.quantile(0.99) / 1000) },
     };
-  }
-
-  private hist(at: number): Uint32Array {
-    return Uint32Array.from(this.stats.subarray(at, at + HIST.BUCKETS));
   }
 
   /** Fault injection: the policy answers nothing for `ms`. */
   stall(ms: number): void {
-    this.active?.worker.postMessage({ type: 'stall', ms } satisfies InferenceRequest);
+    this.active?.host.post({ type: 'stall', ms });
   }
 
   /**
@@ -342,8 +308,33 @@ export class PolicyRuntime implements Part {
   /** Ends every inference worker, each within its bound; never waits longer. */
   async stop(): Promise<void> {
     this.stopping = true;
-    Atomics.store(this.ctrl, CTRL.ACTIVE, 0);
+    this.ctrl.store('active', 0);
     await Promise.all([...this.live].map((s) => this.retire(s)));
+  }
+
+  // --- The policy as a part of the daemon: what it reports and the commands it answers. ---
+
+  headline(): string {
+    const p = this.status();
+    return `policy ${p.active ? `${p.active.name} ${p.active.version} on ${p.active.provider}` : p.state}`;
+  }
+
+  telemetry(): { inference: object; policy: object | null } {
+    const p = this.status();
+    return {
+      inference: { meanMs: p.inference.meanMs, p99Ms: p.inference.p99Ms, errors: p.inference.errors },
+      policy: p.active ? { name: p.active.name, version: p.active.version, provider: p.active.provider } : null,
+    };
+  }
+
+  api(): DaemonHandlers {
+    return {
+      // A policy running keeps running, on the new one; a robot held stays held (policy.start moves it).
+      'policy.activate': ({ path }) => this.activate(path),
+      'policy.rollback': () => this.rollback(),
+      'debug.policy.slowLoad': ({ ms }) => (this.slowNextLoad(ms), null),
+      'debug.policy.stall': ({ ms }) => (this.stall(ms), null),
+    };
   }
 }
 
@@ -351,12 +342,9 @@ function brief(i: PolicyInfo): { name: string; version: string; generation: numb
   return { name: i.name, version: i.version, generation: i.generation };
 }
 
-async function within(p: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([p.then(() => true as const), t]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** Why a load failed, as the runtime has always said it. */
+function policyError(dir: string, err: unknown): string {
+  const e = err as Error & { reason?: string };
+  // The worker's own message says which policy; the host's (exited, abandoned) does not.
+  return e.reason === 'failed' ? e.message : `policy ${dir}: ${errorMessage(err)}`;
 }

@@ -5,17 +5,16 @@
 // for seconds with a large model, for minutes with a TensorRT engine build). It never touches
 // hardware, and the loop never waits for it: a late or failed inference only means the loop
 // holds.
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 // A worker starts at every activation, on a robot that is running: it imports only what it
 // uses, directly (core's and control's index files pull in pino and the drivers, tens of ms of
 // CPU per start).
-import { FrameSlot, LatestSlot, monoMs } from '../rt/index.js';
-import { CHUNK_HEADER, MAX_HORIZON, chunkLength, observationLength, bucketOf, type LoopBuffers } from '../control/shared.js';
+import { FrameSlot, PolicyLink, Words, hostPort, monoMs, type PolicyLinkBuffers } from '../rt/index.js';
 import { errorMessage } from '../core/errors.js';
 import type { PolicyBundle } from './bundle.js';
 import { ioMismatches, loadOrt, openSession, type SessionOptions } from './session.js';
 import { PolicyRunner } from './runner.js';
-import { CTRL, HIST, S } from './stats.js';
+import { INFERENCE_METRICS, POLICY_WORDS } from './stats.js';
 
 export interface InferenceWorkerData {
   /** This worker's id (> 0), unique in the process. */
@@ -25,7 +24,8 @@ export interface InferenceWorkerData {
   ctrl: SharedArrayBuffer;
   /** One Int32: the generation this worker's chunks carry; set by the runtime before it activates this worker. */
   generation: SharedArrayBuffer;
-  loop: LoopBuffers;
+  loop: PolicyLinkBuffers;
+  /** INFERENCE_METRICS, shared by every inference worker. */
   stats: SharedArrayBuffer;
   onnxruntimePath: string | null;
   session: SessionOptions;
@@ -36,10 +36,11 @@ export interface InferenceWorkerData {
   frames: { name: string; buffer: SharedArrayBuffer; height: number; width: number; maxAgeMs: number }[];
 }
 
-export type InferenceRequest =
-  | { type: 'stop' }
-  /** Fault injection: answer no request for `ms`, as a hung or overloaded accelerator would. */
-  | { type: 'stall'; ms: number };
+/** Fault injection: answer no request for `ms`, as a hung or overloaded accelerator would. */
+export interface InferenceStall {
+  type: 'stall';
+  ms: number;
+}
 
 export interface PolicyInfo {
   name: string;
@@ -51,32 +52,36 @@ export interface PolicyInfo {
   generation: number;
 }
 
-export type InferenceMessage =
-  | { type: 'loaded'; info: PolicyInfo }
-  | { type: 'loadFailed'; message: string }
-  | { type: 'inferenceError'; message: string };
+/**
+ * What an inference worker and its host say (rt/worker-host.ts): ready once the policy is
+ * loaded and warmed up (or failed, with why), inference errors as events, stalls posted.
+ */
+export interface InferenceProtocol {
+  ready: PolicyInfo;
+  event: { type: 'inferenceError'; message: string };
+  post: InferenceStall;
+  request: never;
+  reply: never;
+}
 
 const data = workerData as InferenceWorkerData;
-const post = (m: InferenceMessage) => parentPort!.postMessage(m);
-const joints = data.loop.joints;
-const ctrl = new Int32Array(data.ctrl);
+const port = hostPort<InferenceProtocol>();
+const link = new PolicyLink(data.loop);
+const ctrl = new Words(POLICY_WORDS, data.ctrl);
 const ownGeneration = new Int32Array(data.generation);
-const observation = new LatestSlot(data.loop.observation, observationLength(joints));
-const chunk = new LatestSlot(data.loop.chunk, chunkLength(joints));
-const request = new Int32Array(data.loop.request);
-const stats = new Float64Array(data.stats);
+const metrics = INFERENCE_METRICS.view(data.stats);
+const stats = metrics.counters;
 const frames = new Map(data.frames.map((f) => [f.name, { ...f, slot: new FrameSlot(f.buffer, 3 * f.height * f.width) }]));
 let running = true;
 let lastErrorPost = 0;
 let stalledUntil = 0;
 
-parentPort!.on('message', (m: InferenceRequest) => {
-  if (m.type === 'stop') {
-    running = false;
-    Atomics.notify(request, 0);
-  } else if (m.type === 'stall') {
-    stalledUntil = monoMs() + m.ms;
-  }
+port.onStop(() => {
+  running = false;
+  link.request.wake();
+});
+port.onPost((m) => {
+  if (m.type === 'stall') stalledUntil = monoMs() + m.ms;
 });
 
 async function load(): Promise<PolicyRunner> {
@@ -107,13 +112,13 @@ function takeFrames(runner: PolicyRunner, now: number): void {
     if (captured === FrameSlot.NONE) throw new Error(`camera ${cam}: no frame yet`);
     if (captured < 0) throw new Error(`camera ${cam}: no consistent frame within 100 ms (the vision worker kept overtaking the copy)`);
     const age = now - captured;
-    stats[HIST.FRAME_AGE + bucketOf(age * 1000)]! += 1;
+    metrics.hist.frameAgeUs.record(age * 1000);
     // Acting on old pixels is worse than holding: the loop holds until a fresh frame comes.
     if (age > f.maxAgeMs) throw new Error(`camera ${cam}: newest frame is ${Math.round(age)} ms old (limit ${f.maxAgeMs} ms)`);
   }
 }
 
-const active = () => Atomics.load(ctrl, CTRL.ACTIVE) === data.id;
+const active = () => ctrl.load('active') === data.id;
 
 /**
  * Takes the chunk slot's lock. Every holder keeps it for a check and one copy (microseconds),
@@ -121,45 +126,41 @@ const active = () => Atomics.load(ctrl, CTRL.ACTIVE) === data.id;
  */
 function lock(): void {
   for (;;) {
-    const holder = Atomics.compareExchange(ctrl, CTRL.LOCK, 0, data.id);
+    const holder = ctrl.compareExchange('lock', 0, data.id);
     if (holder === 0) return;
-    Atomics.wait(ctrl, CTRL.LOCK, holder, 1);
+    ctrl.wait('lock', holder, 1);
   }
 }
 
 function unlock(): void {
-  Atomics.store(ctrl, CTRL.LOCK, 0);
-  Atomics.notify(ctrl, CTRL.LOCK);
+  ctrl.store('lock', 0);
+  ctrl.notify('lock');
 }
 
 async function serve(runner: PolicyRunner): Promise<void> {
-  const obs = new Float64Array(observationLength(joints));
-  const state = new Float64Array(joints);
-  const rec = new Float64Array(chunkLength(joints));
-  const out = new Float64Array(MAX_HORIZON * joints);
+  const obs = link.observationRecord();
+  const rec = link.chunkRecord();
   const b = runner.bundle;
-  let seen = Atomics.load(request, 0);
+  let seen = link.request.seq;
   while (running) {
-    const w = Atomics.waitAsync(request, 0, seen, 1000);
-    if (w.async) await w.value;
-    const seq = Atomics.load(request, 0);
+    const seq = await link.request.wait(seen, 1000);
     if (seq === seen || !running) continue;
     seen = seq;
     // Only the active policy answers; the others stay loaded, idle, ready to be swapped in.
     if (!active() || monoMs() < stalledUntil) continue;
-    if (observation.read(obs) <= 0) continue;
+    if (link.observation.read(obs.data) <= 0) continue;
     const t0 = monoMs();
-    const obsTick = obs[0]!;
-    for (let j = 0; j < joints; j++) state[j] = obs[3 + j]!;
+    const obsTick = obs.tick;
     try {
       takeFrames(runner, t0);
-      await runner.run(state, out);
+      // Straight into the chunk record: it is written to the loop only if it is still wanted.
+      await runner.run(obs.q, rec.actions);
     } catch (err) {
       if (!active()) continue;
-      stats[S.ERRORS]! += 1;
+      stats.add('errors');
       if (monoMs() - lastErrorPost > 1000) {
         lastErrorPost = monoMs();
-        post({ type: 'inferenceError', message: errorMessage(err) });
+        port.event({ type: 'inferenceError', message: errorMessage(err) });
       }
       continue;
     }
@@ -168,24 +169,22 @@ async function serve(runner: PolicyRunner): Promise<void> {
     try {
       // Swapped out while inferring: this chunk belongs to a policy no longer running.
       if (!active()) continue;
-      stats[S.INFERENCES]! += 1;
-      stats[S.LAST_MS] = ms;
-      stats[S.LAST_ORT_MS] = runner.lastOrtMs;
-      stats[S.SUM_MS]! += ms;
-      stats[S.SUM_ORT_MS]! += runner.lastOrtMs;
-      if (ms > stats[S.MAX_MS]!) stats[S.MAX_MS] = ms;
-      stats[HIST.LATENCY + bucketOf(ms * 1000)]! += 1;
+      stats.add('inferences');
+      stats.set('lastMs', ms);
+      stats.set('lastOrtMs', runner.lastOrtMs);
+      stats.add('sumMs', ms);
+      stats.add('sumOrtMs', runner.lastOrtMs);
+      stats.max('maxMs', ms);
+      metrics.hist.latencyUs.record(ms * 1000);
       if (ms > b.spec.runtime.budgetMs) {
         // Too late to be worth acting on: the loop holds rather than play a stale plan.
-        stats[S.OVER_BUDGET]! += 1;
+        stats.add('overBudget');
         continue;
       }
-      rec[0] = obsTick;
-      rec[1] = b.horizon;
-      rec[2] = Atomics.load(ownGeneration, 0);
-      const n = b.horizon * joints;
-      for (let i = 0; i < n; i++) rec[CHUNK_HEADER + i] = out[i]!;
-      chunk.write(rec);
+      rec.obsTick = obsTick;
+      rec.horizon = b.horizon;
+      rec.generation = Atomics.load(ownGeneration, 0);
+      link.chunk.write(rec.data);
     } finally {
       unlock();
     }
@@ -198,12 +197,9 @@ async function main(): Promise<void> {
     runner = await load();
     const warmUpMs = await runner.warmUp(data.warmUpRuns);
     const spec = runner.bundle.spec;
-    post({
-      type: 'loaded',
-      info: { name: spec.name, version: spec.version, dir: data.bundle.dir, provider: runner.provider, fallbacks: runner.fallbacks, warmUpMs, generation: 0 },
-    });
+    port.ready({ name: spec.name, version: spec.version, dir: data.bundle.dir, provider: runner.provider, fallbacks: runner.fallbacks, warmUpMs, generation: 0 });
   } catch (err) {
-    post({ type: 'loadFailed', message: errorMessage(err) });
+    port.failed(errorMessage(err));
     return;
   }
   try {

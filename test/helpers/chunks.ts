@@ -1,4 +1,4 @@
-import { CHUNK_HEADER, MAX_HORIZON } from '../../src/control/index.js';
+import { MAX_HORIZON } from '../../src/rt/index.js';
 import type { ControlLoop } from '../../src/control/index.js';
 
 /**
@@ -22,31 +22,29 @@ export class ScriptedChunks {
   }
 
   private async serve(): Promise<void> {
-    const { request, observation, chunk } = this.loop.shared;
-    const obs = new Float64Array(observation.length);
-    const rec = new Float64Array(chunk.length);
+    const link = this.loop.shared.link;
+    const obs = link.observationRecord();
+    const rec = link.chunkRecord();
     const action = new Float64Array(this.joints);
-    let seen = Atomics.load(request, 0);
+    let seen = link.request.seq;
     while (this.running) {
-      const r = Atomics.waitAsync(request, 0, seen, 50);
-      if (r.async) await r.value;
-      const seq = Atomics.load(request, 0);
+      const seq = await link.request.wait(seen, 50);
       if (seq === seen || this.paused) {
         seen = seq;
         continue;
       }
       seen = seq;
-      observation.read(obs);
-      const obsTick = obs[0]!;
+      link.observation.read(obs.data);
+      const obsTick = obs.tick;
       await new Promise((res) => setTimeout(res, this.latencyMs));
-      rec[0] = obsTick;
-      rec[1] = Math.min(this.horizon, MAX_HORIZON);
-      rec[2] = 0;
-      for (let i = 0; i < rec[1]; i++) {
+      rec.obsTick = obsTick;
+      rec.horizon = Math.min(this.horizon, MAX_HORIZON);
+      rec.generation = 0;
+      for (let i = 0; i < rec.horizon; i++) {
         this.policy(obsTick, i, action);
-        for (let j = 0; j < this.joints; j++) rec[CHUNK_HEADER + i * this.joints + j] = action[j]!;
+        rec.actions.set(action, i * this.joints);
       }
-      chunk.write(rec);
+      link.chunk.write(rec.data);
       this.answered++;
     }
   }

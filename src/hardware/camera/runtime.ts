@@ -1,10 +1,10 @@
-import { Worker } from 'node:worker_threads';
-import { errorMessage, ReflexError, type Logger, type Part } from '../../core/index.js';
+import { ReflexError, type Logger, type Part } from '../../core/index.js';
 import type { CameraConfig } from '../../config/index.js';
-import { FrameSlot, SpscRing, monoMs } from '../../rt/index.js';
+import { FrameSlot, SpscRing, WorkerHost, monoMs } from '../../rt/index.js';
 import { specLength, type ImageSpec, DEFAULT_SPEC } from './preprocess.js';
-import { C, CAMERA_STATE_NAMES, TIMING_CAPACITY, type CameraStateName } from './stats.js';
-import type { VisionMessage, VisionRequest, VisionWorkerData } from './vision-worker.js';
+import { CAMERA_METRICS, CAMERA_STATE_NAMES, TIMING_CAPACITY, type CameraStateName } from './stats.js';
+import type { VisionProtocol, VisionWorkerData } from './vision-worker.js';
+import type { DaemonHandlers } from '../../api/index.js';
 
 export interface CameraStatus {
   name: string;
@@ -33,6 +33,9 @@ export interface FrameSource {
  */
 let visionWorkerStarted = false;
 
+/** A snapshot is one JPEG encode in the vision worker: it answers between two frames. */
+const SNAPSHOT_TIMEOUT_MS = 5000;
+
 /**
  * The main thread's handle on the vision worker (every camera, one thread: see opencv.ts).
  * Frames reach the inference worker through the FrameSlots in `sources`.
@@ -40,12 +43,11 @@ let visionWorkerStarted = false;
 export class VisionRuntime implements Part {
   readonly name = 'cameras';
   readonly sources: FrameSource[];
-  private readonly stats: Float64Array;
+  /** CAMERA_METRICS, one table per camera. */
+  private readonly stats: SharedArrayBuffer;
   /** Per-frame [camera index, capture-to-published ms], for whoever wants the distribution. */
   readonly timings = SpscRing.create(TIMING_CAPACITY, 2);
-  private worker: Worker | null = null;
-  private seq = 0;
-  private readonly snapshots = new Map<number, (r: { jpeg: Uint8Array | null; error: string | null }) => void>();
+  private host: WorkerHost<VisionProtocol> | null = null;
 
   constructor(
     private readonly cameras: readonly CameraConfig[],
@@ -56,7 +58,7 @@ export class VisionRuntime implements Part {
       const spec = specs.get(c.name) ?? DEFAULT_SPEC;
       return { name: c.name, buffer: FrameSlot.create(specLength(spec)).buffer, spec, maxAgeMs: c.maxAgeMs };
     });
-    this.stats = new Float64Array(new SharedArrayBuffer(Math.max(1, cameras.length) * C.LENGTH * 8));
+    this.stats = CAMERA_METRICS.alloc(cameras.length);
   }
 
   start(): Promise<void> {
@@ -65,68 +67,81 @@ export class VisionRuntime implements Part {
     visionWorkerStarted = true;
     const data: VisionWorkerData = {
       cameras: this.cameras.map((config, i) => ({ config, spec: this.sources[i]!.spec, frame: this.sources[i]!.buffer })),
-      stats: this.stats.buffer as SharedArrayBuffer,
+      stats: this.stats,
       timings: this.timings.buffer,
       failureLimit: 10,
     };
-    const worker = new Worker(new URL('./vision-worker.js', import.meta.url), { workerData: data, name: 'reflex-vision' });
-    this.worker = worker;
-    worker.on('message', (m: VisionMessage) => {
-      if (m.type === 'camera') {
-        if (m.state === 'stale') this.log.warn({ camera: m.camera, reason: m.reason }, 'camera stale: the policy holds; retrying');
-        else this.log.info({ camera: m.camera }, 'camera streaming');
-      } else {
-        this.snapshots.get(m.id)?.({ jpeg: m.jpeg, error: m.error });
-        this.snapshots.delete(m.id);
-      }
+    // Started, not awaited: the daemon runs without frames (the policy holds) until they come.
+    const host = new WorkerHost<VisionProtocol>({
+      name: 'reflex-vision',
+      url: new URL('./vision-worker.js', import.meta.url),
+      workerData: data,
+      readyTimeoutMs: null,
+      // A capture blocked in a native read (a hung camera) keeps the thread even past
+      // terminate(); then it is left to die with the process rather than hang the stop.
+      stopMs: 2000,
     });
-    worker.on('error', (err) => this.log.error({ err: errorMessage(err) }, 'vision worker failed'));
-    worker.on('exit', () => (this.worker = null));
+    this.host = host;
+    host.onEvent((m) => {
+      if (m.state === 'stale') this.log.warn({ camera: m.camera, reason: m.reason }, 'camera stale: the policy holds; retrying');
+      else this.log.info({ camera: m.camera }, 'camera streaming');
+    });
+    host.ready.catch((err: Error) => this.log.error({ err: err.message }, 'vision worker failed'));
+    host.onDied((err) => this.log.error({ err: err.message }, 'vision worker failed'));
+    host.onExit(() => (this.host = null));
     return Promise.resolve();
   }
 
   status(): CameraStatus[] {
     const now = monoMs();
     return this.cameras.map((c, i) => {
-      const b = i * C.LENGTH;
-      const s = this.stats;
-      const frames = s[b + C.FRAMES]!;
-      const last = s[b + C.LAST_CAPTURE_MS]!;
+      const s = CAMERA_METRICS.view(this.stats, i).counters;
+      const frames = s.get('frames');
+      const last = s.get('lastCaptureMs');
       const r = (v: number) => Math.round(v * 100) / 100;
       return {
         name: c.name,
-        state: CAMERA_STATE_NAMES[s[b + C.STATE]!] ?? 'starting',
+        state: CAMERA_STATE_NAMES[s.get('state')] ?? 'starting',
         frames,
-        fps: r(s[b + C.FPS]!),
-        failures: s[b + C.FAILURES]!,
-        reopens: s[b + C.REOPENS]!,
+        fps: r(s.get('fps')),
+        failures: s.get('failures'),
+        reopens: s.get('reopens'),
         ageMs: last > 0 ? r(now - last) : null,
-        preprocessMs: { mean: r(frames > 0 ? s[b + C.PREPROCESS_SUM_MS]! / frames : 0), max: r(s[b + C.PREPROCESS_MAX_MS]!) },
+        preprocessMs: { mean: r(frames > 0 ? s.get('preprocessSumMs') / frames : 0), max: r(s.get('preprocessMaxMs')) },
       };
     });
   }
 
   /** The newest frame of `camera` as JPEG. */
-  snapshot(camera: string): Promise<Uint8Array> {
-    const worker = this.worker;
-    if (!this.cameras.some((c) => c.name === camera)) return Promise.reject(new ReflexError('BAD_REQUEST', `no camera ${camera}`));
-    if (worker === null) return Promise.reject(new ReflexError('COMMAND_FAILED', 'the vision worker is not running'));
-    const id = ++this.seq;
-    return new Promise((resolve, reject) => {
-      this.snapshots.set(id, (r) => (r.jpeg ? resolve(r.jpeg) : reject(new ReflexError('COMMAND_FAILED', r.error ?? 'no frame'))));
-      worker.postMessage({ type: 'snapshot', camera, id } satisfies VisionRequest);
-    });
+  async snapshot(camera: string): Promise<Uint8Array> {
+    const host = this.host;
+    if (!this.cameras.some((c) => c.name === camera)) throw new ReflexError('BAD_REQUEST', `no camera ${camera}`);
+    if (host === null) throw new ReflexError('COMMAND_FAILED', 'the vision worker is not running');
+    try {
+      return await host.request({ camera }, SNAPSHOT_TIMEOUT_MS);
+    } catch (err) {
+      const e = err as Error & { timeout?: boolean };
+      throw new ReflexError(e.timeout === true ? 'TIMEOUT' : 'COMMAND_FAILED', e.message, { timeout: e.timeout === true });
+    }
   }
 
+  /** Ends the vision worker within its bound (twice 2 s); never waits longer. */
   async stop(): Promise<void> {
-    const worker = this.worker;
-    if (worker === null) return;
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.postMessage({ type: 'stop' } satisfies VisionRequest);
-    // A capture blocked in a native read (a hung camera) keeps the thread even past
-    // terminate(); then it is left to die with the process rather than hang the stop.
-    const timer = setTimeout(() => void worker.terminate(), 2000);
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 4000).unref())]);
-    clearTimeout(timer);
+    const host = this.host;
+    if (host === null) return;
+    const outcome = await host.stop();
+    if (outcome === 'abandoned') this.log.error('the vision worker did not end (a capture stuck in a native read); left to end with the process');
+  }
+
+  // --- The cameras as a part of the daemon: what they report and the command they answer. ---
+
+  telemetry(): { cameras: object[] } {
+    return { cameras: this.status().map((c) => ({ name: c.name, state: c.state, fps: c.fps, ageMs: c.ageMs })) };
+  }
+
+  api(): DaemonHandlers {
+    return {
+      'camera.snapshot': async ({ name }) => ({ jpeg: Buffer.from(await this.snapshot(name)).toString('base64') }),
+    };
   }
 }

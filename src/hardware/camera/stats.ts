@@ -1,15 +1,7 @@
-/** Per-camera Float64 slots the vision worker counts in (camera i at i * C.LENGTH). */
-export const C = {
-  STATE: 0,
-  FRAMES: 1,
-  FAILURES: 2,
-  REOPENS: 3,
-  LAST_CAPTURE_MS: 4,
-  PREPROCESS_SUM_MS: 5,
-  PREPROCESS_MAX_MS: 6,
-  FPS: 7,
-  LENGTH: 8,
-} as const;
+import { defineMetrics } from '../../rt/index.js';
+
+/** What the vision worker counts per camera (one table per camera, in one shared buffer). */
+export const CAMERA_METRICS = defineMetrics(['state', 'frames', 'failures', 'reopens', 'lastCaptureMs', 'preprocessSumMs', 'preprocessMaxMs', 'fps'] as const);
 
 export const CameraState = { STARTING: 0, STREAMING: 1, STALE: 2 } as const;
 export const CAMERA_STATE_NAMES = ['starting', 'streaming', 'stale'] as const;

@@ -2,13 +2,13 @@
 // keeps only the newest frame of each, pre-processes it once for the policy, and publishes it
 // with its capture time in a FrameSlot. A camera that stops is marked
 // stale, retried with backoff, and reported; the policy side holds on stale frames.
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import type { CameraConfig } from '../../config/index.js';
-import { FrameSlot, SpscRing, monoMs } from '../../rt/index.js';
+import { FrameSlot, SpscRing, hostPort, monoMs, type Counters } from '../../rt/index.js';
 import { loadOpenCv, type Mat, type VideoCapture } from './opencv.js';
 import { openCapture } from './source.js';
 import { preprocess, specLength, type ImageSpec } from './preprocess.js';
-import { C, CameraState, TIMING_CAPACITY } from './stats.js';
+import { CAMERA_METRICS, CameraState, TIMING_CAPACITY } from './stats.js';
 
 export interface VisionCamera {
   config: CameraConfig;
@@ -18,6 +18,7 @@ export interface VisionCamera {
 
 export interface VisionWorkerData {
   cameras: VisionCamera[];
+  /** CAMERA_METRICS, one table per camera. */
   stats: SharedArrayBuffer;
   /** Per-frame timings [camera index, capture-to-published ms], for benchmarks; dropped when full. */
   timings: SharedArrayBuffer;
@@ -25,17 +26,25 @@ export interface VisionWorkerData {
   failureLimit: number;
 }
 
-export type VisionRequest = { type: 'snapshot'; camera: string; id: number } | { type: 'stop' };
-export type VisionMessage =
-  | { type: 'snapshot'; id: number; jpeg: Uint8Array | null; error: string | null }
-  | { type: 'camera'; camera: string; state: 'streaming' | 'stale'; reason: string };
+export type CameraEvent = { type: 'camera'; camera: string; state: 'streaming' | 'stale'; reason: string };
+
+/** What the vision worker and its host say (rt/worker-host.ts): snapshots are requests by id. */
+export interface VisionProtocol {
+  ready: null;
+  event: CameraEvent;
+  post: never;
+  /** The newest frame of a camera, as JPEG. */
+  request: { camera: string };
+  reply: Uint8Array;
+}
+
+type CameraCounters = Counters<keyof typeof CAMERA_METRICS.counters>;
 
 const data = workerData as VisionWorkerData;
+const port = hostPort<VisionProtocol>();
 const cv = loadOpenCv();
-const stats = new Float64Array(data.stats);
 const timings = new SpscRing(data.timings, TIMING_CAPACITY, 2);
 const timing = new Float64Array(2);
-const post = (m: VisionMessage) => parentPort!.postMessage(m);
 let running = true;
 const latest = new Map<string, Mat>();
 
@@ -46,14 +55,14 @@ class CameraLoop {
   private backoffMs = 100;
   private retryAt = 0;
   private fps = { frames: 0, since: monoMs() };
-  private readonly base: number;
+  private readonly stats: CameraCounters;
   private readonly slot: FrameSlot;
 
   constructor(
     private readonly index: number,
     private readonly cam: VisionCamera,
   ) {
-    this.base = index * C.LENGTH;
+    this.stats = CAMERA_METRICS.view(data.stats, index).counters;
     this.slot = new FrameSlot(cam.frame, specLength(cam.spec));
   }
 
@@ -74,18 +83,17 @@ class CameraLoop {
     const frame = this.cap.read();
     if (frame.empty) {
       this.failures++;
-      stats[this.base + C.FAILURES]! += 1;
+      this.stats.add('failures');
       if (this.failures >= data.failureLimit) this.stale(`${this.failures} reads in a row gave no frame (unplugged, or end of stream)`);
       return false;
     }
     const captured = monoMs();
     this.failures = 0;
     this.backoffMs = 100;
-    const s = stats;
-    const b = this.base;
-    if (s[b + C.STATE] !== CameraState.STREAMING) {
-      s[b + C.STATE] = CameraState.STREAMING;
-      post({ type: 'camera', camera: name, state: 'streaming', reason: 'frames arriving' });
+    const s = this.stats;
+    if (s.get('state') !== CameraState.STREAMING) {
+      s.set('state', CameraState.STREAMING);
+      port.event({ type: 'camera', camera: name, state: 'streaming', reason: 'frames arriving' });
     }
     const t0 = monoMs();
     this.slot.write(captured, (into) => preprocess(cv, frame, this.cam.spec, into));
@@ -94,14 +102,14 @@ class CameraLoop {
     timing[1] = monoMs() - captured;
     timings.push(timing);
     latest.set(name, frame);
-    s[b + C.FRAMES]! += 1;
-    s[b + C.LAST_CAPTURE_MS] = captured;
-    s[b + C.PREPROCESS_SUM_MS]! += ms;
-    if (ms > s[b + C.PREPROCESS_MAX_MS]!) s[b + C.PREPROCESS_MAX_MS] = ms;
+    s.add('frames');
+    s.set('lastCaptureMs', captured);
+    s.add('preprocessSumMs', ms);
+    s.max('preprocessMaxMs', ms);
     this.fps.frames++;
     const span = captured - this.fps.since;
     if (span >= 1000) {
-      s[b + C.FPS] = (this.fps.frames * 1000) / span;
+      s.set('fps', (this.fps.frames * 1000) / span);
       this.fps = { frames: 0, since: captured };
     }
     return true;
@@ -111,9 +119,9 @@ class CameraLoop {
     this.cap?.release();
     this.cap = null;
     this.failures = 0;
-    stats[this.base + C.STATE] = CameraState.STALE;
-    stats[this.base + C.REOPENS]! += 1;
-    post({ type: 'camera', camera: this.cam.config.name, state: 'stale', reason });
+    this.stats.set('state', CameraState.STALE);
+    this.stats.add('reopens');
+    port.event({ type: 'camera', camera: this.cam.config.name, state: 'stale', reason });
     this.retryAt = monoMs() + this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, 5000);
   }
@@ -124,24 +132,18 @@ class CameraLoop {
   }
 }
 
-parentPort!.on('message', (m: VisionRequest) => {
-  if (m.type === 'stop') {
-    running = false;
-    return;
-  }
-  const frame = latest.get(m.camera);
-  if (!frame) {
-    post({ type: 'snapshot', id: m.id, jpeg: null, error: `camera ${m.camera} has no frame yet` });
-    return;
-  }
-  const jpeg = cv.imencode('.jpg', frame);
-  post({ type: 'snapshot', id: m.id, jpeg: new Uint8Array(jpeg), error: null });
+port.onStop(() => (running = false));
+port.onRequest(({ camera }) => {
+  const frame = latest.get(camera);
+  if (!frame) throw new Error(`camera ${camera} has no frame yet`);
+  return new Uint8Array(cv.imencode('.jpg', frame));
 });
 
 // Round-robin over the cameras. A read blocks until that camera's next frame, and the others
 // keep only their newest frame meanwhile (one buffer, or an appsink that drops), so no frame
 // handed on is older than about one period. Between rounds the event loop runs (messages).
 const loops = data.cameras.map((cam, i) => new CameraLoop(i, cam));
+port.ready(null);
 while (running) {
   let got = false;
   for (const l of loops) got = l.step() || got;
