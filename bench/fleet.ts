@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { pino } from 'pino';
-import { CommandRegistry } from '../src/cli/index.js';
+import { CATALOG, CommandRegistry } from '../src/api/index.js';
 import { FleetLink, Outbox } from '../src/fleet/index.js';
 import { Mosquitto, freePort, until } from '../test/helpers/mosquitto.js';
 import { argNumber, machine, progress, result, round, summary } from './_util.js';
@@ -25,7 +25,7 @@ const record = () => ({
 });
 const link = new FleetLink(
   { deviceId: 'bench-01', url, username: null, passwordFile: null, caFile: null, certFile: null, keyFile: null, telemetryHz: 0.001, stateDir: dir, maxOutbox: 1_000_000, drainPerSecond: 1_000_000 },
-  new CommandRegistry(),
+  new CommandRegistry(CATALOG),
   record,
   pino({ level: 'silent' }),
 );

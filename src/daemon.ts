@@ -1,13 +1,16 @@
 // The composition root: builds every part from the config, starts them in order, stops them
-// in reverse (motors made safe first), and turns the outcome into an exit status.
+// in reverse (motors made safe first), and turns the outcome into an exit status. Status,
+// telemetry, the STATUS= line and the command surface are composed from what the parts report.
 import type { Config } from './config/index.js';
-import { EXIT, Lifecycle, errorMessage, isLogLevel, LOG_LEVELS, ReflexError, type Logging, type Part } from './core/index.js';
-import { ControlLoop, controlConfigFrom, loopHeadline } from './control/index.js';
-import { CommandRegistry, ControlSocketServer, numberArg, stringArg } from './cli/index.js';
+import { EXIT, Lifecycle, Report, errorMessage, type Logging, type Part, type Reporter } from './core/index.js';
+import { ControlLoop, controlConfigFrom } from './control/index.js';
+import { CATALOG, CommandRegistry, ControlSocketServer, type DaemonCatalog, type DaemonHandlers, type DaemonStatus } from './api/index.js';
 import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } from './rt/index.js';
-import { PolicyRuntime, imageSpecs, loadBundle, type PolicyStatus } from './policy/index.js';
-import { VisionRuntime, type CameraStatus, type ImageSpec } from './hardware/camera/index.js';
-import { FleetLink, LogShipper, type FleetStatus } from './fleet/index.js';
+import { PolicyRuntime, imageSpecs, loadBundle } from './policy/index.js';
+import { VisionRuntime, type ImageSpec } from './hardware/camera/index.js';
+import { FleetLink, LogShipper } from './fleet/index.js';
+
+export type { DaemonStatus } from './api/index.js';
 
 /** How often the loop's numbers go to the log. */
 const STATS_LOG_MS = 60_000;
@@ -22,26 +25,31 @@ export interface DaemonDeps {
   stopTimeoutMs?: number;
 }
 
-export interface DaemonStatus {
-  deviceId: string;
-  pid: number;
-  uptimeS: number;
-  loop: ReturnType<ControlLoop['status']>;
-  policy: PolicyStatus;
-  cameras: CameraStatus[];
-  fleet: FleetStatus | { state: 'disabled' };
-  faults: string[];
-  nativeAddon: { available: boolean; reason: string | null };
-  logLevels: Record<string, string>;
-}
+/** Feeds the systemd watchdog; reports how often. */
+type HealthPart = Part & { status(): { watchdogMs: number | null } };
+
+/** Stands in for the fleet link in status and STATUS= when the config turns it off. */
+const FLEET_DISABLED = {
+  name: 'fleet',
+  status: () => ({ state: 'disabled' as const }),
+  headline: () => 'fleet disabled',
+} satisfies Reporter;
 
 export class Daemon {
   readonly loop: ControlLoop;
   readonly policy: PolicyRuntime;
   readonly vision: VisionRuntime;
   readonly fleet: FleetLink | null;
-  readonly commands = new CommandRegistry();
+  readonly commands: CommandRegistry<DaemonCatalog>;
   private readonly lifecycle: Lifecycle;
+  private readonly report: Report<{
+    loop: ControlLoop;
+    policy: PolicyRuntime;
+    cameras: VisionRuntime;
+    fleet: FleetLink | typeof FLEET_DISABLED;
+    socket: ControlSocketServer;
+    systemd: HealthPart;
+  }>;
   private readonly notifier: SystemdNotifier;
   private readonly startedMs = monoMs();
   private watchdogTimer: NodeJS.Timeout | null = null;
@@ -88,10 +96,15 @@ export class Daemon {
         .then(() => (undisturbed() && !this.shuttingDown ? this.loop.startPolicy() : undefined))
         .catch(() => undefined);
     });
+    this.commands = new CommandRegistry(CATALOG, { debug: config.debug.faultInjection });
     const socket = new ControlSocketServer(config.socket, this.commands, logging.child('socket'));
-    this.registerCommands();
     this.fleet = config.fleet.enabled && config.fleet.url !== null ? this.fleetLink(config.fleet.url) : null;
-    const parts: Part[] = [this.loop, this.vision, this.policy, socket, ...(this.fleet ? [this.fleet] : []), this.healthPart()];
+    const health = this.healthPart();
+    // Status shows the parts under these keys, in this order; STATUS= and telemetry follow it.
+    this.report = new Report({ loop: this.loop, policy: this.policy, cameras: this.vision, fleet: this.fleet ?? FLEET_DISABLED, socket, systemd: health });
+    this.commands.add(this.ownCommands());
+    for (const part of [this.loop, this.policy, this.vision]) this.commands.add(this.noteHolds(part.api()));
+    const parts: Part[] = [this.loop, this.vision, this.policy, socket, ...(this.fleet ? [this.fleet] : []), health];
     this.lifecycle = new Lifecycle(parts, logging.child('lifecycle'), { stopTimeoutMs: deps.stopTimeoutMs ?? 3000 });
   }
 
@@ -145,7 +158,7 @@ export class Daemon {
         drainPerSecond: f.drainPerSecond,
       },
       this.commands,
-      () => this.telemetry(),
+      () => this.report.telemetry(),
       logging.child('fleet'),
     );
     const shipper = new LogShipper((log) => void link.event('log', log).catch(() => undefined));
@@ -158,19 +171,6 @@ export class Daemon {
     return link;
   }
 
-  /** One telemetry record: loop timing, motors, inference, policy version, cameras. */
-  private telemetry(): object {
-    const l = this.loop.status();
-    const p = this.policy.status();
-    return {
-      loop: { mode: l.mode, hz: l.rateHz, latenessUs: l.latenessUs, tickUs: { p50: l.tickDurationUs.p50, p99: l.tickDurationUs.p99, max: l.tickDurationUs.max }, missed: l.missedDeadlines, overruns: l.overruns, starved: l.starvedTicks, faults: l.safety.faults, busFailedReads: l.bus.failedReads, canLoadPct: l.bus.loadPct },
-      motors: this.loop.motors(),
-      inference: { meanMs: p.inference.meanMs, p99Ms: p.inference.p99Ms, errors: p.inference.errors },
-      policy: p.active ? { name: p.active.name, version: p.active.version, provider: p.active.provider } : null,
-      cameras: this.vision.status().map((c) => ({ name: c.name, state: c.state, fps: c.fps, ageMs: c.ageMs })),
-    };
-  }
-
   private async camerasStreaming(timeoutMs: number): Promise<void> {
     const until = monoMs() + timeoutMs;
     while (this.vision.status().some((c) => c.state !== 'streaming') && monoMs() < until && !this.shuttingDown) {
@@ -179,21 +179,13 @@ export class Daemon {
   }
 
   status(): DaemonStatus {
-    const loop = this.loop.status();
-    const faults: string[] = [];
-    if (!loop.healthy && loop.state !== 'stopped') faults.push('control loop stalled');
-    if (loop.fault !== null) faults.push(loop.fault);
-    if (loop.mode === 'estop') faults.push('e-stop engaged (reset to clear)');
     const reason = nativeUnavailableReason();
     return {
       deviceId: this.deps.config.deviceId,
       pid: process.pid,
       uptimeS: Math.round((monoMs() - this.startedMs) / 100) / 10,
-      loop,
-      policy: this.policy.status(),
-      cameras: this.vision.status(),
-      fleet: this.fleet?.status() ?? { state: 'disabled' },
-      faults,
+      ...this.report.status(),
+      faults: this.report.faults(),
       nativeAddon: { available: reason === null, reason },
       logLevels: this.deps.logging.levels(),
     };
@@ -201,22 +193,19 @@ export class Daemon {
 
   /** One line for systemctl status (STATUS=). */
   summary(): string {
-    const s = this.loop.status();
-    const health = !s.healthy ? 'STALLED' : s.mode === 'fault' ? 'FAULT' : s.mode === 'estop' ? 'ESTOP' : s.mode;
-    const p = this.policy.status();
-    const policy = p.active ? `${p.active.name} ${p.active.version} on ${p.active.provider}` : p.state;
-    return `${health} ${loopHeadline(s)}, policy ${policy}, fleet ${this.fleet?.status().state ?? 'disabled'}`;
+    return this.report.headline();
   }
 
   /**
    * Feeds the systemd watchdog only while the loop ticks, so a stuck loop gets reflex
    * restarted; keeps STATUS= current; and logs the loop's numbers once a minute.
    */
-  private healthPart(): Part {
+  private healthPart(): HealthPart {
     const log = this.deps.logging.child('control');
     let lastLog = monoMs();
     return {
       name: 'systemd-health',
+      status: () => ({ watchdogMs: this.notifier.watchdogIntervalMs }),
       start: () => {
         const every = Math.min(this.notifier.watchdogIntervalMs ?? 1000, 1000);
         this.watchdogTimer = setInterval(() => {
@@ -238,81 +227,33 @@ export class Daemon {
     };
   }
 
-  private registerCommands(): void {
-    const { logging, config } = this.deps;
-    this.commands.register('status', { summary: 'uptime, loop, policy, faults, fleet link', run: () => this.status() });
-    this.commands.register('ping', { summary: 'answers pong', run: () => 'pong' });
-    this.commands.register('estop', {
-      summary: 'e-stop: hold (or torque off) where the arm is, latched until reset',
-      run: async () => {
-        await this.loop.estop();
-        return { mode: this.loop.mode };
-      },
-    });
-    this.commands.register('reset', {
-      summary: 'clear e-stop or a fault; the loop goes back to hold',
-      run: async () => {
-        await this.loop.reset();
-        return { mode: this.loop.mode };
-      },
-    });
-    this.commands.register('policy.activate', {
-      summary: 'load a policy bundle {path}, warm it up, and swap it in at a chunk boundary',
-      run: async (args) => {
-        // A policy running keeps running, on the new one; a robot held stays held (policy.start moves it).
-        return await this.policy.activate(stringArg(args, 'path'));
-      },
-    });
-    this.commands.register('policy.rollback', {
-      summary: 'swap back to the previous policy (the one rolled back from is released); the mode is kept',
-      run: () => this.policy.rollback(),
-    });
-    this.commands.register('policy.start', {
-      summary: 'run the active policy (soft start from hold)',
-      run: async () => {
-        await this.loop.startPolicy();
-        return { mode: this.loop.mode };
-      },
-    });
-    this.commands.register('policy.stop', {
-      summary: 'stop acting on the policy: hold where the arm is',
-      run: async () => {
-        this.holdAsked = true;
-        await this.loop.stopPolicy();
-        return { mode: this.loop.mode };
-      },
-    });
-    this.commands.register('camera.snapshot', {
-      summary: 'the newest frame of camera {name}, as base64 JPEG',
-      run: async (args) => ({ jpeg: Buffer.from(await this.vision.snapshot(stringArg(args, 'name'))).toString('base64') }),
-    });
-    this.commands.register('log.level', {
-      summary: 'set the log level: {level, module?}',
-      run: (args) => {
-        const level = stringArg(args, 'level', LOG_LEVELS);
-        if (!isLogLevel(level)) throw new ReflexError('BAD_REQUEST', 'bad level');
-        const mod = args.module === undefined ? undefined : stringArg(args, 'module');
-        logging.setLevel(level, mod);
+  /** The daemon's own commands: its status, a ping, the log level. */
+  private ownCommands(): DaemonHandlers {
+    const { logging } = this.deps;
+    return {
+      status: () => this.status(),
+      ping: () => 'pong',
+      'log.level': ({ level, module }) => {
+        logging.setLevel(level, module);
         return logging.levels();
       },
-    });
-    if (config.debug.faultInjection) {
-      this.commands.register('debug.policy.slowLoad', {
-        summary: 'fault injection: the next policy load blocks its thread for {ms}, as a large model or a TensorRT build does',
-        run: (args) => (this.policy.slowNextLoad(numberArg(args, 'ms', 1, 600_000)), null),
-      });
-      this.commands.register('debug.policy.stall', {
-        summary: 'fault injection: the policy answers nothing for {ms}',
-        run: (args) => (this.policy.stall(numberArg(args, 'ms', 1, 60_000)), null),
-      });
-      this.commands.register('debug.stall', {
-        summary: 'fault injection: block the control loop for {ms}',
-        run: async (args) => {
-          await this.loop.stall(numberArg(args, 'ms', 1, 60_000));
-          return null;
-        },
-      });
-    }
+    };
+  }
+
+  /**
+   * policy.stop is a deliberate hold: the boot policy must not start by itself after it (see
+   * the autostart above), so the daemon notes it before the loop is asked.
+   */
+  private noteHolds(handlers: DaemonHandlers): DaemonHandlers {
+    const stop = handlers['policy.stop'];
+    if (stop === undefined) return handlers;
+    return {
+      ...handlers,
+      'policy.stop': (args) => {
+        this.holdAsked = true;
+        return stop(args);
+      },
+    };
   }
 }
 

@@ -3,8 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
-import { Logging, isLogLevel } from '../src/core/index.js';
-import { CommandRegistry, stringArg } from '../src/cli/index.js';
+import { Logging } from '../src/core/index.js';
+import { CATALOG, CommandRegistry } from '../src/api/index.js';
 import { LogShipper } from '../src/fleet/index.js';
 import { Mosquitto, freePort, subscriber, until } from './helpers/mosquitto.js';
 import { tempDir } from './helpers/daemon.js';
@@ -53,12 +53,8 @@ test('log.level silent sent from the fleet: an error after it is still shipped t
   await b.start();
   const url = `mqtt://127.0.0.1:${b.port}`;
   const { logging: l } = logging();
-  const commands = new CommandRegistry();
-  commands.register('log.level', {
-    summary: '',
-    run: (args) => {
-      const level = stringArg(args, 'level');
-      if (!isLogLevel(level)) throw new Error('bad level');
+  const commands = new CommandRegistry(CATALOG).add({
+    'log.level': ({ level }) => {
       l.setLevel(level);
       return l.levels();
     },

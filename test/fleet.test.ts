@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
-import { CommandRegistry, stringArg } from '../src/cli/index.js';
+import { CommandRegistry, NO_ARGS, command, oneOf } from '../src/api/index.js';
 import { FleetLink, Outbox, LogShipper, type FleetOptions } from '../src/fleet/index.js';
 import { Mosquitto, freePort, subscriber, until } from './helpers/mosquitto.js';
 import { tempDir } from './helpers/daemon.js';
@@ -28,13 +28,21 @@ async function broker(extra: string[] = []): Promise<Mosquitto> {
 
 let estops = 0;
 
-function registry(): CommandRegistry {
-  const c = new CommandRegistry();
-  c.register('status', { summary: '', run: () => ({ mode: 'hold' }) });
-  c.register('estop', { summary: '', run: () => (estops++, { mode: 'estop' }) });
-  c.register('log.level', { summary: '', run: (a) => ({ level: stringArg(a, 'level', ['info', 'debug']) }) });
-  c.register('debug.stall', { summary: '', run: () => null });
-  return c;
+/** The link reads the catalog's `fleet` flag: debug.stall is answered, but not for the fleet. */
+const catalog = {
+  status: command<{ mode: string }>()({ summary: '', args: NO_ARGS, moves: false, fleet: true }),
+  estop: command<{ mode: string }>()({ summary: '', args: NO_ARGS, moves: false, fleet: true }),
+  'log.level': command<{ level: string }>()({ summary: '', args: NO_ARGS.extend({ level: oneOf(['info', 'debug']) }), moves: false, fleet: true }),
+  'debug.stall': command<null>()({ summary: '', args: NO_ARGS, moves: false, fleet: false }),
+};
+
+function registry(): CommandRegistry<typeof catalog> {
+  return new CommandRegistry(catalog).add({
+    status: () => ({ mode: 'hold' }),
+    estop: () => (estops++, { mode: 'estop' }),
+    'log.level': ({ level }) => ({ level }),
+    'debug.stall': () => null,
+  });
 }
 
 function link(url: string, deviceId: string, over: Partial<FleetOptions> = {}): FleetLink {

@@ -9,6 +9,7 @@ function recorder() {
   const events: string[] = [];
   const part = (name: string, opts: { failStart?: boolean; hangStop?: boolean; safe?: boolean } = {}): Part => ({
     name,
+    status: () => null,
     start: () => {
       events.push(`start ${name}`);
       return opts.failStart ? Promise.reject(new Error(`${name} cannot open /dev/ttyUSB0`)) : Promise.resolve();

@@ -6,7 +6,8 @@ import { once } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { CommandRegistry, ControlSocketServer, request, type ControlSocketOptions } from '../src/cli/index.js';
+import { CommandRegistry, ControlSocketServer, NO_ARGS, command, type ControlSocketOptions } from '../src/api/index.js';
+import { request } from '../src/cli/index.js';
 import { tempDir } from './helpers/daemon.js';
 import { until } from './helpers/mosquitto.js';
 
@@ -30,13 +31,17 @@ async function rig(opts: Partial<ControlSocketOptions> = {}): Promise<Rig> {
   let estopped = false;
   let release: () => void = () => undefined;
   let gate = new Promise<void>((r) => (release = r));
-  const commands = new CommandRegistry();
-  commands.register('status', { summary: 's', run: () => (ran('status'), { up: true }) });
-  commands.register('count', { summary: 'c', run: () => (ran('count'), runs.get('count')) });
-  commands.register('block', { summary: 'b', run: () => (ran('block'), gate) });
-  commands.register('estop', {
-    summary: 'e',
-    run: () => {
+  const catalog = {
+    status: command<{ up: boolean }>()({ summary: 's', args: NO_ARGS, moves: false, fleet: false }),
+    count: command<number>()({ summary: 'c', args: NO_ARGS, moves: false, fleet: false }),
+    block: command<void>()({ summary: 'b', args: NO_ARGS, moves: false, fleet: false }),
+    estop: command<{ mode: string }>()({ summary: 'e', args: NO_ARGS, moves: false, fleet: false }),
+  };
+  const commands = new CommandRegistry(catalog).add({
+    status: () => (ran('status'), { up: true }),
+    count: () => (ran('count'), runs.get('count') ?? 0),
+    block: () => (ran('block'), gate),
+    estop: () => {
       ran('estop');
       estopped = true;
       return { mode: 'estop' };

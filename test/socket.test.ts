@@ -7,25 +7,30 @@ import { lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSyn
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { CommandRegistry, ControlSocketServer, MAX_LINE_BYTES, request, stringArg } from '../src/cli/index.js';
+import { CommandRegistry, ControlSocketServer, MAX_LINE_BYTES, NO_ARGS, command, oneOf } from '../src/api/index.js';
+import { request } from '../src/cli/index.js';
 import { tempDir } from './helpers/daemon.js';
 import { until } from './helpers/mosquitto.js';
 
 const silent = pino({ level: 'silent' });
 const dir = tempDir();
 const path = join(dir, 'control.sock');
-const commands = new CommandRegistry();
+const catalog = {
+  status: command<{ up: boolean }>()({ summary: 's', args: NO_ARGS, moves: false, fleet: false }),
+  'log.level': command<{ level: string }>()({ summary: 'l', args: NO_ARGS.extend({ level: oneOf(['info', 'debug']) }), moves: false, fleet: false }),
+  explode: command<null>()({ summary: 'x', args: NO_ARGS, moves: false, fleet: false }),
+  slow: command<string>()({ summary: 'answers after 200 ms', args: NO_ARGS, moves: false, fleet: false }),
+};
 let level = 'info';
-commands.register('status', { summary: 's', run: () => ({ up: true }) });
-commands.register('log.level', {
-  summary: 'l',
-  run: (args) => {
-    level = stringArg(args, 'level', ['info', 'debug']);
+const commands = new CommandRegistry(catalog).add({
+  status: () => ({ up: true }),
+  'log.level': (args) => {
+    level = args.level;
     return { level };
   },
+  explode: () => Promise.reject(new Error('driver on fire')),
+  slow: () => sleep(200).then(() => 'slept'),
 });
-commands.register('explode', { summary: 'x', run: () => Promise.reject(new Error('driver on fire')) });
-commands.register('slow', { summary: 'answers after 200 ms', run: () => sleep(200).then(() => 'slept') });
 const server = new ControlSocketServer({ path, mode: '0660', group: null }, commands, silent);
 await server.start();
 after(() => server.stop());
@@ -140,7 +145,7 @@ test('a missing daemon is reported as not connected', async () => {
 });
 
 test('the socket group is looked up by name, and a missing group is a clear start error', async () => {
-  const { groupId } = await import('../src/cli/server.js');
+  const { groupId } = await import('../src/api/index.js');
   const file = join(dir, 'group');
   writeFileSync(file, 'root:x:0:\nreflex:x:997:alice,bob\n');
   assert.equal(groupId('reflex', file), 997);

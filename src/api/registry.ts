@@ -1,44 +1,59 @@
 import { ReflexError } from '../core/index.js';
+import { argsMessage, type Catalog, type CommandSpec, type Handlers } from './command.js';
 
-/** A command of the control socket. `run` validates its own args and throws BAD_REQUEST on bad ones. */
-export interface Command {
-  readonly summary: string;
-  run(args: Record<string, unknown>): unknown;
+/** What the control socket needs of the commands: run one by name. */
+export interface CommandRunner {
+  run(name: string, args: Record<string, unknown>): Promise<unknown>;
 }
 
-/** The commands the daemon answers; each part registers its own at composition time. */
-export class CommandRegistry {
-  private readonly commands = new Map<string, Command>();
+export interface RegistryOptions {
+  /** Answer the catalog's fault-injection commands (config debug.faultInjection). */
+  debug?: boolean;
+}
 
-  register(name: string, command: Command): void {
-    if (this.commands.has(name)) throw new Error(`command ${name} registered twice`);
-    this.commands.set(name, command);
+/**
+ * The commands a server answers: a catalog, and the handlers the parts contributed at
+ * composition time. Args are checked against the catalog's schema before a handler runs.
+ */
+export class CommandRegistry<C extends Catalog = Catalog> implements CommandRunner {
+  private readonly handlers = new Map<string, (args: unknown) => unknown>();
+
+  constructor(
+    readonly catalog: C,
+    private readonly opts: RegistryOptions = {},
+  ) {}
+
+  /** Adds a part's handlers; a command answered twice, or one not in the catalog, is a wiring mistake. */
+  add(handlers: Handlers<C>): this {
+    for (const [name, run] of Object.entries(handlers) as [string, ((args: unknown) => unknown) | undefined][]) {
+      if (run === undefined) continue;
+      const spec = this.spec(name);
+      if (spec === undefined) throw new Error(`command ${name} is not in the catalog`);
+      if (spec.debug === true && this.opts.debug !== true) continue;
+      if (this.handlers.has(name)) throw new Error(`command ${name} registered twice`);
+      this.handlers.set(name, run);
+    }
+    return this;
   }
 
+  /** The commands answered, sorted. */
   names(): string[] {
-    return [...this.commands.keys()].sort();
+    return [...this.handlers.keys()].sort();
+  }
+
+  /** The catalog's entry for `name`; never one of Object's own properties (`constructor`). */
+  spec(name: string): CommandSpec | undefined {
+    return Object.hasOwn(this.catalog, name) ? this.catalog[name] : undefined;
   }
 
   async run(name: string, args: Record<string, unknown>): Promise<unknown> {
-    const command = this.commands.get(name);
-    if (!command) throw new ReflexError('UNKNOWN_COMMAND', `unknown command "${name}"; known: ${this.names().join(', ')}`);
-    return await command.run(args);
+    const run = this.handlers.get(name);
+    const spec = this.spec(name);
+    if (run === undefined || spec === undefined) {
+      throw new ReflexError('UNKNOWN_COMMAND', `unknown command "${name}"; known: ${this.names().join(', ')}`);
+    }
+    const parsed = spec.args.safeParse(args);
+    if (!parsed.success) throw new ReflexError('BAD_REQUEST', argsMessage(parsed.error, args));
+    return await run(parsed.data);
   }
-}
-
-export function stringArg(args: Record<string, unknown>, key: string, allowed?: readonly string[]): string {
-  const v = args[key];
-  if (typeof v !== 'string' || (allowed && !allowed.includes(v))) {
-    const want = allowed ? `one of ${allowed.join(', ')}` : 'a string';
-    throw new ReflexError('BAD_REQUEST', `args.${key}: got ${JSON.stringify(v) ?? 'nothing'}; want ${want}`);
-  }
-  return v;
-}
-
-export function numberArg(args: Record<string, unknown>, key: string, min: number, max: number): number {
-  const v = args[key];
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    throw new ReflexError('BAD_REQUEST', `args.${key}: got ${JSON.stringify(v) ?? 'nothing'}; want a number from ${min} to ${max}`);
-  }
-  return v;
 }

@@ -3,7 +3,7 @@ import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync, t
 import { dirname } from 'node:path';
 import { ReflexError, errorMessage, type Logger, type Part } from '../core/index.js';
 import { LineSplitter, MAX_LINE_BYTES, OVERLONG, parseRequest, salvageId, type Response } from './protocol.js';
-import type { CommandRegistry } from './commands.js';
+import type { CommandRunner } from './registry.js';
 
 /** The one command a connection beyond `maxClients` may send (see README, "control socket"). */
 export const RESERVED_COMMAND = 'estop';
@@ -34,6 +34,14 @@ export interface ControlSocketOptions {
   reservedSlots?: number;
   /** How long a reserved connection has to send its line. */
   reservedDeadlineMs?: number;
+}
+
+/** The socket as status shows it: who holds a slot now. */
+export interface SocketStatus {
+  path: string;
+  clients: number;
+  /** Connections beyond `maxClients` that may only e-stop. */
+  reserved: number;
 }
 
 type Limits = Required<Omit<ControlSocketOptions, 'path' | 'mode' | 'group'>>;
@@ -92,7 +100,8 @@ function kindOf(st: Stats): string {
 }
 
 /**
- * The local control socket: newline-delimited JSON requests answered by the command registry.
+ * The local control socket: newline-delimited JSON requests answered by the command registry
+ * (any `CommandRunner`: the daemon's, or the simulated rig's).
  * Every input is bounded: clients, line length, requests queued per client, replies a client
  * leaves unread, and time without a request. A client past the limit can still e-stop.
  */
@@ -110,7 +119,7 @@ export class ControlSocketServer implements Part {
 
   constructor(
     private readonly opts: ControlSocketOptions,
-    private readonly commands: CommandRegistry,
+    private readonly commands: CommandRunner,
     private readonly log: Logger,
   ) {
     const limits = { ...DEFAULTS };
@@ -138,6 +147,10 @@ export class ControlSocketServer implements Part {
     chmodSync(path, parseInt(this.opts.mode, 8));
     if (gid !== null) chownSync(path, -1, gid);
     this.log.info({ path }, 'control socket listening');
+  }
+
+  status(): SocketStatus {
+    return { path: this.opts.path, clients: this.clients, reserved: this.reserved.length };
   }
 
   async stop(): Promise<void> {

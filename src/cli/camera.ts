@@ -28,7 +28,7 @@ export function cameraList(config: Config | null): string {
 /** Writes camera `name`'s current view to `file` (JPEG or PNG by extension). */
 export async function cameraSnapshot(name: string, file: string, config: Config, socket: string): Promise<string> {
   try {
-    const r = (await request(socket, 'camera.snapshot', { name })) as { jpeg: string };
+    const r = await request(socket, 'camera.snapshot', { name });
     writeFileSync(file, Buffer.from(r.jpeg, 'base64'));
     return `${file}: from the running daemon\n`;
   } catch (err) {

@@ -1,8 +1,14 @@
 import { createConnection, type Socket } from 'node:net';
 import { ReflexError, errorMessage } from '../core/index.js';
-import { isObject, type Response } from './protocol.js';
+import { isObject, type DaemonArgs, type DaemonCommand, type DaemonResult, type Response } from '../api/index.js';
 
-/** Sends one request to the daemon's control socket and returns its result (throws on an error response). */
+/**
+ * Sends one request to a control socket and returns its result (throws on an error response).
+ * A command of the daemon's catalog gets its args and result typed from the catalog; any
+ * other name (the simulated rig's, a test's) is untyped.
+ */
+export function request<N extends DaemonCommand>(path: string, cmd: N, args?: DaemonArgs<N>, timeoutMs?: number): Promise<DaemonResult<N>>;
+export function request(path: string, cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<unknown>;
 export async function request(path: string, cmd: string, args: Record<string, unknown> = {}, timeoutMs = 5000): Promise<unknown> {
   const sock: Socket = createConnection(path);
   sock.setEncoding('utf8');

@@ -1,4 +1,4 @@
-import type { DaemonStatus } from '../daemon.js';
+import type { DaemonStatus } from '../api/index.js';
 
 function table(rows: readonly (readonly [string, string])[]): string {
   const width = Math.max(...rows.map(([k]) => k.length));

@@ -1,4 +1,3 @@
-export { CommandRegistry, numberArg, stringArg, type Command } from './commands.js';
-export { ControlSocketServer, type ControlSocketOptions } from './server.js';
+// The technician's client. The daemon's side of the control socket (the command catalog, the
+// server, the wire protocol) lives in src/api/.
 export { request } from './client.js';
-export * from './protocol.js';

@@ -4,7 +4,6 @@ import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { DEFAULT_CONFIG_PATH, loadConfig, ConfigError, type Config } from '../config/index.js';
 import { EXIT, Logging, acquireInstanceLock, errorMessage, isLogLevel, lockPathFor, LOG_LEVELS, ReflexError } from '../core/index.js';
-import type { DaemonStatus } from '../daemon.js';
 import { request } from './client.js';
 import { formatStatus } from './format.js';
 import { motors } from './motors.js';
@@ -142,16 +141,14 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'status': {
-      const status = (await request(socketPath(values), 'status')) as DaemonStatus;
+      const status = await request(socketPath(values), 'status');
       process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
       return;
     }
     case 'log': {
       const [sub, level] = rest;
       if (sub !== 'level' || !isLogLevel(level)) fail(EXIT.USAGE, `usage: reflex log level ${LOG_LEVELS.join('|')} [--module MOD]`);
-      const args: Record<string, unknown> = { level };
-      if (values.module !== undefined) args.module = values.module;
-      const levels = await request(socketPath(values), 'log.level', args);
+      const levels = await request(socketPath(values), 'log.level', values.module === undefined ? { level } : { level, module: values.module });
       process.stdout.write(`${JSON.stringify(levels)}\n`);
       return;
     }

@@ -2,12 +2,31 @@ import { ReflexError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 
 /**
- * A part of the daemon with a name and an orderly start and stop. `stop()` must be
- * idempotent. `safe()`, where a part has one, puts hardware in its safe state and is called on
- * every started part before anything is stopped, so motors are made safe first.
+ * What a part of the daemon says of itself, so that the daemon composes status, telemetry,
+ * the STATUS= line and its commands from the parts instead of assembling them by hand.
+ * `Api` is the type of the commands a part answers (the api room's catalog gives it).
  */
-export interface Part {
+export interface Reporter<Api = unknown> {
   readonly name: string;
+  /** Everything the part reports (`reflex status --json` shows it under the part's key). */
+  status(): unknown;
+  /** What is wrong now, in words; the daemon lists every part's in status.faults. */
+  faults?(): string[];
+  /** The few numbers the fleet gets every telemetry period; the parts' records are merged. */
+  telemetry?(): Record<string, unknown>;
+  /** A few words for systemctl's STATUS= line; the parts' are joined in order. */
+  headline?(): string;
+  /** The commands the part answers: handlers by command name. */
+  api?(): Api;
+}
+
+/**
+ * A part of the daemon with a name, a status, the commands it answers, and an orderly start
+ * and stop. `stop()` must be idempotent. `safe()`, where a part has one, puts hardware in its
+ * safe state and is called on every started part before anything is stopped, so motors are
+ * made safe first.
+ */
+export interface Part<Api = unknown> extends Reporter<Api> {
   start(signal: AbortSignal): Promise<void>;
   stop(): Promise<void>;
   safe?(): Promise<void>;

@@ -1,3 +1,3 @@
-export { FleetLink, FLEET_COMMANDS, type Backoff, type FleetOptions, type FleetStatus } from './link.js';
+export { FleetLink, type Backoff, type FleetOptions, type FleetStatus } from './link.js';
 export { Outbox, type OutboxEntry, type OutboxFs, type OutboxOptions, type OutboxStats } from './outbox.js';
 export { LogShipper, type ShippedLog } from './logs.js';

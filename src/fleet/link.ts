@@ -10,7 +10,7 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient, type IPublishPacket } from 'mqtt';
 import { errorMessage, ReflexError, type Logger, type Part } from '../core/index.js';
-import type { CommandRegistry } from '../cli/index.js';
+import type { CommandRegistry } from '../api/index.js';
 import { Outbox, type OutboxStats } from './outbox.js';
 
 export interface FleetOptions {
@@ -39,9 +39,6 @@ export interface Backoff {
 }
 
 const BACKOFF: Backoff = { minMs: 500, maxMs: 30_000, stableMs: 10_000 };
-
-/** Remote commands the fleet may send; anything else is refused. Each validates its own args. */
-export const FLEET_COMMANDS = ['status', 'estop', 'reset', 'log.level', 'policy.activate', 'policy.rollback', 'policy.start', 'policy.stop', 'camera.snapshot'] as const;
 
 export interface FleetStatus {
   /** `degraded`: the link cannot connect at all (a credential file unreadable); `error` says why. */
@@ -95,7 +92,7 @@ export class FleetLink implements Part {
   constructor(
     private readonly opts: FleetOptions,
     private readonly commands: CommandRegistry,
-    private readonly telemetry: () => unknown,
+    private readonly readTelemetry: () => unknown,
     private readonly log: Logger,
   ) {
     this.prefix = `reflex/v1/${opts.deviceId}/`;
@@ -267,7 +264,7 @@ export class FleetLink implements Part {
 
   private publishTelemetry(): void {
     if (!this.online || this.client === null) return;
-    this.client.publish(`${this.prefix}telemetry`, JSON.stringify({ boot: this.boot, ts: Date.now(), ...(this.telemetry() as object) }), { qos: 0 });
+    this.client.publish(`${this.prefix}telemetry`, JSON.stringify({ boot: this.boot, ts: Date.now(), ...(this.readTelemetry() as object) }), { qos: 0 });
   }
 
   /** A response topic the device may publish to: under its resp/ subtree, a plain topic name. */
@@ -297,7 +294,8 @@ export class FleetLink implements Part {
     if (responseTopic !== undefined && replyTo === null) return refuse('BAD_REQUEST', `response topic must be under ${this.respPrefix}`);
     // A retained command would run again at every connect and every boot.
     if (packet.retain) return refuse('BAD_REQUEST', 'a retained command is refused: publish commands without the retain flag');
-    if (!(FLEET_COMMANDS as readonly string[]).includes(name)) return refuse('NOT_ALLOWED', `command "${name}" is not allowed over the fleet link`);
+    // The catalog says which commands the fleet may send (`fleet: true`); anything else is refused.
+    if (this.commands.spec(name)?.fleet !== true) return refuse('NOT_ALLOWED', `command "${name}" is not allowed over the fleet link`);
     let args: Record<string, unknown>;
     try {
       const v: unknown = payload.length === 0 ? {} : JSON.parse(payload.toString('utf8'));
@@ -321,6 +319,11 @@ export class FleetLink implements Part {
         reply({ ok: true, result: result ?? null });
       })
       .catch((err: unknown) => refuse(err instanceof ReflexError ? err.code : 'COMMAND_FAILED', errorMessage(err)));
+  }
+
+  /** A few words for systemctl's STATUS= line. */
+  headline(): string {
+    return `fleet ${this.status().state}`;
   }
 
   status(): FleetStatus {

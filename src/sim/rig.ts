@@ -4,7 +4,7 @@
 // target moving on a slow loop, and the task's score: how far the end effector is from the
 // target, next to how far it would be had the arm held still. A control socket (the same
 // protocol as the daemon's) reports the score and injects faults.
-import { CommandRegistry, ControlSocketServer, numberArg } from '../cli/index.js';
+import { CommandRegistry, ControlSocketServer, NO_ARGS, bool, command, num, type Catalog } from '../api/index.js';
 import { ReflexError, type Logger } from '../core/index.js';
 import { ticksToRad } from '../hardware/dynamixel/index.js';
 import { createServer } from 'node:net';
@@ -12,6 +12,31 @@ import { SimCamera } from './camera.js';
 import { SimCanBus } from './can-bus.js';
 import { SimDynamixelBus } from './dynamixel-bus.js';
 import { endEffector } from './scene.js';
+
+/**
+ * What the rig's socket answers: the task's score and fault injection. A test rig's commands,
+ * not the daemon's: none is for the fleet, and none moves the arm (a fault only stops a motor).
+ */
+const RIG_CATALOG = {
+  task: command<TaskScore>()({ summary: 'the task score since the last reset', args: NO_ARGS, moves: false, fleet: false }),
+  'task.reset': command<null>()({ summary: 'score afresh from now', args: NO_ARGS, moves: false, fleet: false }),
+  joints: command<number[]>()({ summary: 'joint angles, radians', args: NO_ARGS, moves: false, fleet: false }),
+  'servo.fault': command<null>()({
+    summary: 'raise hardware error bits {id, bits} on a servo (it turns its torque off)',
+    args: NO_ARGS.extend({ id: num(0, 252), bits: num(1, 255) }),
+    moves: false,
+    fleet: false,
+  }),
+  'servo.clear': command<null>()({ summary: 'clear a servo hardware error {id} (as a reboot does)', args: NO_ARGS.extend({ id: num(0, 252) }), moves: false, fleet: false }),
+  'can.fault': command<null>()({
+    summary: 'a CAN motor fault {id, silent?, error?, temperatureC?}: silence, its own error code, a temperature',
+    args: NO_ARGS.extend({ id: num(0, 63), silent: bool().optional(), error: num(0, 0xffffffff).optional(), temperatureC: num(-40, 200).optional() }),
+    moves: false,
+    fleet: false,
+  }),
+  'can.clear': command<null>()({ summary: "clear a CAN motor's injected faults {id}", args: NO_ARGS.extend({ id: num(0, 63) }), moves: false, fleet: false }),
+} as const satisfies Catalog;
+type RigCatalog = typeof RIG_CATALOG;
 
 export interface RigOptions {
   link: string;
@@ -113,33 +138,23 @@ export class SimRig {
     this.held = this.joints();
   }
 
-  private commands(): CommandRegistry {
-    const c = new CommandRegistry();
-    c.register('task', { summary: 'the task score since the last reset', run: () => this.task() });
-    c.register('task.reset', { summary: 'score afresh from now', run: () => (this.resetTask(), null) });
-    c.register('joints', { summary: 'joint angles, radians', run: () => this.joints() });
-    c.register('servo.fault', {
-      summary: 'raise hardware error bits {id, bits} on a servo (it turns its torque off)',
-      run: (a) => (this.bus.servo(numberArg(a, 'id', 0, 252)).injectHardwareError(numberArg(a, 'bits', 1, 255)), null),
-    });
-    c.register('servo.clear', {
-      summary: 'clear a servo hardware error {id} (as a reboot does)',
-      run: (a) => (this.bus.servo(numberArg(a, 'id', 0, 252)).injectHardwareError(0), null),
-    });
-    c.register('can.fault', {
-      summary: 'a CAN motor fault {id, silent?, error?, temperatureC?}: silence, its own error code, a temperature',
-      run: (a) => {
-        const can = this.needCan();
+  private commands(): CommandRegistry<RigCatalog> {
+    return new CommandRegistry(RIG_CATALOG).add({
+      task: () => this.task(),
+      'task.reset': () => (this.resetTask(), null),
+      joints: () => this.joints(),
+      'servo.fault': ({ id, bits }) => (this.bus.servo(id).injectHardwareError(bits), null),
+      'servo.clear': ({ id }) => (this.bus.servo(id).injectHardwareError(0), null),
+      'can.fault': ({ id, silent, error, temperatureC }) => {
         const f: { silent?: boolean; error?: number; temperatureC?: number } = {};
-        if (typeof a.silent === 'boolean') f.silent = a.silent;
-        if (a.error !== undefined) f.error = numberArg(a, 'error', 0, 0xffffffff);
-        if (a.temperatureC !== undefined) f.temperatureC = numberArg(a, 'temperatureC', -40, 200);
-        can.inject(numberArg(a, 'id', 0, 63), f);
+        if (silent !== undefined) f.silent = silent;
+        if (error !== undefined) f.error = error;
+        if (temperatureC !== undefined) f.temperatureC = temperatureC;
+        this.needCan().inject(id, f);
         return null;
       },
+      'can.clear': ({ id }) => (this.needCan().clear(id), null),
     });
-    c.register('can.clear', { summary: 'clear a CAN motor\'s injected faults {id}', run: (a) => (this.needCan().clear(numberArg(a, 'id', 0, 63)), null) });
-    return c;
   }
 
   private needCan(): SimCanBus {

@@ -1,23 +1,22 @@
 // A fleet link for tests, with a command registry that counts what ran.
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { CommandRegistry } from '../../src/cli/index.js';
+import { CATALOG, CommandRegistry, type DaemonHandlers } from '../../src/api/index.js';
 import { FleetLink, type FleetOptions } from '../../src/fleet/index.js';
 import type { Logger } from '../../src/core/index.js';
 
 /** How many times each command ran. */
 export type Ran = Record<string, number>;
 
-/** The fleet-allowed commands that matter here; each counts its runs in `ran`. */
+/**
+ * The daemon's catalog (so the link allows what the daemon's allows), answered by stubs for the
+ * commands that matter here; each counts its runs in `ran`.
+ */
 export function countingRegistry(ran: Ran): CommandRegistry {
-  const c = new CommandRegistry();
-  const count = (name: string, result: unknown) => c.register(name, { summary: '', run: () => ((ran[name] = (ran[name] ?? 0) + 1), result) });
-  count('status', { mode: 'hold' });
-  count('estop', { mode: 'estop' });
-  count('reset', { mode: 'hold' });
-  count('policy.start', { mode: 'policy' });
-  count('log.level', {});
-  return c;
+  const count = (name: string, result: unknown) => () => ((ran[name] = (ran[name] ?? 0) + 1), result);
+  // Stub results, not the daemon's: the link hands a result back without reading it.
+  const stubs = { status: count('status', { mode: 'hold' }), estop: count('estop', { mode: 'estop' }), reset: count('reset', { mode: 'hold' }), 'policy.start': count('policy.start', { mode: 'policy' }), 'log.level': count('log.level', {}) };
+  return new CommandRegistry(CATALOG).add(stubs as unknown as DaemonHandlers);
 }
 
 export function fleetOptions(url: string, deviceId: string, stateDir: string, over: Partial<FleetOptions> = {}): FleetOptions {
