@@ -5,10 +5,9 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import {
-  BroadcastRing, ChunkRecord, Intervention, LatestSlot, MAX_HORIZON, ObservationRecord, TickRecord, TickRing,
-  chunkLayout, interventionNames, observationLayout, tickLayout,
+  BroadcastRing, Chunk, Intervention, LatestSlot, MAX_HORIZON, Observation, Tick, TickRing, interventionNames,
 } from '../src/rt/index.js';
-import { ControlLoop, MODE_NAMES, type ControlConfig } from '../src/control/index.js';
+import { ControlLoop, MODE_NAMES, type ControlConfig, type ControlLoopOptions } from '../src/control/index.js';
 import { SimHandle } from './helpers/sim.js';
 import { ScriptedChunks } from './helpers/chunks.js';
 import { armConfig } from './helpers/control.js';
@@ -18,31 +17,31 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('record layouts tile their records exactly, and a view written on one side reads back on the other', () => {
   for (const joints of [1, 6, 12]) {
-    const layouts: Record<string, number>[] = [{ ...observationLayout(joints) }, { ...chunkLayout(joints) }, { ...tickLayout(joints) }];
+    const layouts: Record<string, number>[] = [{ ...Observation.layout(joints) }, { ...Chunk.layout(joints) }, { ...Tick.layout(joints) }];
     for (const l of layouts) {
       // Every field starts where the previous one ends (scalars 1 wide, vectors `joints`, the chunk's actions MAX_HORIZON * joints).
       const fields = Object.entries(l).filter(([k]) => k !== 'length').sort((a, b) => a[1] - b[1]);
       for (let i = 1; i < fields.length; i++) assert.ok(fields[i]![1] > fields[i - 1]![1], `${fields[i]![0]} overlaps ${fields[i - 1]![0]}`);
     }
-    assert.equal(tickLayout(joints).length, tickLayout(joints).command + joints);
-    assert.equal(chunkLayout(joints).length, chunkLayout(joints).actions + MAX_HORIZON * joints);
+    assert.equal(Tick.layout(joints).length, Tick.layout(joints).command + joints);
+    assert.equal(Chunk.layout(joints).length, Chunk.layout(joints).actions + MAX_HORIZON * joints);
   }
-  const slot = LatestSlot.create(ObservationRecord.size(3));
-  const w = new ObservationRecord(3);
+  const slot = LatestSlot.create(Observation.size(3));
+  const w = Observation.view(3);
   w.tick = 7;
   w.timeMs = 123.5;
   w.mode = 1;
   w.q.set([0.1, 0.2, 0.3]);
   w.effort[2] = -1;
   slot.write(w.data);
-  const r = new ObservationRecord(3);
+  const r = Observation.view(3);
   assert.ok(slot.read(r.data) > 0);
   assert.deepEqual([r.tick, r.timeMs, r.mode, [...r.q], [...r.dq], [...r.effort]], [7, 123.5, 1, [0.1, 0.2, 0.3], [0, 0, 0], [0, 0, -1]]);
-  const c = new ChunkRecord(2);
+  const c = Chunk.view(2);
   c.horizon = 2;
   c.actions.set([1, 2, 3, 4]);
   assert.deepEqual([...c.data.subarray(0, 7)], [0, 2, 0, 1, 2, 3, 4]);
-  assert.throws(() => new TickRecord(4, new Float64Array(3)), /needs/);
+  assert.throws(() => Tick.view(4, new Float64Array(3)), /a tick record of 4 joints needs/);
   assert.deepEqual(interventionNames(Intervention.LIMIT | Intervention.STARVED), ['limit', 'starved']);
 });
 
@@ -84,10 +83,22 @@ function config(port: string, over: Partial<ControlConfig> = {}): ControlConfig 
   ]);
 }
 
-test('a consumer attached to a running loop sees every tick, in order, with the mode, the action and the command sent', async () => {
+/** A two-joint loop on the simulated bus, for the time of `fn`. */
+async function withLoop(opts: Partial<ControlLoopOptions>, fn: (loop: ControlLoop) => Promise<void>): Promise<void> {
   const sim = await SimHandle.start({ servos: [1, 2].map((id) => ({ id, model: 'xm430-w350' })) });
-  const loop = new ControlLoop(config(sim.path), { stallMs: 500 }, silent);
-  await loop.start(new AbortController().signal);
+  const loop = new ControlLoop(config(sim.path), { stallMs: 500, ...opts }, silent);
+  try {
+    await loop.start(new AbortController().signal);
+    await fn(loop);
+  } finally {
+    await loop.safe();
+    await loop.stop();
+    await sim.close();
+  }
+}
+
+test('a consumer attached to a running loop sees every tick, in order, with the mode, the action and the command sent', () =>
+  withLoop({}, async (loop) => {
   // The policy asks the shoulder past its limit: the command sent stops at the limit.
   const chunks = new ScriptedChunks(loop, 2, (_t, _i, out) => out.set([0.2, 0.8]));
   const reader = loop.ticks.reader();
@@ -149,17 +160,11 @@ test('a consumer attached to a running loop sees every tick, in order, with the 
     assert.ok(st.tick >= last.tick);
   } finally {
     await chunks.stop();
-    await loop.safe();
-    await loop.stop();
-    await sim.close();
   }
-});
+  }));
 
-test('a slow consumer counts its overruns while the loop keeps ticking', async () => {
-  const sim = await SimHandle.start({ servos: [1, 2].map((id) => ({ id, model: 'xm430-w350' })) });
-  const loop = new ControlLoop(config(sim.path), { stallMs: 500, tickRingCapacity: 16 }, silent);
-  await loop.start(new AbortController().signal);
-  try {
+test('a slow consumer counts its overruns while the loop keeps ticking', () =>
+  withLoop({ tickRingCapacity: 16 }, async (loop) => {
     const reader = loop.ticks.reader();
     const from = loop.ticks.written;
     const ticks0 = loop.status().ticks;
@@ -179,18 +184,13 @@ test('a slow consumer counts its overruns while the loop keeps ticking', async (
     await sleep(100);
     assert.ok(reader.next());
     assert.equal(reader.overruns, overruns);
-  } finally {
-    await loop.safe();
-    await loop.stop();
-    await sim.close();
-  }
-});
+  }));
 
 test('a tick ring made over the same buffer (another thread) reads the same ticks', () => {
   const a = new TickRing(2, 8);
   const b = new TickRing(2, 8, a.buffer);
   const r = b.reader();
-  const rec = new TickRecord(2);
+  const rec = Tick.view(2);
   for (let k = 0; k < 3; k++) {
     rec.tick = k;
     rec.command.set([k, 10 + k]);

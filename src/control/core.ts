@@ -5,7 +5,7 @@ import type { MotorBus } from '../hardware/index.js';
 import type { ControlConfig } from './config.js';
 import { ChunkExecutor } from './executor.js';
 import { SafetyFilter } from './safety.js';
-import { ChunkRecord, Intervention, MAX_HORIZON, ObservationRecord, TickRecord } from '../rt/index.js';
+import { Intervention, MAX_HORIZON, Tick, type ChunkRecord, type ObservationRecord, type TickRecord } from '../rt/index.js';
 import { Mode, type LoopShared } from './shared.js';
 
 /** Where a joint's motor sits: which bus, which index there. */
@@ -91,7 +91,7 @@ export class ControlCore {
     this.obs = shared.link.observationRecord();
     this.motorRec = new Float64Array(shared.motors.length);
     this.chunk = shared.link.chunkRecord();
-    this.rec = new TickRecord(n);
+    this.rec = Tick.view(n);
     this.executor = new ChunkExecutor({
       dof: n,
       blend: cfg.chunk.blend,

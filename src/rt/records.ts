@@ -2,9 +2,9 @@
 // from the joint count, nowhere else) and a typed view over its Float64 values. Both sides of
 // a channel, the tests and the benchmarks use these views, so no one indexes a record by hand.
 //
-// A view owns (or wraps) one Float64Array; its vector fields are subarrays made once, at
-// construction, and its scalar fields are getters and setters over fixed slots: reading or
-// writing a record allocates nothing, so the control tick may do it every tick. A record is
+// A view owns (or wraps) one Float64Array; its vector fields are subarrays made once, when the
+// view is made, and its scalar fields are accessors over fixed slots: reading or writing a
+// record allocates nothing, so the control tick may do it every tick. A record is
 // published by copying its `data` into a channel (LatestSlot, BroadcastRing) and read by
 // copying out into the reader's own view.
 import { BroadcastRing, Doorbell, LatestSlot, RingReader } from './channels.js';
@@ -12,157 +12,87 @@ import { BroadcastRing, Doorbell, LatestSlot, RingReader } from './channels.js';
 /** Longest chunk the chunk record carries. */
 export const MAX_HORIZON = 128;
 
-// Scalar fields first, then the vectors; the offsets below are the only ones in the tree.
-const OBS = { tick: 0, timeMs: 1, mode: 2, HEAD: 3 } as const;
-const CHUNK = { obsTick: 0, horizon: 1, generation: 2, HEAD: 3 } as const;
-const TICK = { tick: 0, timeMs: 1, mode: 2, interventions: 3, generation: 4, faults: 5, busErrors: 6, HEAD: 7 } as const;
+/** Field offsets of a record for some joint count, and its length in values. */
+export type RecordLayout<S extends string, V extends string> = { readonly [K in S | V]: number } & { readonly length: number };
 
-/** Field offsets of a record type for `joints` joints: the one place they are computed. */
-export interface ObservationLayout {
-  tick: number;
-  timeMs: number;
-  mode: number;
-  q: number;
-  dq: number;
-  effort: number;
-  length: number;
-}
+/** A view over one record: its scalar fields as numbers, its vectors as Float64Arrays over `data`. */
+export type RecordOf<S extends string, V extends string> = { readonly data: Float64Array; readonly joints: number } & { [K in S]: number } & { readonly [K in V]: Float64Array };
 
-export function observationLayout(joints: number): ObservationLayout {
-  const v = OBS.HEAD;
-  return { tick: OBS.tick, timeMs: OBS.timeMs, mode: OBS.mode, q: v, dq: v + joints, effort: v + 2 * joints, length: v + 3 * joints };
-}
-
-export interface ChunkLayout {
-  obsTick: number;
-  horizon: number;
-  generation: number;
-  /** MAX_HORIZON actions of `joints` values, action-major. */
-  actions: number;
-  length: number;
-}
-
-export function chunkLayout(joints: number): ChunkLayout {
-  const v = CHUNK.HEAD;
-  return { obsTick: CHUNK.obsTick, horizon: CHUNK.horizon, generation: CHUNK.generation, actions: v, length: v + MAX_HORIZON * joints };
-}
-
-export interface TickLayout {
-  tick: number;
-  timeMs: number;
-  mode: number;
-  interventions: number;
-  generation: number;
-  faults: number;
-  busErrors: number;
-  q: number;
-  dq: number;
-  effort: number;
-  action: number;
-  command: number;
-  length: number;
-}
-
-export function tickLayout(joints: number): TickLayout {
-  const v = TICK.HEAD;
-  return {
-    tick: TICK.tick, timeMs: TICK.timeMs, mode: TICK.mode, interventions: TICK.interventions, generation: TICK.generation, faults: TICK.faults, busErrors: TICK.busErrors,
-    q: v, dq: v + joints, effort: v + 2 * joints, action: v + 3 * joints, command: v + 4 * joints, length: v + 5 * joints,
-  };
-}
-
-/** A typed view over one record's Float64 values. */
-abstract class RecordView {
-  readonly data: Float64Array;
-
-  protected constructor(
-    readonly joints: number,
-    length: number,
-    data?: Float64Array,
-  ) {
-    if (data !== undefined && data.length < length) throw new RangeError(`a record of ${joints} joints needs ${length} values, got ${data.length}`);
-    this.data = data ?? new Float64Array(length);
-  }
-
-  protected vector(offset: number, size: number): Float64Array {
-    return this.data.subarray(offset, offset + size);
-  }
-}
-
-/** What the control loop saw at one tick, in joint space: the policy's input. */
-export class ObservationRecord extends RecordView {
-  static size(joints: number): number {
-    return observationLayout(joints).length;
-  }
-  /** Joint positions (rad), velocities (rad/s), efforts (motor current, A). */
-  readonly q: Float64Array;
-  readonly dq: Float64Array;
-  readonly effort: Float64Array;
-
-  constructor(joints: number, data?: Float64Array) {
-    const l = observationLayout(joints);
-    super(joints, l.length, data);
-    this.q = this.vector(l.q, joints);
-    this.dq = this.vector(l.dq, joints);
-    this.effort = this.vector(l.effort, joints);
-  }
-
-  get tick(): number {
-    return this.data[OBS.tick]!;
-  }
-  set tick(v: number) {
-    this.data[OBS.tick] = v;
-  }
-  get timeMs(): number {
-    return this.data[OBS.timeMs]!;
-  }
-  set timeMs(v: number) {
-    this.data[OBS.timeMs] = v;
-  }
-  get mode(): number {
-    return this.data[OBS.mode]!;
-  }
-  set mode(v: number) {
-    this.data[OBS.mode] = v;
-  }
+export interface RecordDefinition<S extends string, V extends string> {
+  readonly name: string;
+  /** Where each field starts for `joints` joints: the one place offsets are computed. */
+  layout(joints: number): RecordLayout<S, V>;
+  /** Values in one record. */
+  size(joints: number): number;
+  /** A view over `data` (or over a fresh array): reading and writing it allocates nothing. */
+  view(joints: number, data?: Float64Array): RecordOf<S, V>;
 }
 
 /**
- * A chunk of actions from the policy: action i is for tick obsTick + i. The generation
- * changes when the policy is swapped, so the loop switches at a chunk boundary.
+ * Defines a record: scalar fields first, one value each, then vectors of `perJoint` values
+ * per joint. Scalars are accessors on the view's prototype; vectors are subarrays made once,
+ * when the view is made.
  */
-export class ChunkRecord extends RecordView {
-  static size(joints: number): number {
-    return chunkLayout(joints).length;
+export function defineRecord<S extends string, V extends string>(name: string, scalars: readonly S[], vectors: { readonly [K in V]: number }): RecordDefinition<S, V> {
+  const vectorList = Object.entries(vectors) as [V, number][];
+  const layout = (joints: number): RecordLayout<S, V> => {
+    const l = {} as Record<S | V | 'length', number>;
+    let at = 0;
+    for (const f of scalars) l[f] = at++;
+    for (const [f, perJoint] of vectorList) {
+      l[f] = at;
+      at += perJoint * joints;
+    }
+    l.length = at;
+    return l;
+  };
+  class View {
+    constructor(
+      readonly joints: number,
+      readonly data: Float64Array,
+    ) {
+      const l = layout(joints);
+      const self = this as unknown as Record<V, Float64Array>;
+      for (const [f, perJoint] of vectorList) self[f] = data.subarray(l[f], l[f] + perJoint * joints);
+    }
   }
-  /** MAX_HORIZON actions, action-major: action i, joint j at i * joints + j. */
-  readonly actions: Float64Array;
-
-  constructor(joints: number, data?: Float64Array) {
-    const l = chunkLayout(joints);
-    super(joints, l.length, data);
-    this.actions = this.vector(l.actions, MAX_HORIZON * joints);
-  }
-
-  get obsTick(): number {
-    return this.data[CHUNK.obsTick]!;
-  }
-  set obsTick(v: number) {
-    this.data[CHUNK.obsTick] = v;
-  }
-  get horizon(): number {
-    return this.data[CHUNK.horizon]!;
-  }
-  set horizon(v: number) {
-    this.data[CHUNK.horizon] = v;
-  }
-  get generation(): number {
-    return this.data[CHUNK.generation]!;
-  }
-  set generation(v: number) {
-    this.data[CHUNK.generation] = v;
-  }
+  scalars.forEach((f, i) =>
+    Object.defineProperty(View.prototype, f, {
+      get(this: View): number {
+        return this.data[i]!;
+      },
+      set(this: View, v: number) {
+        this.data[i] = v;
+      },
+    }),
+  );
+  return {
+    name,
+    layout,
+    size: (joints) => layout(joints).length,
+    view(joints, data) {
+      const length = layout(joints).length;
+      if (data !== undefined && data.length < length) throw new RangeError(`a ${name} record of ${joints} joints needs ${length} values, got ${data.length}`);
+      return new View(joints, data ?? new Float64Array(length)) as unknown as RecordOf<S, V>;
+    },
+  };
 }
+
+/**
+ * What the control loop saw at one tick, in joint space: the policy's input. Tick index, its
+ * wake-up time (monoMs), the loop's mode then; joint positions (rad), velocities (rad/s),
+ * efforts (motor current, A).
+ */
+export const Observation = defineRecord('observation', ['tick', 'timeMs', 'mode'] as const, { q: 1, dq: 1, effort: 1 });
+export type ObservationRecord = ReturnType<typeof Observation.view>;
+
+/**
+ * A chunk of actions from the policy: action i is for tick obsTick + i, joint j at
+ * actions[i * joints + j]; horizon actions of MAX_HORIZON are used. The generation changes
+ * when the policy is swapped, so the loop switches at a chunk boundary.
+ */
+export const Chunk = defineRecord('chunk', ['obsTick', 'horizon', 'generation'] as const, { actions: MAX_HORIZON });
+export type ChunkRecord = ReturnType<typeof Chunk.view>;
 
 /** Which safety rules changed the command at a tick (bit flags of TickRecord.interventions). */
 export const Intervention = {
@@ -188,86 +118,29 @@ export function interventionNames(flags: number): InterventionName[] {
 /**
  * What one tick produced: written once by the control thread, read by every consumer
  * (status, telemetry, the recorder, a live view).
+ * - tick: the tick index (deadline count: a missed deadline skips indices); timeMs: its
+ *   wake-up time (monoMs); mode: the loop's mode after it;
+ * - interventions: Intervention bits; generation: the policy generation whose chunk gave the
+ *   action (-1: none); faults, busErrors: counts since the loop started (failed reads and
+ *   retried transactions);
+ * - q, dq, effort: measured; action: the policy's (NaN when there was none: hold, starved,
+ *   priming); command: what was sent to the motors, after the safety filter.
  */
-export class TickRecord extends RecordView {
-  static size(joints: number): number {
-    return tickLayout(joints).length;
-  }
-  readonly q: Float64Array;
-  readonly dq: Float64Array;
-  readonly effort: Float64Array;
-  /** The policy's action for this tick (NaN when there was none: hold, starved, priming). */
-  readonly action: Float64Array;
-  /** The command sent to the motors, after the safety filter. */
-  readonly command: Float64Array;
-
-  constructor(joints: number, data?: Float64Array) {
-    const l = tickLayout(joints);
-    super(joints, l.length, data);
-    this.q = this.vector(l.q, joints);
-    this.dq = this.vector(l.dq, joints);
-    this.effort = this.vector(l.effort, joints);
-    this.action = this.vector(l.action, joints);
-    this.command = this.vector(l.command, joints);
-  }
-
-  /** Tick index (deadline count: a missed deadline skips indices). */
-  get tick(): number {
-    return this.data[TICK.tick]!;
-  }
-  set tick(v: number) {
-    this.data[TICK.tick] = v;
-  }
-  /** Wake-up time, monoMs. */
-  get timeMs(): number {
-    return this.data[TICK.timeMs]!;
-  }
-  set timeMs(v: number) {
-    this.data[TICK.timeMs] = v;
-  }
-  /** The loop's mode (hold, policy, estop, fault) after this tick. */
-  get mode(): number {
-    return this.data[TICK.mode]!;
-  }
-  set mode(v: number) {
-    this.data[TICK.mode] = v;
-  }
-  /** Intervention bits. */
-  get interventions(): number {
-    return this.data[TICK.interventions]!;
-  }
-  set interventions(v: number) {
-    this.data[TICK.interventions] = v;
-  }
-  /** The policy generation whose chunk gave the action (-1: none). */
-  get generation(): number {
-    return this.data[TICK.generation]!;
-  }
-  set generation(v: number) {
-    this.data[TICK.generation] = v;
-  }
-  /** Faults since the loop started. */
-  get faults(): number {
-    return this.data[TICK.faults]!;
-  }
-  set faults(v: number) {
-    this.data[TICK.faults] = v;
-  }
-  /** Failed bus reads and retried transactions since the loop started. */
-  get busErrors(): number {
-    return this.data[TICK.busErrors]!;
-  }
-  set busErrors(v: number) {
-    this.data[TICK.busErrors] = v;
-  }
-}
+export const Tick = defineRecord('tick', ['tick', 'timeMs', 'mode', 'interventions', 'generation', 'faults', 'busErrors'] as const, {
+  q: 1,
+  dq: 1,
+  effort: 1,
+  action: 1,
+  command: 1,
+});
+export type TickRecord = ReturnType<typeof Tick.view>;
 
 /** A broadcast ring of tick records: the control thread writes one per tick. */
 export class TickRing {
   readonly ring: BroadcastRing;
 
   static bytes(joints: number, capacity: number): number {
-    return BroadcastRing.bytes(capacity, TickRecord.size(joints));
+    return BroadcastRing.bytes(capacity, Tick.size(joints));
   }
 
   constructor(
@@ -275,7 +148,7 @@ export class TickRing {
     capacity: number,
     buffer: SharedArrayBuffer = new SharedArrayBuffer(TickRing.bytes(joints, capacity)),
   ) {
-    this.ring = new BroadcastRing(buffer, capacity, TickRecord.size(joints));
+    this.ring = new BroadcastRing(buffer, capacity, Tick.size(joints));
   }
 
   get buffer(): SharedArrayBuffer {
@@ -312,7 +185,7 @@ export class TickReader {
   private readonly cursor: RingReader;
 
   constructor(ring: TickRing) {
-    this.record = new TickRecord(ring.joints);
+    this.record = Tick.view(ring.joints);
     this.cursor = ring.ring.reader();
   }
 
@@ -353,8 +226,8 @@ export interface PolicyLinkBuffers {
 export function allocPolicyLink(joints: number): PolicyLinkBuffers {
   return {
     joints,
-    observation: new SharedArrayBuffer(LatestSlot.bytes(ObservationRecord.size(joints))),
-    chunk: new SharedArrayBuffer(LatestSlot.bytes(ChunkRecord.size(joints))),
+    observation: new SharedArrayBuffer(LatestSlot.bytes(Observation.size(joints))),
+    chunk: new SharedArrayBuffer(LatestSlot.bytes(Chunk.size(joints))),
     request: new SharedArrayBuffer(Doorbell.bytes()),
   };
 }
@@ -368,17 +241,17 @@ export class PolicyLink {
 
   constructor(b: PolicyLinkBuffers) {
     this.joints = b.joints;
-    this.observation = new LatestSlot(b.observation, ObservationRecord.size(b.joints));
-    this.chunk = new LatestSlot(b.chunk, ChunkRecord.size(b.joints));
+    this.observation = new LatestSlot(b.observation, Observation.size(b.joints));
+    this.chunk = new LatestSlot(b.chunk, Chunk.size(b.joints));
     this.request = new Doorbell(b.request);
   }
 
   /** A record to read or write observations of this link into. */
   observationRecord(): ObservationRecord {
-    return new ObservationRecord(this.joints);
+    return Observation.view(this.joints);
   }
 
   chunkRecord(): ChunkRecord {
-    return new ChunkRecord(this.joints);
+    return Chunk.view(this.joints);
   }
 }
