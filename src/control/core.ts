@@ -5,7 +5,7 @@ import type { MotorBus } from '../hardware/index.js';
 import type { ControlConfig } from './config.js';
 import { ChunkExecutor } from './executor.js';
 import { SafetyFilter } from './safety.js';
-import { Intervention, MAX_HORIZON, Tick, type ChunkRecord, type ObservationRecord, type TickRecord } from '../rt/index.js';
+import { Intervention, MAX_HORIZON, MotorHealth, Tick, type ChunkRecord, type MotorHealthRecord, type ObservationRecord, type TickRecord } from '../rt/index.js';
 import { Mode, type LoopShared } from './shared.js';
 
 /** Where a joint's motor sits: which bus, which index there. */
@@ -38,7 +38,7 @@ export class ControlCore {
   private readonly hold: Float64Array;
   private readonly motorCmd: Float64Array[];
   private readonly obs: ObservationRecord;
-  private readonly motorRec: Float64Array;
+  private readonly motorRec: MotorHealthRecord;
   private readonly chunk: ChunkRecord;
   /** This tick's record, written into the tick ring at its end. */
   private readonly rec: TickRecord;
@@ -89,7 +89,7 @@ export class ControlCore {
     this.controllerSeen = buses.map(() => 'error-active');
     this.controllerSeenAt = new Float64Array(buses.length).fill(-Infinity);
     this.obs = shared.link.observationRecord();
-    this.motorRec = new Float64Array(shared.motors.length);
+    this.motorRec = MotorHealth.view(this.n);
     this.chunk = shared.link.chunkRecord();
     this.rec = Tick.view(n);
     this.executor = new ChunkExecutor({
@@ -287,14 +287,14 @@ export class ControlCore {
       const r = this.refs[j]!;
       const bus = this.buses[r.bus]!;
       this.measure(j);
-      this.motorRec[3 * j] = bus.temperature[r.motor]!;
-      this.motorRec[3 * j + 1] = bus.voltage[r.motor]!;
-      this.motorRec[3 * j + 2] = bus.hardwareError[r.motor]!;
+      this.motorRec.temperature[j] = bus.temperature[r.motor]!;
+      this.motorRec.voltage[j] = bus.voltage[r.motor]!;
+      this.motorRec.hardwareError[j] = bus.hardwareError[r.motor]!;
       if (bus.hardwareError[r.motor] !== 0 && this.mode !== Mode.FAULT) {
         this.fault(`joint ${this.cfg.joints[j]!.name} (bus ${bus.name}, motor ${bus.ids[r.motor]}): ${bus.errorText(r.motor)}`);
       }
     }
-    this.shared.motors.write(this.motorRec);
+    this.shared.motors.write(this.motorRec.data);
     return ok;
   }
 

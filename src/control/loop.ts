@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { ReflexError, type Logger, type Part } from '../core/index.js';
-import { WorkerHost, interventionNames, monoMs, type HistogramSummary, type InterventionName, type RealtimeReport, type TickReader, type TickRing } from '../rt/index.js';
+import { MotorHealth, WorkerHost, interventionNames, monoMs, type HistogramSummary, type InterventionName, type RealtimeReport, type TickReader, type TickRing } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import {
   Command, LOOP_STATE_NAMES, MODE_NAMES, allocShared, viewShared,
@@ -267,9 +267,9 @@ export class ControlLoop extends EventEmitter implements Part {
 
   /** Per joint: temperature, voltage and hardware error bits from the last tick (telemetry). */
   motors(): { joint: string; temperatureC: number; voltageV: number; hardwareError: number }[] {
-    const rec = new Float64Array(this.shared.motors.length);
-    this.shared.motors.read(rec);
-    return this.cfg.joints.map((j, i) => ({ joint: j.name, temperatureC: rec[3 * i]!, voltageV: rec[3 * i + 1]!, hardwareError: rec[3 * i + 2]! }));
+    const rec = MotorHealth.view(this.cfg.joints.length);
+    this.shared.motors.read(rec.data);
+    return this.cfg.joints.map((j, i) => ({ joint: j.name, temperatureC: rec.temperature[i]!, voltageV: rec.voltage[i]!, hardwareError: rec.hardwareError[i]! }));
   }
 
   /** E-stop: hold (or torque off) at the measured pose, latched until reset(). */

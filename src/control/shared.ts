@@ -4,7 +4,7 @@
 // systemd watchdog. Commands go the other way through one Int32 word, which the worker takes
 // once per tick. The records themselves are defined in rt/records.ts.
 import {
-  LatestSlot, PolicyLink, TickRing, Words, allocPolicyLink, defineMetrics,
+  LatestSlot, MotorHealth, PolicyLink, TickRing, Words, allocPolicyLink, defineMetrics,
   type Counters, type Histogram, type PolicyLinkBuffers,
 } from '../rt/index.js';
 
@@ -95,7 +95,7 @@ export interface LoopShared {
   chunk: LatestSlot;
   /** One record per tick, for every consumer. */
   ticks: TickRing;
-  /** Per joint [temperature C, voltage V, hardware error bits], for telemetry. */
+  /** MotorHealth records, for telemetry. */
   motors: LatestSlot;
 }
 
@@ -114,7 +114,7 @@ export function allocShared(joints: number, tickCapacity = TICK_RING_CAPACITY): 
     metrics: LOOP_METRICS.alloc(),
     ticks: new SharedArrayBuffer(TickRing.bytes(joints, tickCapacity)),
     tickCapacity,
-    motors: new SharedArrayBuffer(LatestSlot.bytes(Math.max(1, 3 * joints))),
+    motors: new SharedArrayBuffer(LatestSlot.bytes(MotorHealth.size(joints))),
   };
 }
 
@@ -130,6 +130,6 @@ export function viewShared(b: LoopBuffers): LoopShared {
     observation: link.observation,
     chunk: link.chunk,
     ticks: new TickRing(b.joints, b.tickCapacity, b.ticks),
-    motors: new LatestSlot(b.motors, Math.max(1, 3 * b.joints)),
+    motors: new LatestSlot(b.motors, MotorHealth.size(b.joints)),
   };
 }

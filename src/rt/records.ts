@@ -94,6 +94,10 @@ export type ObservationRecord = ReturnType<typeof Observation.view>;
 export const Chunk = defineRecord('chunk', ['obsTick', 'horizon', 'generation'] as const, { actions: MAX_HORIZON });
 export type ChunkRecord = ReturnType<typeof Chunk.view>;
 
+/** Per joint, the health of its motor from the last read: temperature (C), voltage (V), hardware error bits. */
+export const MotorHealth = defineRecord('motor health', [] as const, { temperature: 1, voltage: 1, hardwareError: 1 });
+export type MotorHealthRecord = ReturnType<typeof MotorHealth.view>;
+
 /** Which safety rules changed the command at a tick (bit flags of TickRecord.interventions). */
 export const Intervention = {
   /** A joint's command was clamped to its position limits. */
