@@ -2,7 +2,7 @@ import { ReflexError, type Logger, type Part } from '../../core/index.js';
 import type { CameraConfig } from '../../config/index.js';
 import { FrameSlot, SpscRing, WorkerHost, monoMs } from '../../rt/index.js';
 import { specLength, type ImageSpec, DEFAULT_SPEC } from './preprocess.js';
-import { CAMERA_METRICS, CAMERA_STATE_NAMES, TIMING_CAPACITY, type CameraStateName } from './stats.js';
+import { CAMERA_METRICS, CAMERA_STATE_NAMES, TIMING_CAPACITY, TIMING_LENGTH, type CameraStateName } from './stats.js';
 import type { VisionProtocol, VisionWorkerData } from './vision-worker.js';
 import type { DaemonHandlers } from '../../api/index.js';
 
@@ -45,8 +45,8 @@ export class VisionRuntime implements Part {
   readonly sources: FrameSource[];
   /** CAMERA_METRICS, one table per camera. */
   private readonly stats: SharedArrayBuffer;
-  /** Per-frame [camera index, capture-to-published ms], for whoever wants the distribution. */
-  readonly timings = SpscRing.create(TIMING_CAPACITY, 2);
+  /** Per-frame FrameTiming records [camera index, capture-to-published ms], for whoever wants the distribution. */
+  readonly timings = SpscRing.create(TIMING_CAPACITY, TIMING_LENGTH);
   private host: WorkerHost<VisionProtocol> | null = null;
 
   constructor(

@@ -8,7 +8,7 @@ import { FrameSlot, SpscRing, hostPort, monoMs, type Counters } from '../../rt/i
 import { loadOpenCv, type Mat, type VideoCapture } from './opencv.js';
 import { openCapture } from './source.js';
 import { preprocess, specLength, type ImageSpec } from './preprocess.js';
-import { CAMERA_METRICS, CameraState, TIMING_CAPACITY } from './stats.js';
+import { CAMERA_METRICS, CameraState, FrameTiming, TIMING_CAPACITY, TIMING_LENGTH } from './stats.js';
 
 export interface VisionCamera {
   config: CameraConfig;
@@ -20,7 +20,7 @@ export interface VisionWorkerData {
   cameras: VisionCamera[];
   /** CAMERA_METRICS, one table per camera. */
   stats: SharedArrayBuffer;
-  /** Per-frame timings [camera index, capture-to-published ms], for benchmarks; dropped when full. */
+  /** Per-frame FrameTiming records, for benchmarks; dropped when full. */
   timings: SharedArrayBuffer;
   /** Consecutive failed reads before a camera is declared stale and reopened. */
   failureLimit: number;
@@ -43,8 +43,8 @@ type CameraCounters = Counters<keyof typeof CAMERA_METRICS.counters>;
 const data = workerData as VisionWorkerData;
 const port = hostPort<VisionProtocol>();
 const cv = loadOpenCv();
-const timings = new SpscRing(data.timings, TIMING_CAPACITY, 2);
-const timing = new Float64Array(2);
+const timings = new SpscRing(data.timings, TIMING_CAPACITY, TIMING_LENGTH);
+const timing = FrameTiming.view(0);
 let running = true;
 const latest = new Map<string, Mat>();
 
@@ -98,9 +98,9 @@ class CameraLoop {
     const t0 = monoMs();
     this.slot.write(captured, (into) => preprocess(cv, frame, this.cam.spec, into));
     const ms = monoMs() - t0;
-    timing[0] = this.index;
-    timing[1] = monoMs() - captured;
-    timings.push(timing);
+    timing.camera = this.index;
+    timing.publishMs = monoMs() - captured;
+    timings.push(timing.data);
     latest.set(name, frame);
     s.add('frames');
     s.set('lastCaptureMs', captured);
