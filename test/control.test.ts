@@ -192,3 +192,23 @@ test('the loop skips missed periods without bunching after a stall, and a stalle
   }
   assert.equal(loop.healthy(), false);
 });
+
+test('stopping a loop stuck in its tick is bounded: the worker is terminated, and a second loop starts after it', async () => {
+  const cfg = { ...config('unused'), joints: [], buses: [] };
+  const loop = new ControlLoop(cfg, { stallMs: 200, stopTimeoutMs: 300 }, silent);
+  await loop.start(new AbortController().signal);
+  let died = false;
+  loop.on('died', () => (died = true));
+  await loop.stall(60_000);
+  await sleep(100);
+  const t0 = performance.now();
+  await loop.stop();
+  const ms = performance.now() - t0;
+  assert.ok(ms < 2000, `stop took ${Math.round(ms)} ms with a 300 ms bound (the tick is stuck for 60 s)`);
+  assert.equal(loop.healthy(), false);
+  assert.equal(died, false, 'a loop stopped on purpose did not die');
+  await assert.rejects(loop.reset(), /not running/);
+  const again = new ControlLoop(cfg, { stallMs: 200 }, silent);
+  await again.start(new AbortController().signal);
+  await again.stop();
+});
