@@ -1,7 +1,7 @@
 // Models the benchmarks share, made on first use.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeActBundle } from '../src/policy/index.js';
+import { writeActBundle } from '../tools/models/index.js';
 import { REPO } from '../test/helpers/paths.js';
 import { progress } from './_util.js';
 

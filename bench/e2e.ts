@@ -1,8 +1,7 @@
 // The whole agent on the simulated robot: the rig and the daemon as separate processes, the
 // default policy reaching for the moving target through the camera, for --seconds (default 60);
 // the arm on a Dynamixel bus, its base on a CAN bus, both driven by the one loop.
-import { request } from '../src/cli/index.js';
-import type { DaemonStatus } from '../src/daemon.js';
+import { request } from '../src/api/index.js';
 import type { TaskScore } from '../src/sim/index.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,7 +22,7 @@ function rssMb(pid: number): { now: number; peak: number } {
 // READY=1 is what systemd waits for: listen for it as systemd would.
 const notify = await NotifyListener.open(join(tempDir('reflex-bench-notify-'), 'notify.sock'));
 const e = await startE2E({ debug: { faultInjection: false } }, { NOTIFY_SOCKET: notify.path });
-const status = async () => (await request(e.socket, 'status')) as DaemonStatus;
+const status = async () => await request(e.socket, 'status');
 const samples: number[] = [];
 try {
   await notify.waitFor((m) => m.split('\n').includes('READY=1'), 60_000);

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
-const { writeHomeBundle, writeActBundle, writeReachBundle } = await import(join(root, 'dist', 'src', 'policy', 'index.js'));
+const { writeHomeBundle, writeActBundle, writeReachBundle } = await import(join(root, 'dist', 'tools', 'models', 'index.js'));
 const { ARM } = await import(join(root, 'dist', 'src', 'sim', 'index.js'));
 const what = process.argv[2] ?? 'default';
 if (what === 'default') {

@@ -57,7 +57,7 @@ process.stderr.write(`simulated rig: servos on ${link}, CAN base on ${canLink}, 
 const daemon = spawn(process.execPath, [cli, 'run', '--config', config], { cwd: root, stdio: 'inherit' });
 
 // A live line every two seconds: what the robot is doing, from the daemon's and the rig's sockets.
-const { request } = await import(join(root, 'dist', 'src', 'cli', 'client.js'));
+const { request } = await import(join(root, 'dist', 'src', 'api', 'index.js'));
 const { loopHeadline } = await import(join(root, 'dist', 'src', 'control', 'index.js'));
 const live = setInterval(async () => {
   try {

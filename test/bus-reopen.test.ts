@@ -6,8 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { SimDynamixelBus, type SimServoSpec } from '../src/sim/index.js';
-import { request } from '../src/cli/index.js';
-import type { DaemonStatus } from '../src/daemon.js';
+import { request } from '../src/api/index.js';
 import { spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -34,7 +33,7 @@ test('a serial bus that disappears is reported lost; reset reopens it once it is
     '--config',
     writeConfig(dir, testConfig(dir, { buses: [{ name: 'arm', kind: 'dynamixel', port: link }], robot: { joints: [joint('base', 1), joint('shoulder', 2)] } })),
   ]);
-  const status = () => request(sock, 'status') as Promise<DaemonStatus>;
+  const status = () => request(sock, 'status');
   try {
     await d.waitForLog((l) => l.msg === 'reflex is running', 15_000);
     assert.deepEqual((await status()).loop.buses, [{ name: 'arm', state: 'ok', reason: null }]);

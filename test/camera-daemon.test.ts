@@ -3,9 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { request } from '../src/cli/index.js';
-import type { DaemonStatus } from '../src/daemon.js';
-import { writeBundle, imageOffsetModel } from '../src/policy/index.js';
+import { request } from '../src/api/index.js';
+import { writeBundle, imageOffsetModel } from '../tools/models/index.js';
 import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
 import { SimHandle } from './helpers/sim.js';
 
@@ -61,13 +60,13 @@ test('a camera feeds the policy through the vision worker; camera list and snaps
   try {
     await d.waitForLog((l) => l.msg === 'policy ready', 15_000);
     // The policy starts once the camera streams; a loaded machine may take a while to get there.
-    let s = (await request(sock, 'status')) as DaemonStatus;
+    let s = await request(sock, 'status');
     for (let i = 0; i < 150 && !(s.loop.mode !== 'hold' && s.loop.chunks.received >= 5); i++) {
       await sleep(100);
-      s = (await request(sock, 'status')) as DaemonStatus;
+      s = await request(sock, 'status');
     }
     await sleep(1200); // a full window for the frame rate
-    s = (await request(sock, 'status')) as DaemonStatus;
+    s = await request(sock, 'status');
     assert.equal(s.cameras[0]!.state, 'streaming');
     assert.ok(s.cameras[0]!.fps > 10, `fps ${s.cameras[0]!.fps}`);
     assert.equal(s.loop.mode, 'policy', `loop fault: ${s.loop.fault ?? 'none'}`);

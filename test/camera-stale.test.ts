@@ -2,9 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { request } from '../src/cli/index.js';
-import type { DaemonStatus } from '../src/daemon.js';
-import { writeBundle, imageOffsetModel } from '../src/policy/index.js';
+import { request } from '../src/api/index.js';
+import { writeBundle, imageOffsetModel } from '../tools/models/index.js';
 import { spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
 import { SimHandle } from './helpers/sim.js';
 
@@ -37,7 +36,7 @@ test('frames older than the camera bound are never acted on: inference refuses t
     await d.waitForLog((l) => l.msg === 'policy ready', 15_000);
     const err = await d.waitForLog((l) => l.msg === 'inference failed; the loop holds until a good chunk comes' && /old/.test(String(l.err)), 10_000);
     assert.match(String(err.err), /^camera top: newest frame is \d+ ms old \(limit 100 ms\)$/);
-    const s = (await request(join(dir, 'control.sock'), 'status')) as DaemonStatus;
+    const s = await request(join(dir, 'control.sock'), 'status');
     assert.ok(s.policy.inference.errors >= 1);
   } finally {
     d.proc.kill('SIGTERM');

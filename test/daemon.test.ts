@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { request } from '../src/cli/index.js';
+import { request } from '../src/api/index.js';
 import type { DaemonStatus } from '../src/daemon.js';
 import { NotifyListener } from './helpers/notify.js';
 import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
@@ -21,7 +21,7 @@ test('a spawned daemon reports READY, feeds the watchdog, answers status, and st
     await notify.waitFor((m) => m === 'WATCHDOG=1', 3000);
     await sleep(1000);
 
-    const s = (await request(sock, 'status')) as DaemonStatus;
+    const s = await request(sock, 'status');
     assert.equal(s.deviceId, 'test-01');
     assert.equal(s.loop.state, 'running');
     assert.equal(s.loop.mode, 'hold');
@@ -64,7 +64,7 @@ test('WATCHDOG=1 stops while the control loop is stalled and resumes after', asy
     const stallAt = Date.now();
     await request(sock, 'debug.stall', { ms: 2500 });
     await sleep(800);
-    const during = (await request(sock, 'status')) as DaemonStatus;
+    const during = await request(sock, 'status');
     assert.equal(during.loop.healthy, false);
     assert.deepEqual(during.faults, ['control loop stalled']);
     await notify.waitFor((m) => m.startsWith('STATUS=STALLED'), 2000);
@@ -74,7 +74,7 @@ test('WATCHDOG=1 stops while the control loop is stalled and resumes after', asy
     const silent = pings.filter((t) => t > stallAt + 500 && t < stallAt + 2300);
     assert.deepEqual(silent, [], 'no WATCHDOG=1 while stalled');
     assert.ok(pings.some((t) => t > stallAt + 2600), 'WATCHDOG=1 resumed after the stall');
-    const after = (await request(sock, 'status')) as DaemonStatus;
+    const after = await request(sock, 'status');
     assert.equal(after.loop.healthy, true);
     assert.ok(after.loop.missedDeadlines >= 100, `missed ${after.loop.missedDeadlines}`);
   } finally {
@@ -149,11 +149,11 @@ test('e-stop and reset through the control socket', async () => {
   try {
     await d.waitForLog((l) => l.msg === 'reflex is running', 10_000);
     assert.deepEqual(await request(sock, 'estop'), { mode: 'estop' });
-    const s = (await request(sock, 'status')) as DaemonStatus;
+    const s = await request(sock, 'status');
     assert.deepEqual(s.faults, ['e-stop engaged (reset to clear)']);
     assert.equal(s.loop.safety.estops, 1);
     assert.deepEqual(await request(sock, 'reset'), { mode: 'hold' });
-    assert.deepEqual(((await request(sock, 'status')) as DaemonStatus).faults, []);
+    assert.deepEqual((await request(sock, 'status')).faults, []);
   } finally {
     d.proc.kill('SIGTERM');
     assert.equal((await d.exited).code, 0);

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from '../src/cli/index.js';
-import type { DaemonStatus } from '../src/daemon.js';
+import { request } from '../src/api/index.js';
 import type { TaskScore } from '../src/sim/index.js';
 import { startE2E } from './helpers/e2e.js';
 
@@ -19,7 +18,7 @@ test('end to end: the default policy reaches the moving target from camera and j
   // The stall test below relies on the 500 ms starvation bound; the camera bound is loosened for
   // a loaded, shared test machine.
   const e = await startE2E();
-  const status = async () => (await request(e.socket, 'status')) as DaemonStatus;
+  const status = async () => await request(e.socket, 'status');
   const joints = async () => (await request(e.rigSocket, 'joints')) as number[];
   try {
     await e.daemon.waitForLog((l) => l.msg === 'policy ready', 20_000);

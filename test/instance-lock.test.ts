@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { VirtualCanHub, VirtualCanServer } from '../src/hardware/can/index.js';
 import { SimMitMotor } from '../src/sim/index.js';
-import { request } from '../src/cli/index.js';
-import type { DaemonStatus } from '../src/daemon.js';
+import { request } from '../src/api/index.js';
 import { spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -45,7 +44,7 @@ test('a second daemon on the same run directory exits naming the first, before i
     assert.equal(second.stderr.join('\n'), `reflex: another reflex (pid ${first.proc.pid}) holds ${join(dir, 'reflex.lock')}`);
     await sleep(200);
     assert.deepEqual([hip.enabled, knee.enabled], [true, true], 'torque still on');
-    const s = (await request(sock, 'status')) as DaemonStatus;
+    const s = await request(sock, 'status');
     assert.equal(s.loop.mode, 'hold');
     assert.deepEqual(s.faults, []);
     assert.ok(Math.abs(hip.position - 0.2) < 0.01 && Math.abs(knee.position + 0.1) < 0.01, 'still holding where they were');

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { request } from '../src/cli/index.js';
+import { request } from '../src/api/index.js';
 import type { DaemonStatus } from '../src/daemon.js';
 import type { PolicyInfo } from '../src/policy/index.js';
 import { SimHandle } from './helpers/sim.js';
@@ -26,7 +26,7 @@ async function start(boot: string): Promise<Rig> {
   const sock = join(dir, 'control.sock');
   const config = testConfig(dir, { ...armDaemonConfig(sim.path), policy: { bundle: boot }, debug: { faultInjection: true } });
   const d = spawnReflex(['run', '--config', writeConfig(dir, config)]);
-  const status = async () => (await request(sock, 'status')) as DaemonStatus;
+  const status = async () => await request(sock, 'status');
   return {
     d,
     status,

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadBundle, PolicyRuntime } from '../src/policy/index.js';
 import { allocShared } from '../src/control/shared.js';
-import { request } from '../src/cli/index.js';
+import { request } from '../src/api/index.js';
 import type { DaemonStatus } from '../src/daemon.js';
 import { spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
 import { until } from './helpers/mosquitto.js';
@@ -20,7 +20,7 @@ const silent = pino({ level: 'silent' });
 async function statusWhen(sock: string, ok: (s: DaemonStatus) => boolean, ms: number): Promise<DaemonStatus> {
   const end = Date.now() + ms;
   for (;;) {
-    const s = (await request(sock, 'status')) as DaemonStatus;
+    const s = await request(sock, 'status');
     if (ok(s) || Date.now() > end) return s;
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -7,7 +7,7 @@ import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { CommandRegistry, ControlSocketServer, NO_ARGS, command, type ControlSocketOptions } from '../src/api/index.js';
-import { request } from '../src/cli/index.js';
+import { request } from '../src/api/index.js';
 import { tempDir } from './helpers/daemon.js';
 import { until } from './helpers/mosquitto.js';
 

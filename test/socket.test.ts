@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { CommandRegistry, ControlSocketServer, MAX_LINE_BYTES, NO_ARGS, command, oneOf } from '../src/api/index.js';
-import { request } from '../src/cli/index.js';
+import { request } from '../src/api/index.js';
 import { tempDir } from './helpers/daemon.js';
 import { until } from './helpers/mosquitto.js';
 

@@ -3,3 +3,4 @@ export { CommandRegistry, type CommandRunner, type RegistryOptions } from './reg
 export { CATALOG, isDaemonCommand, type DaemonStatus, type ModeResult, type DaemonCatalog, type DaemonCommand, type DaemonHandlers, type DaemonArgs, type DaemonResult } from './catalog.js';
 export { ControlSocketServer, RESERVED_COMMAND, groupId, type ControlSocketOptions, type SocketStatus } from './server.js';
 export * from './protocol.js';
+export { request } from './client.js';

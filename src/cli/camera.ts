@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ReflexError } from '../core/index.js';
 import type { Config } from '../config/index.js';
 import { loadOpenCv, openCapture } from '../hardware/camera/index.js';
-import { request } from './client.js';
+import { request } from '../api/index.js';
 
 function devices(): string[] {
   const out: string[] = [];

@@ -1,3 +1,3 @@
-// The technician's client. The daemon's side of the control socket (the command catalog, the
-// server, the wire protocol) lives in src/api/.
-export { request } from './client.js';
+// The technician's client: the `reflex` command (main.ts), its status table and motor tools.
+// The client side of the wire protocol (`request`) lives with the protocol, in src/api/.
+export { formatStatus } from './format.js';

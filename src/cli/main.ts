@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { DEFAULT_CONFIG_PATH, loadConfig, ConfigError, type Config } from '../config/index.js';
 import { EXIT, Logging, acquireInstanceLock, errorMessage, isLogLevel, lockPathFor, LOG_LEVELS, ReflexError } from '../core/index.js';
-import { request } from './client.js';
+import { request } from '../api/index.js';
 import { formatStatus } from './format.js';
 import { motors } from './motors.js';
 import { simCan, simDynamixel, simRig } from './sim.js';

@@ -2,6 +2,4 @@ export { PolicyRuntime, type PolicyRuntimeOptions, type PolicyStatus, type Ready
 export { loadBundle, mismatches, imageSpecs, policySchema, readRegularFile, BUNDLE_FORMAT, POLICY_JSON_MAX_BYTES, MODEL_MAX_BYTES, type PolicyBundle, type PolicySpec, type RobotShape } from './bundle.js';
 export { openSession, loadOrt, ioMismatches, providerEntry, type ProviderName, type SessionOptions, type Ort } from './session.js';
 export { PolicyRunner } from './runner.js';
-export { buildModel, weights, DataType, type GraphInit, type NodeInit } from './onnx-builder.js';
 export type { PolicyInfo } from './worker.js';
-export { writeBundle, offsetModel, imageOffsetModel, actModel, writeActBundle, writeHomeBundle, writeReachBundle, reachModel, ACT_BENCH, type ReachOptions, type ActOptions } from './models.js';

@@ -142,12 +142,19 @@ async function serve(runner: PolicyRunner): Promise<void> {
   const rec = link.chunkRecord();
   const b = runner.bundle;
   let seen = link.request.seq;
+  let wasActive = false;
   while (running) {
-    const seq = await link.request.wait(seen, 1000);
-    if (seq === seen || !running) continue;
+    // An idle policy looks for its activation often: a request rung between its warm-up and
+    // its activation would otherwise be taken as seen and never answered.
+    const seq = await link.request.wait(seen, wasActive ? 1000 : 20);
+    const isActive = active();
+    const becameActive = isActive && !wasActive;
+    wasActive = isActive;
+    if ((seq === seen && !becameActive) || !running) continue;
     seen = seq;
     // Only the active policy answers; the others stay loaded, idle, ready to be swapped in.
-    if (!active() || monoMs() < stalledUntil) continue;
+    // One that has just become active answers the newest observation at once.
+    if (!isActive || monoMs() < stalledUntil) continue;
     if (link.observation.read(obs.data) <= 0) continue;
     const t0 = monoMs();
     const obsTick = obs.tick;

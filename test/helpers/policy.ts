@@ -1,4 +1,4 @@
-import { writeBundle, offsetModel } from '../../src/policy/index.js';
+import { writeBundle, offsetModel } from '../../tools/models/index.js';
 import { tempDir } from './daemon.js';
 
 export const ARM = ['base', 'shoulder', 'elbow'] as [string, ...string[]];

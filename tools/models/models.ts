@@ -2,7 +2,7 @@
 // a LeRobot export takes) and an ACT-like benchmark model of realistic size.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUNDLE_FORMAT, type PolicySpec } from './bundle.js';
+import { BUNDLE_FORMAT, type PolicySpec } from '../../src/policy/index.js';
 import { buildModel, weights, DataType, type NodeInit, type TensorInit } from './onnx-builder.js';
 
 type PolicyJson = Omit<PolicySpec, 'format' | 'model' | 'runtime' | 'stats' | 'cameras'> & Partial<Pick<PolicySpec, 'model' | 'runtime' | 'stats' | 'cameras'>>;

@@ -1,6 +1,7 @@
 import { createConnection, type Socket } from 'node:net';
 import { ReflexError, errorMessage } from '../core/index.js';
-import { isObject, type DaemonArgs, type DaemonCommand, type DaemonResult, type Response } from '../api/index.js';
+import { isObject, type Response } from './protocol.js';
+import type { DaemonArgs, DaemonCommand, DaemonResult } from './catalog.js';
 
 /**
  * Sends one request to a control socket and returns its result (throws on an error response).
