@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeActBundle } from '../tools/models/index.js';
-import { REPO } from '../test/helpers/paths.js';
+import { REPO } from '../tools/testkit/paths.js';
 import { progress } from './_util.js';
 
 /** models/act-bench: ACT-like, two 224x224 cameras (top, wrist), a chunk of 50 x 14 joints. */

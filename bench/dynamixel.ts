@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { DynamixelBus, SyncGroup, openSerial, prepare, mapTickRead, torqueOnInPlace, tickIo, wireUs } from '../src/hardware/dynamixel/index.js';
-import { CLI } from '../test/helpers/paths.js';
+import { CLI } from '../tools/testkit/paths.js';
 import { argNumber, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
 
 const TICKS = argNumber('ticks', 3000, 300);

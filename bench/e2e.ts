@@ -5,9 +5,9 @@ import { request } from '../src/api/index.js';
 import type { TaskScore } from '../src/sim/index.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startE2E } from '../test/helpers/e2e.js';
-import { NotifyListener } from '../test/helpers/notify.js';
-import { tempDir } from '../test/helpers/daemon.js';
+import { startE2E } from '../tools/testkit/e2e.js';
+import { NotifyListener } from '../tools/testkit/notify.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 import { argNumber, machine, progress, result, round } from './_util.js';
 
 const SECONDS = argNumber('seconds', 60, 3);

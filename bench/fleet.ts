@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { pino } from 'pino';
 import { CATALOG, CommandRegistry } from '../src/api/index.js';
 import { FleetLink, Outbox } from '../src/fleet/index.js';
-import { Mosquitto, freePort, until } from '../test/helpers/mosquitto.js';
+import { Mosquitto, freePort, until } from '../tools/testkit/mosquitto.js';
 import { argNumber, machine, progress, result, round, summary } from './_util.js';
 
 const N = argNumber('events', 5000, 200);

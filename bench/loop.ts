@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { ControlLoop, loopHeadline, type ControlConfig } from '../src/control/index.js';
-import { CLI } from '../test/helpers/paths.js';
-import { ScriptedChunks } from '../test/helpers/chunks.js';
-import { armConfig } from '../test/helpers/control.js';
+import { CLI } from '../tools/testkit/paths.js';
+import { ScriptedChunks } from '../tools/testkit/chunks.js';
+import { armConfig } from '../tools/testkit/control.js';
 import { argNumber, argString, cpuHogs, machine, progress, result, round, summary } from './_util.js';
 
 const SECONDS = argNumber('seconds', 60, 3);

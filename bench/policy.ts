@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { FrameSlot, PolicyLink, allocPolicyLink, monoMs } from '../src/rt/index.js';
 import { PolicyRuntime, loadBundle, type PolicyInfo } from '../src/policy/index.js';
-import { REPO } from '../test/helpers/paths.js';
+import { REPO } from '../tools/testkit/paths.js';
 import { argNumber, machine, progress, result, summary } from './_util.js';
 import { ensureActBundle } from './_fixtures.js';
 

@@ -10,8 +10,8 @@ import { parseConfig } from '../src/config/index.js';
 import { Logging, ReflexError } from '../src/core/index.js';
 import { Daemon } from '../src/daemon.js';
 import { FleetLink } from '../src/fleet/index.js';
-import { Mosquitto, freePort, until } from './helpers/mosquitto.js';
-import { tempDir, testConfig } from './helpers/daemon.js';
+import { Mosquitto, freePort, until } from '../tools/testkit/mosquitto.js';
+import { tempDir, testConfig } from '../tools/testkit/daemon.js';
 import { fleetOptions } from './helpers/fleet.js';
 
 const names = Object.keys(CATALOG) as DaemonCommand[];

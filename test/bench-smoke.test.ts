@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO } from './helpers/paths.js';
+import { REPO } from '../tools/testkit/paths.js';
 
 /** Per benchmark (and variant), the keys its last line must have; a dot reaches into an object. */
 const EXPECTED: Record<string, { args: string[]; keys: string[] }[]> = {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { SimDynamixelBus, type SimServoSpec } from '../src/sim/index.js';
 import { request } from '../src/api/index.js';
-import { spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
+import { spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

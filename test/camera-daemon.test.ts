@@ -5,7 +5,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from '../src/api/index.js';
 import { writeBundle, imageOffsetModel } from '../tools/models/index.js';
-import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
+import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 import { SimHandle } from './helpers/sim.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

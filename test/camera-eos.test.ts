@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { VisionRuntime } from '../src/hardware/camera/index.js';
-import { tempDir } from './helpers/daemon.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 import { cameras, logger, small } from './helpers/camera.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

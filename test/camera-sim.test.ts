@@ -8,8 +8,8 @@ import { parseConfig } from '../src/config/index.js';
 import { VisionRuntime, specLength } from '../src/hardware/camera/index.js';
 import { FrameSlot } from '../src/rt/index.js';
 import { simCameraSource } from '../src/sim/index.js';
-import { spawnReflex, tempDir } from './helpers/daemon.js';
-import { freePort } from './helpers/mosquitto.js';
+import { spawnReflex, tempDir } from '../tools/testkit/daemon.js';
+import { freePort } from '../tools/testkit/mosquitto.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { request } from '../src/api/index.js';
 import { writeBundle, imageOffsetModel } from '../tools/models/index.js';
-import { spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
+import { spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 import { SimHandle } from './helpers/sim.js';
 
 test('frames older than the camera bound are never acted on: inference refuses them and the loop holds', async () => {

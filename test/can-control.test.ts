@@ -11,9 +11,9 @@ import { ControlLoop, type ControlConfig } from '../src/control/index.js';
 import { VirtualCanHub, VirtualCanServer } from '../src/hardware/can/index.js';
 import { CanMotorBus, SocketCan, canFamily, type BusSpec, type CanBusConfig } from '../src/hardware/index.js';
 import { SimMitMotor, SimOdriveMotor } from '../src/sim/index.js';
-import { ScriptedChunks } from './helpers/chunks.js';
-import { armConfig, busSpec } from './helpers/control.js';
-import { spawnReflex } from './helpers/daemon.js';
+import { ScriptedChunks } from '../tools/testkit/chunks.js';
+import { armConfig, busSpec } from '../tools/testkit/control.js';
+import { spawnReflex } from '../tools/testkit/daemon.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { parseConfig, loadConfig, ConfigError, MAX_CONFIG_BYTES } from '../src/config/index.js';
-import { REPO } from './helpers/paths.js';
-import { runReflex, tempDir, writeConfig } from './helpers/daemon.js';
+import { REPO } from '../tools/testkit/paths.js';
+import { runReflex, tempDir, writeConfig } from '../tools/testkit/daemon.js';
 
 const base = {
   deviceId: 'arm-7',

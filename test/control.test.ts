@@ -5,8 +5,8 @@ import { ControlLoop, loopHeadline, type ControlConfig } from '../src/control/in
 import { Histogram, bucketOf, bucketUpper, HIST_BUCKETS } from '../src/rt/index.js';
 import { ticksToRad } from '../src/hardware/dynamixel/index.js';
 import { SimHandle } from './helpers/sim.js';
-import { ScriptedChunks } from './helpers/chunks.js';
-import { armConfig } from './helpers/control.js';
+import { ScriptedChunks } from '../tools/testkit/chunks.js';
+import { armConfig } from '../tools/testkit/control.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -5,8 +5,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from '../src/api/index.js';
 import type { DaemonStatus } from '../src/daemon.js';
-import { NotifyListener } from './helpers/notify.js';
-import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
+import { NotifyListener } from '../tools/testkit/notify.js';
+import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

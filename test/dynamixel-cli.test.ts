@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { REPO } from './helpers/paths.js';
-import { runReflex, spawnReflex, tempDir } from './helpers/daemon.js';
+import { REPO } from '../tools/testkit/paths.js';
+import { runReflex, spawnReflex, tempDir } from '../tools/testkit/daemon.js';
 
 /** Starts `reflex sim dynamixel` as its own process; resolves once its port exists. */
 async function simProcess(args: string[]) {

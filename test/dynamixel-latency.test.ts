@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tuneLatency, FTDI_UDEV_RULE, type SerialLink } from '../src/hardware/dynamixel/index.js';
-import { tempDir } from './helpers/daemon.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 
 /** A U2D2 as the kernel shows it: /dev/serial/by-id/... -> ttyUSB7, and its sysfs latency_timer. */
 function fakeAdapter(timer: string, writable: boolean) {

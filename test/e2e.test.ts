@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from '../src/api/index.js';
 import type { TaskScore } from '../src/sim/index.js';
-import { startE2E } from './helpers/e2e.js';
+import { startE2E } from '../tools/testkit/e2e.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { REPO } from './helpers/paths.js';
-import { tempDir } from './helpers/daemon.js';
+import { REPO } from '../tools/testkit/paths.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 
 // What the daemon does once every part has stopped or was given up on: exitAfter, then
 // process.exit. A worker thread blocked in a system call (here: opening a FIFO nobody writes)

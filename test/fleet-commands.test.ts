@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { Mosquitto, freePort, subscriber, until } from './helpers/mosquitto.js';
-import { tempDir } from './helpers/daemon.js';
+import { Mosquitto, freePort, subscriber, until } from '../tools/testkit/mosquitto.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 import { countingRegistry, fleetOptions, killSocket, testLink, type Ran } from './helpers/fleet.js';
 
 const dir = tempDir('reflex-fleet-cmd-');

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
-import { Mosquitto, freePort, subscriber, until } from './helpers/mosquitto.js';
-import { spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
+import { Mosquitto, freePort, subscriber, until } from '../tools/testkit/mosquitto.js';
+import { spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 
 test('a spawned daemon goes online, sends telemetry, answers a fleet e-stop, and its will marks it offline after kill -9', async () => {
   const dir = tempDir();

@@ -6,8 +6,8 @@ import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { Mosquitto, freePort, subscriber, until } from './helpers/mosquitto.js';
-import { tempDir } from './helpers/daemon.js';
+import { Mosquitto, freePort, subscriber, until } from '../tools/testkit/mosquitto.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 import { countingRegistry, fleetOptions, killSocket, testLink } from './helpers/fleet.js';
 
 const dir = tempDir('reflex-fleet-link-');

@@ -6,8 +6,8 @@ import mqtt from 'mqtt';
 import { Logging } from '../src/core/index.js';
 import { CATALOG, CommandRegistry } from '../src/api/index.js';
 import { LogShipper } from '../src/fleet/index.js';
-import { Mosquitto, freePort, subscriber, until } from './helpers/mosquitto.js';
-import { tempDir } from './helpers/daemon.js';
+import { Mosquitto, freePort, subscriber, until } from '../tools/testkit/mosquitto.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 import { fleetOptions, testLink } from './helpers/fleet.js';
 
 function logging(): { logging: Logging; lines: { level: number; msg: string }[]; tapped: { level: number; msg: string }[] } {

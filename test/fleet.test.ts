@@ -8,8 +8,8 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { CommandRegistry, NO_ARGS, command, oneOf } from '../src/api/index.js';
 import { FleetLink, Outbox, LogShipper, type FleetOptions } from '../src/fleet/index.js';
-import { Mosquitto, freePort, subscriber, until } from './helpers/mosquitto.js';
-import { tempDir } from './helpers/daemon.js';
+import { Mosquitto, freePort, subscriber, until } from '../tools/testkit/mosquitto.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { VirtualCanHub, VirtualCanServer } from '../src/hardware/can/index.js';
 import { SimMitMotor } from '../src/sim/index.js';
 import { request } from '../src/api/index.js';
-import { spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
+import { spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { sdNotify, nativeUnavailableReason, SystemdNotifier } from '../src/rt/index.js';
-import { NotifyListener } from './helpers/notify.js';
-import { tempDir } from './helpers/daemon.js';
+import { NotifyListener } from '../tools/testkit/notify.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 
 test('the native addon is built and loads', () => {
   assert.equal(nativeUnavailableReason(), null);

@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Outbox, type OutboxFs } from '../src/fleet/index.js';
-import { tempDir } from './helpers/daemon.js';
-import { until } from './helpers/mosquitto.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+import { until } from '../tools/testkit/mosquitto.js';
 
 const root = tempDir('reflex-outbox-');
 let dirs = 0;

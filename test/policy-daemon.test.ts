@@ -6,7 +6,7 @@ import { request } from '../src/api/index.js';
 import type { DaemonStatus } from '../src/daemon.js';
 import type { PolicyInfo } from '../src/policy/index.js';
 import { SimHandle } from './helpers/sim.js';
-import { spawnReflex, tempDir, testConfig, writeConfig, type Spawned } from './helpers/daemon.js';
+import { spawnReflex, tempDir, testConfig, writeConfig, type Spawned } from '../tools/testkit/daemon.js';
 import { armDaemonConfig, holdBundle } from './helpers/policy.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -10,8 +10,8 @@ import { loadBundle, PolicyRuntime } from '../src/policy/index.js';
 import { allocShared } from '../src/control/shared.js';
 import { request } from '../src/api/index.js';
 import type { DaemonStatus } from '../src/daemon.js';
-import { spawnReflex, tempDir, testConfig, writeConfig } from './helpers/daemon.js';
-import { until } from './helpers/mosquitto.js';
+import { spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
+import { until } from '../tools/testkit/mosquitto.js';
 import { ARM, holdBundle } from './helpers/policy.js';
 
 const silent = pino({ level: 'silent' });

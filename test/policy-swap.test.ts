@@ -6,9 +6,9 @@ import { pino } from 'pino';
 import { PolicyRuntime } from '../src/policy/index.js';
 import { ControlLoop } from '../src/control/index.js';
 import { SimHandle } from './helpers/sim.js';
-import { tempDir } from './helpers/daemon.js';
-import { armConfig } from './helpers/control.js';
-import { until } from './helpers/mosquitto.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+import { armConfig } from '../tools/testkit/control.js';
+import { until } from '../tools/testkit/mosquitto.js';
 import { ARM, holdBundle } from './helpers/policy.js';
 
 /** A logger whose records the test reads. */

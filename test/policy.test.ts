@@ -7,8 +7,8 @@ import { loadBundle, loadOrt, openSession, ioMismatches, mismatches, PolicyRunne
 import { writeBundle, offsetModel } from '../tools/models/index.js';
 import { ControlLoop, type ControlConfig } from '../src/control/index.js';
 import { SimHandle } from './helpers/sim.js';
-import { tempDir } from './helpers/daemon.js';
-import { armConfig } from './helpers/control.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+import { armConfig } from '../tools/testkit/control.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { loadOrt, loadBundle, openSession, PolicyRunner, ioMismatches } from '../src/policy/index.js';
 import { loadOpenCv, preprocess } from '../src/hardware/camera/index.js';
 import { render, endEffector } from '../src/sim/index.js';
-import { REPO } from './helpers/paths.js';
+import { REPO } from '../tools/testkit/paths.js';
 
 test('the default policy (models/reach) finds the target in the rendered camera image and plans a reach to it', async () => {
   const ort = loadOrt(null);

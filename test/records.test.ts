@@ -9,8 +9,8 @@ import {
 } from '../src/rt/index.js';
 import { ControlLoop, MODE_NAMES, type ControlConfig, type ControlLoopOptions } from '../src/control/index.js';
 import { SimHandle } from './helpers/sim.js';
-import { ScriptedChunks } from './helpers/chunks.js';
-import { armConfig } from './helpers/control.js';
+import { ScriptedChunks } from '../tools/testkit/chunks.js';
+import { armConfig } from '../tools/testkit/control.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

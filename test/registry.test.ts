@@ -7,8 +7,8 @@ import { pino } from 'pino';
 import { ConfigError, parseConfig } from '../src/config/index.js';
 import { ControlLoop, controlConfigFrom } from '../src/control/index.js';
 import { MotorRegistry, defaultRegistry } from '../src/hardware/index.js';
-import { ScriptedChunks } from './helpers/chunks.js';
-import { armConfig } from './helpers/control.js';
+import { ScriptedChunks } from '../tools/testkit/chunks.js';
+import { armConfig } from '../tools/testkit/control.js';
 import { lagFamily, plantMemory, plantPosition } from './helpers/fake-family.js';
 
 const silent = pino({ level: 'silent' });
@@ -117,7 +117,7 @@ test('the control worker opens a bus of the test\'s family through the registry;
 
 test('a family module that does not export the family fails the start, saying so', async () => {
   const cfg = armConfig('unused');
-  const loop = new ControlLoop({ ...cfg, buses: [{ ...cfg.buses[0]!, kind: 'lag', module: new URL('./helpers/chunks.js', import.meta.url).href }] }, { stallMs: 500 }, silent);
+  const loop = new ControlLoop({ ...cfg, buses: [{ ...cfg.buses[0]!, kind: 'lag', module: new URL('../tools/testkit/chunks.js', import.meta.url).href }] }, { stallMs: 500 }, silent);
   await assert.rejects(loop.start(new AbortController().signal), /motor family "lag": .*chunks\.js exports no such family/);
   await loop.stop();
 });

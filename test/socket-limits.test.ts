@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { CommandRegistry, ControlSocketServer, NO_ARGS, command, type ControlSocketOptions } from '../src/api/index.js';
 import { request } from '../src/api/index.js';
-import { tempDir } from './helpers/daemon.js';
-import { until } from './helpers/mosquitto.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+import { until } from '../tools/testkit/mosquitto.js';
 
 const silent = pino({ level: 'silent' });
 

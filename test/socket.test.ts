@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { CommandRegistry, ControlSocketServer, MAX_LINE_BYTES, NO_ARGS, command, oneOf } from '../src/api/index.js';
 import { request } from '../src/api/index.js';
-import { tempDir } from './helpers/daemon.js';
-import { until } from './helpers/mosquitto.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+import { until } from '../tools/testkit/mosquitto.js';
 
 const silent = pino({ level: 'silent' });
 const dir = tempDir();

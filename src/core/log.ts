@@ -1,5 +1,12 @@
-import { pino, type Logger, type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type { Logger, DestinationStream } from 'pino';
+import type PinoPretty from 'pino-pretty';
+
+// pino and pino-pretty load when the first Logging is made, not when core/ is imported: worker
+// threads import core/ for its errors alone, and loading both costs ~70 ms of a policy swap.
+const require = createRequire(import.meta.url);
+const loadPino = () => (require('pino') as typeof import('pino')).pino;
+const loadPretty = () => require('pino-pretty') as typeof PinoPretty;
 
 export type { Logger } from 'pino';
 
@@ -44,11 +51,12 @@ export class Logging {
   private tap: LogTap | null = null;
 
   constructor(opts: LoggingOptions) {
+    const pino = loadPino();
     const usePretty = opts.pretty === 'auto' ? process.stdout.isTTY === true : opts.pretty;
     const dest =
       opts.destination ??
       (usePretty
-        ? pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
+        ? loadPretty()({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
         : pino.destination({ dest: 1, sync: true }));
     // pino fills in the level and the logger of each record before it calls write.
     const out = {

@@ -1,7 +1,7 @@
 // One loaded policy: its session, its preallocated tensors, and the normalization around it.
 // run() takes the joint state (and the cameras' pre-processed images) and gives back a chunk
 // in joint space, or throws, naming what was wrong with the model's answer.
-import { ReflexError } from '../core/errors.js'; // not core's index: see worker.ts
+import { ReflexError } from '../core/index.js'; // not core's index: see worker.ts
 import type { PolicyBundle } from './bundle.js';
 import type { Ort, OpenedSession, Session } from './session.js';
 

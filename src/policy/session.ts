@@ -2,7 +2,7 @@
 // execution provider is used (tried in order, the first that opens wins), and whether the
 // model's inputs and outputs are the ones the bundle names.
 import { createRequire } from 'node:module';
-import { ReflexError, errorMessage } from '../core/errors.js'; // not core's index: see worker.ts
+import { ReflexError, errorMessage } from '../core/index.js'; // not core's index: see worker.ts
 import type { PolicyBundle } from './bundle.js';
 
 export type ProviderName = 'tensorrt' | 'cuda' | 'cpu';

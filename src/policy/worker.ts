@@ -10,7 +10,7 @@ import { workerData } from 'node:worker_threads';
 // uses, directly (core's and control's index files pull in pino and the drivers, tens of ms of
 // CPU per start).
 import { FrameSlot, PolicyLink, Words, hostPort, monoMs, type PolicyLinkBuffers } from '../rt/index.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage } from '../core/index.js';
 import type { PolicyBundle } from './bundle.js';
 import { ioMismatches, loadOrt, openSession, type SessionOptions } from './session.js';
 import { PolicyRunner } from './runner.js';

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, basename } from 'node:path';
-import { REPO as ROOT } from './paths.js';
+import { REPO as ROOT } from '../../tools/testkit/paths.js';
 
 export const VM_DIR = join(ROOT, '.cache', 'can-vm');
 const WANTED = ['virtio_pci', '9pnet_virtio', '9p', 'can_raw', 'can_dev', 'vcan'];

@@ -1,5 +1,5 @@
 import { writeBundle, offsetModel } from '../../tools/models/index.js';
-import { tempDir } from './daemon.js';
+import { tempDir } from '../../tools/testkit/daemon.js';
 
 export const ARM = ['base', 'shoulder', 'elbow'] as [string, ...string[]];
 

@@ -12,7 +12,7 @@ export class NotifyListener {
   private waiters: (() => void)[] = [];
 
   private constructor(readonly path: string) {
-    this.proc = spawn('python3', [join(REPO, 'test', 'helpers', 'notify_listener.py'), path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.proc = spawn('python3', [join(REPO, 'tools', 'testkit', 'notify_listener.py'), path], { stdio: ['ignore', 'pipe', 'inherit'] });
     createInterface({ input: this.proc.stdout! }).on('line', (line) => {
       this.messages.push(JSON.parse(line) as string);
       this.times.push(Date.now());
