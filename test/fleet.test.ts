@@ -10,6 +10,7 @@ import { CommandRegistry, NO_ARGS, command, oneOf } from '../src/api/index.js';
 import { FleetLink, Outbox, LogShipper, type FleetOptions } from '../src/fleet/index.js';
 import { Mosquitto, freePort, subscriber, until } from '../tools/testkit/mosquitto.js';
 import { tempDir } from '../tools/testkit/daemon.js';
+import { fleetOptions } from './helpers/fleet.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -46,20 +47,7 @@ function registry(): CommandRegistry<typeof catalog> {
 }
 
 function link(url: string, deviceId: string, over: Partial<FleetOptions> = {}): FleetLink {
-  const opts: FleetOptions = {
-    deviceId,
-    url,
-    username: null,
-    passwordFile: null,
-    caFile: null,
-    certFile: null,
-    keyFile: null,
-    telemetryHz: 10,
-    stateDir: join(dir, deviceId),
-    maxOutbox: 1000,
-    drainPerSecond: 1000,
-    ...over,
-  };
+  const opts = fleetOptions(url, deviceId, dir, over);
   return new FleetLink(opts, registry(), () => ({ loop: { hz: 50 } }), silent);
 }
 
