@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { CanMotorBus, SocketCan, type CanBusConfig } from '../src/hardware/index.js';
 import { CLI } from '../tools/testkit/paths.js';
-import { argNumber, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
+import { argNumber, heapPerTick, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
 
 const TICKS = argNumber('ticks', 3000, 300);
 const RATE_HZ = 50;
@@ -72,9 +72,8 @@ async function run(n: number, model: string) {
     const obs = new PerformanceObserver((list) => (gcs += list.getEntries().length));
     (globalThis as { gc?: () => void }).gc?.();
     obs.observe({ entryTypes: ['gc'] });
-    const heap0 = process.memoryUsage().heapUsed;
-    ticks(TICKS, null);
-    const heap = process.memoryUsage().heapUsed - heap0;
+    const heap = heapPerTick(TICKS, () => ticks(TICKS, null));
+    progress(`heap growth per pass: ${heap.passes.join(', ')} bytes`);
     await new Promise((r) => setTimeout(r, 10));
     obs.disconnect();
     const sampled = await sampledAllocationPerTick(TICKS, (k) => ticks(1, null, k));
@@ -82,7 +81,7 @@ async function run(n: number, model: string) {
     return {
       model,
       cpu_us_per_tick: round((cpu.user + cpu.system) / TICKS),
-      heap_bytes_per_tick: gcs === 0 ? round(heap / TICKS) : null,
+      heap_bytes_per_tick: gcs === 0 ? round(heap.perTick) : null,
       allocated_bytes_per_tick_sampled: round(sampled),
       gc_events: gcs,
       read_write_us: summary(rtt),

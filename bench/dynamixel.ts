@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { DynamixelBus, SyncGroup, openSerial, prepare, mapTickRead, torqueOnInPlace, tickIo, wireUs } from '../src/hardware/dynamixel/index.js';
 import { CLI } from '../tools/testkit/paths.js';
-import { argNumber, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
+import { argNumber, heapPerTick, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
 
 const TICKS = argNumber('ticks', 3000, 300);
 
@@ -61,13 +61,13 @@ async function run(n: number, fast: boolean) {
     // performance.now() itself allocates), so it counts the tick's exchange alone.
     (globalThis as { gc?: () => void }).gc?.();
     obs.observe({ entryTypes: ['gc'] });
-    const heap0 = process.memoryUsage().heapUsed;
-    for (let k = 0; k < TICKS; k++) {
-      goals[k % n] = 2048 + (k % 200);
-      if (!g.read()) failed++;
-      g.writeGoals(goals);
-    }
-    const heap = process.memoryUsage().heapUsed - heap0;
+    const heap = heapPerTick(TICKS, () => {
+      for (let k = 0; k < TICKS; k++) {
+        goals[k % n] = 2048 + (k % 200);
+        if (!g.read()) failed++;
+        g.writeGoals(goals);
+      }
+    });
     await new Promise((r) => setTimeout(r, 10));
     obs.disconnect();
     const tick = (k: number) => {
@@ -82,7 +82,7 @@ async function run(n: number, fast: boolean) {
     return {
       round_trip_us: summary(rtt),
       cpu_us_per_tick: round((cpu.user + cpu.system) / TICKS),
-      heap_bytes_per_tick: gcs === 0 ? round(heap / TICKS) : null,
+      heap_bytes_per_tick: gcs === 0 ? round(heap.perTick) : null,
       allocated_bytes_per_tick_sampled: round(sampled),
       gc_events: gcs,
       failed_reads: failed,
