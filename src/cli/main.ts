@@ -7,6 +7,7 @@ import { EXIT, Logging, acquireInstanceLock, errorMessage, isLogLevel, lockPathF
 import { request } from '../api/index.js';
 import { formatStatus } from './format.js';
 import { motors } from './motors.js';
+import { motorsSafe } from './safe.js';
 import { simCan, simDynamixel, simRig } from './sim.js';
 import { cameraList, cameraSnapshot } from './camera.js';
 import { exitAfter } from '../rt/index.js';
@@ -20,6 +21,8 @@ const USAGE = `usage: reflex <command> [options]
   motors scan --port PATH [--baud B]  find Dynamixel servos (all usual bauds unless --baud)
   motors info|reboot --port PATH --id N [--baud B]
   motors torque on|off --port PATH --id N [--baud B]
+  motors safe [--config FILE]         torque off every servo the config names (what
+                                      reflex-safe.service runs when the daemon has died)
   motors set-id|set-baud|set-return-delay|set-mode --port PATH --id N --to V [--baud B]
                                       (EEPROM: torque must be off; modes: position,
                                       extended-position, velocity, current, current-position, pwm)
@@ -152,9 +155,16 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${JSON.stringify(levels)}\n`);
       return;
     }
-    case 'motors':
+    case 'motors': {
+      if (rest[0] === 'safe') {
+        const r = await motorsSafe(readConfig(values.config ?? DEFAULT_CONFIG_PATH));
+        process.stdout.write(r.text);
+        if (!r.ok) process.exit(EXIT.FAILURE);
+        return;
+      }
       process.stdout.write(await motors(rest[0], rest.slice(1), values));
       return;
+    }
     case 'camera': {
       const [sub, name, file] = rest;
       const configFile = values.config ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null);

@@ -119,7 +119,7 @@ export async function tuneLatency(link: SerialLink, sysfs: SysfsAccess = SYSFS):
         // not root: say how to fix it for good
       }
     }
-    if (timer >= 16) warning = `FTDI latency_timer of ${link.path} is ${timer} ms; add the udev rule: ${FTDI_UDEV_RULE}`;
+    if (timer >= 16) warning = `FTDI latency_timer of ${link.path} is ${timer} ms; install the udev rules (systemd/udev/99-reflex.rules as /etc/udev/rules.d/99-reflex.rules, README "On a robot"), which hold: ${FTDI_UDEV_RULE}`;
   } catch {
     // not a USB serial adapter (a pty, a native UART): no latency timer
   }
