@@ -18,6 +18,7 @@ const DEBIAN_PACKAGES = [
   'libopencv-dev', // @u4/opencv4nodejs is built against Debian's OpenCV (its own auto-build is off)
   'gstreamer1.0-plugins-base', 'gstreamer1.0-plugins-good', 'gstreamer1.0-tools', // camera sources; test videos
   'mosquitto', 'openssl', // the fleet link's tests run a real broker, with TLS certificates they make
+  'shellcheck', // test/flash.test: flash.sh and the first-boot script it installs stay shellcheck-clean
   'systemd', // systemd-analyze verify and systemd-sysusers check the files under systemd/ (test/systemd-units)
   // SocketCAN tests boot Debian's kernel in QEMU where this kernel has no CAN (see ensureCanVmKernel)
   ...(process.arch === 'x64' ? ['qemu-system-x86', 'busybox-static'] : []),
