@@ -20,6 +20,7 @@ const DEBIAN_PACKAGES = [
   'mosquitto', 'openssl', // the fleet link's tests run a real broker, with TLS certificates they make
   'shellcheck', // test/flash.test: flash.sh and the first-boot script it installs stay shellcheck-clean
   'systemd', // systemd-analyze verify and systemd-sysusers check the files under systemd/ (test/systemd-units)
+  'systemd-container', // systemd-nspawn boots Debian's systemd with reflex.service in it (test/systemd-boot)
   // SocketCAN tests boot Debian's kernel in QEMU where this kernel has no CAN (see ensureCanVmKernel)
   ...(process.arch === 'x64' ? ['qemu-system-x86', 'busybox-static'] : []),
 ];

@@ -1,0 +1,221 @@
+// reflex.service under a real systemd: Debian's systemd booted as PID 1 of a container
+// (`systemd-nspawn --boot --volatile=yes`: an empty root on a tmpfs with this machine's /usr, so
+// nothing has to be built or downloaded and nothing of this machine's /etc or services comes
+// along), with the simulated Dynamixel bus as a second unit. A VM with Debian's systemd would
+// also do, but without KVM a full boot of it would take minutes on 2 cores; the container
+// boots in seconds and runs the same systemd. Needs root and systemd-nspawn (Debian:
+// systemd-container); skips saying why otherwise.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { REPO } from '../tools/testkit/paths.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+
+const CONFIG = `deviceId: nspawn-01
+log: { level: info, pretty: false }
+buses:
+  - { name: arm, kind: dynamixel, port: /run/reflex-sim/dxl0 }
+robot:
+  joints:
+    - { name: shoulder, bus: arm, id: 2, model: xm430-w350, limits: { min: -1.6, max: 1.6 } }
+    - { name: elbow, bus: arm, id: 3, model: xm430-w350, limits: { min: -2.2, max: 2.2 } }
+debug: { faultInjection: true }
+`;
+
+// Test-only units: the simulated bus (as the reflex user, so that its pty is reflex's), and a
+// target that boots just these instead of multi-user.target.
+const SIM_UNIT = `[Unit]
+Description=simulated Dynamixel bus for reflex
+Before=reflex.service
+[Service]
+User=reflex
+RuntimeDirectory=reflex-sim
+ExecStart=/opt/reflex/node/bin/node /opt/reflex/current/bin/reflex.js sim dynamixel --link /run/reflex-sim/dxl0 --ids 1-3
+`;
+const TARGET = `[Unit]
+Description=reflex under test
+Wants=reflex-sim.service reflex.service
+`;
+// One control-socket request from inside the container (no socat there).
+const REQUEST = `const s = require('net').connect(process.argv[2], () => s.end(process.argv[3] + '\\n'));
+s.on('data', (d) => process.stdout.write(d));
+`;
+
+function cannotRun(): string | null {
+  if (process.getuid?.() !== 0) return 'needs root (systemd-nspawn)';
+  if (spawnSync('systemd-nspawn', ['--version']).status !== 0) return 'systemd-nspawn is not installed (Debian: systemd-container; scripts/bootstrap.mjs installs it as root)';
+  if (!existsSync('/usr/lib/systemd/systemd') && !existsSync('/lib/systemd/systemd')) return 'no systemd to boot in /usr';
+  if (spawnSync('nsenter', ['--version']).status !== 0) return 'nsenter is not installed (Debian: util-linux)';
+  return null;
+}
+
+/** CAP_SYS_RESOURCE (bit 24): without it no container here gets hard limits above this machine's. */
+function mayRaiseLimits(): boolean {
+  const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  return (BigInt(`0x${eff}`) & (1n << 24n)) !== 0n;
+}
+
+function children(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const ids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      if (ids) out.push(...ids.split(/\s+/).map(Number));
+    }
+  } catch {
+    // gone
+  }
+  return out;
+}
+
+/** The container's PID 1 as this machine sees it: the process below nspawn that runs systemd. */
+function containerInit(nspawn: number): number | null {
+  const queue = children(nspawn);
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'systemd') return pid;
+    } catch {
+      continue;
+    }
+    queue.push(...children(pid));
+  }
+  return null;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Container {
+  sh(cmd: string): { code: number | null; out: string };
+  show(unit: string, prop: string): string;
+  until(what: string, check: () => boolean, ms: number): Promise<void>;
+  stop(): Promise<void>;
+  log(): string;
+}
+
+async function boot(dir: string): Promise<Container | string> {
+  const keepUnit = readFileSync('/proc/1/comm', 'utf8').trim() !== 'systemd';
+  const node = dirname(dirname(realpathSync(process.execPath)));
+  const args = [
+    '-q', '--register=no', ...(keepUnit ? ['--keep-unit'] : []), `--machine=reflex-test-${process.pid}`,
+    '-D', '/', '--volatile=yes',
+    `--bind-ro=${join(dir, 'system')}:/etc/systemd/system`,
+    `--bind-ro=${join(dir, 'sysusers')}:/etc/sysusers.d`,
+    `--bind=${join(dir, 'etc')}:/etc/reflex`,
+    `--bind-ro=${node}:/opt/reflex/node`,
+    `--bind-ro=${REPO}:/opt/reflex/current`,
+    // As a robot's kernel allows (the container keeps this machine's limit otherwise).
+    '--rlimit=RLIMIT_MEMLOCK=infinity', '--rlimit=RLIMIT_RTPRIO=99',
+    '--boot', '--', 'systemd.unit=reflex-test.target',
+  ];
+  const proc: ChildProcess = spawn('systemd-nspawn', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  let init: number | null = null;
+  for (let i = 0; i < 100 && init === null && proc.exitCode === null; i++) {
+    await sleep(200);
+    init = containerInit(proc.pid!);
+  }
+  if (init === null) {
+    proc.kill('SIGKILL');
+    await exited;
+    return `systemd-nspawn did not boot a container here: ${output.trim().split('\n').slice(-3).join(' / ')}`;
+  }
+  const pid1 = init;
+  const sh = (cmd: string) => {
+    const r = spawnSync('nsenter', ['-t', String(pid1), '-a', 'sh', '-c', cmd], { encoding: 'utf8', timeout: 30_000 });
+    return { code: r.status, out: r.stdout + r.stderr };
+  };
+  return {
+    sh,
+    show: (unit, prop) => sh(`systemctl show -p ${prop} --value ${unit}`).out.trim(),
+    until: async (what, check, ms) => {
+      const end = Date.now() + ms;
+      while (!check()) {
+        if (Date.now() > end) assert.fail(`${what}: not within ${ms} ms\n${sh('journalctl -o cat --no-pager -n 40').out}`);
+        await sleep(250);
+      }
+    },
+    stop: async () => {
+      // SIGTERM to nspawn powers the container off.
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(t);
+    },
+    log: () => output,
+  };
+}
+
+test('reflex.service under systemd: ready, STATUS, watchdog restart, clean stop, no restart on exit 78', { timeout: 120_000 }, async (t) => {
+  const why = cannotRun();
+  if (why) return t.skip(why);
+  const dir = tempDir('reflex-boot-');
+  for (const d of ['system', 'sysusers', 'etc']) mkdirSync(join(dir, d));
+  for (const u of ['reflex.service', 'reflex-safe.service']) copyFileSync(join(REPO, 'systemd', u), join(dir, 'system', u));
+  writeFileSync(join(dir, 'system', 'reflex-sim.service'), SIM_UNIT);
+  writeFileSync(join(dir, 'system', 'reflex-test.target'), TARGET);
+  // An empty /etc is a first boot: its wizard would wait for a key.
+  symlinkSync('/dev/null', join(dir, 'system', 'systemd-firstboot.service'));
+  copyFileSync(join(REPO, 'systemd', 'sysusers.d', 'reflex.conf'), join(dir, 'sysusers', 'reflex.conf'));
+  writeFileSync(join(dir, 'etc', 'reflex.yaml'), CONFIG);
+  writeFileSync(join(dir, 'etc', 'request.js'), REQUEST);
+
+  const ct = await boot(dir);
+  if (typeof ct === 'string') return t.skip(ct);
+  try {
+    // Active only after READY=1, and `systemctl status` shows the daemon's STATUS= line.
+    await ct.until('reflex active', () => ct.show('reflex', 'ActiveState') === 'active', 30_000);
+    const status = ct.sh('systemctl status reflex --no-pager').out;
+    assert.match(status, /Status: "hold [\d.]+\/50 Hz, .*policy none, fleet disabled"/);
+    // The real-time limits systemd gives the process: as configured where this machine may
+    // raise hard limits (CAP_SYS_RESOURCE, as on a robot); capped by this machine's otherwise.
+    assert.equal(ct.show('reflex', 'LimitRTPRIO'), '99');
+    assert.equal(ct.show('reflex', 'LimitMEMLOCK'), 'infinity');
+    const limits = ct.sh('cat /proc/$(systemctl show -p MainPID --value reflex)/limits').out;
+    if (mayRaiseLimits()) {
+      assert.match(limits, /^Max locked memory +unlimited +unlimited/m);
+      assert.match(limits, /^Max realtime priority +99 +99/m);
+    } else {
+      t.diagnostic(`no CAP_SYS_RESOURCE here: the daemon's limits are this machine's: ${limits.split('\n').filter((l) => /locked|realtime pri/.test(l)).join('; ')}`);
+    }
+    assert.equal(ct.show('reflex', 'User'), 'reflex');
+    assert.equal(ct.show('reflex', 'WatchdogUSec'), '5s');
+    assert.match(ct.sh('stat -c %U /var/lib/reflex /run/reflex/control.sock').out, /^reflex\nreflex\n$/);
+    assert.match(ct.sh('id reflex').out, /dialout.*video.*render/);
+
+    // A stalled loop stops feeding the watchdog: systemd kills and restarts the daemon.
+    const before = ct.show('reflex', 'MainPID');
+    const restarts = Number(ct.show('reflex', 'NRestarts'));
+    const stall = ct.sh(`/opt/reflex/node/bin/node /etc/reflex/request.js /run/reflex/control.sock '{"cmd":"debug.stall","args":{"ms":15000}}'`);
+    assert.match(stall.out, /"ok":true/);
+    await ct.until('restart by the watchdog', () => Number(ct.show('reflex', 'NRestarts')) === restarts + 1 && ct.show('reflex', 'ActiveState') === 'active', 20_000);
+    assert.notEqual(ct.show('reflex', 'MainPID'), before);
+    const journal = ct.sh('journalctl -u reflex -o cat --no-pager').out;
+    assert.match(journal, /Watchdog timeout \(limit 5s\)/);
+    // Between restarts the unit is not failed: the safe unit did not run (systemd 252).
+    assert.equal(ct.show('reflex-safe', 'ExecMainStartTimestampMonotonic'), '0');
+
+    // systemctl stop: the daemon makes the motors safe and exits 0.
+    assert.equal(ct.sh('systemctl stop reflex').code, 0);
+    assert.equal(ct.show('reflex', 'Result'), 'success');
+    assert.equal(ct.show('reflex', 'ExecMainStatus'), '0');
+    assert.match(ct.sh('journalctl -u reflex -o cat --no-pager').out, /"part":"control-loop","msg":"made safe"/);
+
+    // A bad config: exit 78, failed, not restarted; OnFailure= ran reflex-safe.service.
+    writeFileSync(join(dir, 'etc', 'reflex.yaml'), 'deviceId: "not/valid"\n');
+    ct.sh('systemctl reset-failed reflex; systemctl start reflex');
+    await ct.until('reflex failed', () => ct.show('reflex', 'ActiveState') === 'failed', 15_000);
+    assert.equal(ct.show('reflex', 'ExecMainStatus'), '78');
+    await sleep(4000); // twice RestartSec
+    assert.equal(ct.show('reflex', 'ActiveState'), 'failed');
+    assert.equal(ct.show('reflex', 'NRestarts'), '0');
+    assert.notEqual(ct.show('reflex-safe', 'ExecMainStartTimestampMonotonic'), '0');
+  } finally {
+    await ct.stop();
+  }
+});
