@@ -106,8 +106,22 @@ release_version() {
 
 # The production dependencies, top-level folders of node_modules (nested ones come with them).
 prod_modules() {
-  (cd "$ROOT" && npm ls --omit=dev --all --parseable 2>/dev/null) |
+  (cd "$ROOT" && { npm ls --omit=dev --all --parseable 2>/dev/null || true; }) |
     sed -n "s|^$ROOT/node_modules/||p" | grep -v '/node_modules/' | sort -u
+}
+
+# cross_native DIR: cross-compile reflex's native addon for $ARCH in DIR/native (Debian's
+# g++-aarch64-linux-gnu), against the pinned Node's headers for $ARCH; 1 without a compiler.
+cross_native() {
+  local s=$1 nodedir
+  command -v "${CROSS}g++" >/dev/null || return 1
+  nodedir=$(fetch_node "$ARCH" "$(node_pin)") || return 1
+  say "cross-compiling the native addon for linux-$ARCH with ${CROSS}g++"
+  (cd "$s/native" && CC=${CROSS}gcc CXX=${CROSS}g++ LINK=${CROSS}g++ AR=${CROSS}ar \
+    node "$ROOT/node_modules/node-gyp/bin/node-gyp.js" rebuild --arch="$ARCH" --nodedir="$nodedir" >&2)
+  find "$s/native/build" -mindepth 1 -maxdepth 1 ! -name Release -exec rm -rf {} +
+  find "$s/native/build/Release" -mindepth 1 -maxdepth 1 ! -name reflex_native.node -exec rm -rf {} +
+  [ -f "$s/native/build/Release/reflex_native.node" ]
 }
 
 # stage_release DIR: assemble the release for $ARCH in DIR.
@@ -124,9 +138,21 @@ stage_release() {
   if [ -d "$ROOT/systemd" ]; then cp -a "$ROOT/systemd" "$s/systemd"; fi
   cp -a "$ROOT/scripts/flash/." "$s/flash/"
   (cd "$ROOT" && git ls-files -z -- models | xargs -0 -r cp --parents -t "$s")
-  (cd "$ROOT/node_modules" && prod_modules | xargs -r cp -a --parents -t "$s/node_modules")
-
   case $ARCH in x64) node_arch=x64 ;; arm64) node_arch=arm64 ;; esac
+  # Other platforms' prebuilt binaries and OpenCV's intermediate objects are not copied at all.
+  local other=arm64
+  if [ "$node_arch" = arm64 ]; then other=x64; fi
+  prod_modules >"$s.modules"
+  TMPS+=("$s.modules")
+  tar -C "$ROOT/node_modules" -cf - \
+    --exclude=onnxruntime-node/bin/napi-v6/win32 --exclude=onnxruntime-node/bin/napi-v6/darwin \
+    --exclude="onnxruntime-node/bin/napi-v6/linux/$other" --exclude=@u4/opencv4nodejs/build/Release/obj.target \
+    -T "$s.modules" | tar -C "$s/node_modules" -xf -
+  local dep
+  for dep in $(node -p 'Object.keys(require(process.argv[1]).dependencies).join(" ")' "$ROOT/package.json"); do
+    [ -f "$s/node_modules/$dep/package.json" ] || die "dependency $dep is not in node_modules: run npm ci first"
+  done
+
   # Native parts: keep only what runs on $ARCH.
   local ort=$s/node_modules/onnxruntime-node/bin/napi-v6
   if [ -d "$ort" ]; then
@@ -148,10 +174,11 @@ stage_release() {
   if [ "$ARCH" = "$HOST_ARCH" ] && [ -f "$ROOT/native/build/Release/reflex_native.node" ]; then
     cp "$ROOT/native/build/Release/reflex_native.node" "$s/native/build/Release/"
     native=built-here
+  elif cross_native "$s"; then
+    native=cross-compiled
   else
-    # Cross-compiling with g++-aarch64-linux-gnu is the next step; until then the robot
-    # builds it at first boot (scripts/flash/reflex-firstboot.sh).
-    say "warning: no native addon for linux-$ARCH in this release: reflex-firstboot builds it on the robot"
+    # Without a cross compiler the robot builds it at first boot (scripts/flash/reflex-firstboot.sh).
+    say "warning: no native addon for linux-$ARCH in this release (no ${CROSS}g++): reflex-firstboot builds it on the robot"
   fi
   find "$s" -name '*.map' -delete
   printf 'version=%s\narch=%s\nnode=%s\nnative=%s\nopencv=%s\n' \
@@ -169,7 +196,6 @@ cmd_release() {
   local out=$1 version name stage
   version=$(release_version)
   name=reflex-$version-linux-$ARCH
-  mkdir -p "$out"
   stage=$(mktemp -d "${TMPDIR:-/tmp}/reflex-release.XXXXXX")
   TMPS+=("$stage")
   stage_release "$stage/$name" "$version"
@@ -178,6 +204,7 @@ cmd_release() {
     return 0
   fi
   change "build release $RELEASE_DIR" || return 0
+  mkdir -p "$out"
   rm -rf "$RELEASE_DIR.flash-old"
   if [ -e "$RELEASE_DIR" ]; then mv "$RELEASE_DIR" "$RELEASE_DIR.flash-old"; fi
   cp -a "$stage/$name" "$RELEASE_DIR.flash-tmp"
@@ -397,6 +424,7 @@ while [ $# -gt 0 ]; do
 done
 case $ARCH in arm64 | x64) ;; *) die "--arch is arm64 or x64, not $ARCH" ;; esac
 case $KEEP in '' | *[!0-9]*) die "--keep takes a number" ;; esac
+case $ARCH in arm64) CROSS=aarch64-linux-gnu- ;; x64) CROSS=x86_64-linux-gnu- ;; esac
 [ ${#ARGS[@]} -eq 2 ] || usage
 
 case ${ARGS[0]} in

@@ -19,6 +19,8 @@ const DEBIAN_PACKAGES = [
   'gstreamer1.0-plugins-base', 'gstreamer1.0-plugins-good', 'gstreamer1.0-tools', // camera sources; test videos
   'mosquitto', 'openssl', // the fleet link's tests run a real broker, with TLS certificates they make
   'shellcheck', // test/flash.test: flash.sh and the first-boot script it installs stay shellcheck-clean
+  // `flash.sh release --arch arm64` cross-compiles reflex's native addon for the Jetson (test/flash)
+  ...(process.arch === 'x64' ? ['g++-aarch64-linux-gnu'] : []),
   'systemd', // systemd-analyze verify and systemd-sysusers check the files under systemd/ (test/systemd-units)
   'systemd-container', // systemd-nspawn boots Debian's systemd with reflex.service in it (test/systemd-boot)
   // SocketCAN tests boot Debian's kernel in QEMU where this kernel has no CAN (see ensureCanVmKernel)
