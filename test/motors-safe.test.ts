@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
+import { VirtualCanHub, VirtualCanServer } from '../src/hardware/can/index.js';
+import { SimMitMotor } from '../src/sim/index.js';
 
 async function simProcess(ids: string) {
   const link = join(tempDir(), 'dxl0');
@@ -30,7 +32,7 @@ test('motors safe turns off the torque of every servo the config names, and only
     }));
     const r = await runReflex(['motors', 'safe', '--config', config]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'bus arm: servo 1 torque off\nbus arm: servo 2 torque off\n');
+    assert.equal(r.stdout, 'bus arm: motor 1 torque off\nbus arm: motor 2 torque off\n');
     assert.deepEqual([await torque(sim.link, 1), await torque(sim.link, 2), await torque(sim.link, 3)], ['off', 'off', 'on']);
   } finally {
     await sim.stop();
@@ -41,6 +43,7 @@ test('motors safe fails, saying which, when a servo or a bus cannot be made safe
   const sim = await simProcess('1');
   try {
     const dir = tempDir();
+    // A CAN bus nobody serves: its motors cannot be reached.
     const config = writeConfig(dir, testConfig(dir, {
       buses: [
         { name: 'arm', kind: 'dynamixel', port: sim.link },
@@ -52,10 +55,10 @@ test('motors safe fails, saying which, when a servo or a bus cannot be made safe
     const r = await runReflex(['motors', 'safe', '--config', config]);
     assert.equal(r.code, 1);
     const lines = r.stdout.trim().split('\n');
-    assert.equal(lines[0], 'bus arm: servo 1 torque off');
-    assert.match(lines[1]!, /^bus arm: servo 9 FAILED: /);
-    assert.match(lines[2]!, /^bus gone \(.*no-such-port\) FAILED: .*cannot open/);
-    assert.match(lines[3]!, /^bus base \(can\): not made safe by this command; motors 1 rely on their own timeout$/);
+    assert.equal(lines[0], 'bus arm: motor 1 torque off');
+    assert.match(lines[1]!, /^bus arm: motor 9 FAILED: /);
+    assert.match(lines[2]!, /^bus gone \(dynamixel\) FAILED: .*cannot open/);
+    assert.match(lines[3]!, /^bus base \(can\) FAILED: /);
     assert.equal(await torque(sim.link, 1), 'off');
   } finally {
     await sim.stop();
@@ -66,4 +69,30 @@ test('motors safe on an invalid config exits 78 like the daemon', async () => {
   const dir = tempDir();
   const r = await runReflex(['motors', 'safe', '--config', writeConfig(dir, 'deviceId: "bad id/"\n')]);
   assert.equal(r.code, 78);
+});
+
+test('motors safe sends each CAN motor its disable frame, without enabling any first', async () => {
+  const dir = tempDir();
+  const hub = new VirtualCanHub();
+  const server = await VirtualCanServer.listen(hub, join(dir, 'legs.sock'));
+  const hip = new SimMitMotor(hub, { id: 1, model: 'dm-j4310', position: 0.2 });
+  const knee = new SimMitMotor(hub, { id: 2, model: 'dm-j4310', position: -0.1 });
+  const other = new SimMitMotor(hub, { id: 3, model: 'dm-j4310', position: 0 });
+  try {
+    // As a daemon that died left them: enabled, holding.
+    for (const m of [hip, knee, other]) m.enabled = true;
+    const config = writeConfig(dir, testConfig(dir, {
+      buses: [{ name: 'legs', kind: 'can', transport: 'virtual', interface: server.path }],
+      robot: { joints: [joint('hip', 'legs', 1, 'dm-j4310'), joint('knee', 'legs', 2, 'dm-j4310')] },
+    }));
+    const r = await runReflex(['motors', 'safe', '--config', config]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.equal(r.stdout, 'bus legs: motor 1 disable sent\nbus legs: motor 2 disable sent\n');
+    const until = Date.now() + 5000;
+    while ((hip.enabled || knee.enabled) && Date.now() < until) await new Promise((res) => setTimeout(res, 20));
+    assert.deepEqual([hip.enabled, knee.enabled, other.enabled], [false, false, true], 'the configured motors limp, the others untouched');
+    assert.equal(hip.counts.enter, 0, "nothing was enabled on the way");
+  } finally {
+    await server.close();
+  }
 });

@@ -36,6 +36,20 @@ export interface MotorFamily<B extends z.AnyZodObject = z.AnyZodObject, J extend
    * rejects with the reason when it cannot. Runs in the control worker before the loop starts.
    */
   open(bus: OpenBus<BusOf<B>, JointOf<J>>): MotorBus | Promise<MotorBus>;
+  /**
+   * Makes every motor of one bus safe without a running loop and without enabling anything
+   * first (torque off, motor mode exited, axis idle): what `reflex motors safe` does once the
+   * daemon has died for good. Resolves with what became of each motor; rejects when the bus
+   * cannot be reached. A family without it is reported as not made safe.
+   */
+  makeSafe?(bus: OpenBus<BusOf<B>, JointOf<J>>): Promise<MotorMadeSafe[]>;
+}
+
+/** One motor after makeSafe: `ok` when it was commanded safe, else why not. */
+export interface MotorMadeSafe {
+  id: number;
+  ok: boolean;
+  detail: string;
 }
 
 export type BusOf<B extends z.AnyZodObject> = z.output<B>;

@@ -3,7 +3,7 @@
 // module from it (control/config.ts), and the control worker opens each bus through it.
 import { ReflexError } from '../core/index.js';
 import type { MotorBus } from './motor-bus.js';
-import { isMotorFamily, type BusSpec, type MotorFamily } from './motor-family.js';
+import { isMotorFamily, type BusSpec, type MotorFamily, type MotorMadeSafe } from './motor-family.js';
 import { dynamixelFamily } from './dynamixel/index.js';
 import { canFamily } from './can/index.js';
 
@@ -50,6 +50,15 @@ export async function openBus(spec: BusSpec): Promise<MotorBus> {
   const bus = family.busSchema.parse(spec.bus);
   const joints = spec.joints.map((j) => ({ ...j, options: family.jointSchema ? family.jointSchema.parse(j.options) : {} }));
   return family.open({ name: spec.name, bus, joints, retries: spec.retries, errorBudgetMs: spec.errorBudgetMs, watchdogMs: spec.watchdogMs });
+}
+
+/** Makes one bus's motors safe through its family (see MotorFamily.makeSafe); null when the family cannot. */
+export async function safeBus(spec: BusSpec): Promise<MotorMadeSafe[] | null> {
+  const family = await loadFamily(spec.module, spec.kind);
+  if (family.makeSafe === undefined) return null;
+  const bus = family.busSchema.parse(spec.bus);
+  const joints = spec.joints.map((j) => ({ ...j, options: family.jointSchema ? family.jointSchema.parse(j.options) : {} }));
+  return family.makeSafe({ name: spec.name, bus, joints, retries: spec.retries, errorBudgetMs: spec.errorBudgetMs, watchdogMs: spec.watchdogMs });
 }
 
 async function loadFamily(module: string, kind: string): Promise<MotorFamily> {

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { defineMotorFamily } from '../motor-family.js';
 import { CanMotorBus } from './motor-bus.js';
+import { protocolFor, type Send } from './protocols.js';
 import { MIT_MODELS } from './mit.js';
 import { SocketCan } from './socket.js';
 
@@ -73,5 +74,23 @@ export const canFamily = defineMotorFamily({
       },
       transport,
     );
+  },
+  // MIT motors hold their last command (and ODrive axes their closed loop) while powered: the
+  // protocol's own disable frame to each, sent without enabling anything first.
+  makeSafe(b) {
+    const transport = b.bus.transport === 'socketcan' ? SocketCan.open(b.bus.interface) : SocketCan.connectVirtual(b.bus.interface);
+    try {
+      const motors = b.joints.map((j) => ({ id: j.id, model: j.model, maxVelocity: j.maxVelocity, ...j.options }));
+      const protocol = protocolFor(motors);
+      const sent = new Uint8Array(motors.length);
+      const send: Send = (id, data, length, flags) => {
+        if (transport.send(id, data, length, flags)) sent[current] = 1;
+      };
+      let current = 0;
+      for (current = 0; current < motors.length; current++) protocol.disable(current, send);
+      return Promise.resolve(motors.map((m, i) => ({ id: m.id, ok: sent[i] === 1, detail: sent[i] === 1 ? 'disable sent' : `the bus refused the frame (${transport.state})` })));
+    } finally {
+      transport.close();
+    }
   },
 });

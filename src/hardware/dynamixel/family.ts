@@ -1,7 +1,10 @@
 // Dynamixel X-series servos as a motor family of the driver registry (hardware/registry.ts).
 import { z } from 'zod';
-import { defineMotorFamily } from '../motor-family.js';
+import { defineMotorFamily, type MotorMadeSafe } from '../motor-family.js';
+import { errorMessage } from '../../core/index.js';
+import { DynamixelBus } from './bus.js';
 import { DynamixelMotorBus } from './motor-bus.js';
+import { openSerial } from './serial.js';
 import { MODELS, modelByName } from './tables.js';
 
 /** Dynamixel baud rates the X series supports (control table address 8). */
@@ -32,4 +35,25 @@ export const dynamixelFamily = defineMotorFamily({
       errorBudgetMs: b.errorBudgetMs,
       watchdogMs: b.watchdogMs,
     }),
+  // A servo holds its last goal with torque on for as long as it has power: torque off, each.
+  async makeSafe(b) {
+    const bus = new DynamixelBus(await openSerial(b.bus.port, b.bus.baud), { baud: b.bus.baud, usbLatencyMs: 16 });
+    try {
+      const out: MotorMadeSafe[] = [];
+      for (const { id } of b.joints) {
+        try {
+          await bus.write(id, TORQUE_ENABLE, [0]);
+          out.push({ id, ok: true, detail: 'torque off' });
+        } catch (err) {
+          out.push({ id, ok: false, detail: errorMessage(err) });
+        }
+      }
+      return out;
+    } finally {
+      await bus.close();
+    }
+  },
 });
+
+/** Control table address of Torque Enable (X series). */
+const TORQUE_ENABLE = 64;
