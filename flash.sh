@@ -13,6 +13,7 @@
 #          --check    change nothing; exit 1 when changes are pending, 0 when up to date
 #          --force    overwrite /etc/reflex/reflex.yaml with config/example.yaml
 #          --keep N   previous releases kept beside the current one (default 3)
+# Exit status: 0 done (or up to date), 1 changes pending (--check), 2 usage or failure.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,10 +25,16 @@ ARCH=arm64
 VERSION=
 RELEASE_DIR=
 TMPS=()
+DONE=0
 
 die() { echo "flash.sh: $*" >&2; exit 2; }
 say() { echo "flash.sh: $*" >&2; }
-cleanup() { if [ ${#TMPS[@]} -gt 0 ]; then rm -rf "${TMPS[@]}"; fi; }
+# Any failure exits 2, so that --check's 1 always means "changes pending".
+cleanup() {
+  local rc=$?
+  if [ ${#TMPS[@]} -gt 0 ]; then rm -rf "${TMPS[@]}"; fi
+  if [ "$rc" -ne 0 ] && [ "$DONE" -eq 0 ]; then exit 2; fi
+}
 trap cleanup EXIT
 
 # One pending change: say it, count it; returns 0 when the caller should make it.
@@ -39,7 +46,7 @@ change() {
   esac
 }
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 # --- small idempotent steps (paths are absolute) ----------------------------------------------
 
@@ -180,7 +187,7 @@ stage_release() {
     # Without a cross compiler the robot builds it at first boot (scripts/flash/reflex-firstboot.sh).
     say "warning: no native addon for linux-$ARCH in this release (no ${CROSS}g++): reflex-firstboot builds it on the robot"
   fi
-  find "$s" -name '*.map' -delete
+  find "$s/dist" -name '*.map' -delete
   printf 'version=%s\narch=%s\nnode=%s\nnative=%s\nopencv=%s\n' \
     "$version" "$ARCH" "$(node_pin)" "$native" "$opencv" >"$s/RELEASE"
   # MANIFEST: every file's mode and sha256 and every link, so that two releases compare cheaply.
@@ -416,7 +423,7 @@ while [ $# -gt 0 ]; do
     --arch) ARCH=${2:?--arch arm64|x64}; shift ;;
     --version) VERSION=${2:?--version V}; shift ;;
     --release) RELEASE_DIR=${2:?--release DIR}; shift ;;
-    -h | --help) usage ;;
+    -h | --help) usage 0 ;;
     -*) die "unknown option $1 (--help)" ;;
     *) ARGS+=("$1") ;;
   esac
@@ -448,6 +455,7 @@ case ${ARGS[0]} in
   *) usage ;;
 esac
 
+DONE=1
 case $MODE in
   check)
     if [ "$PENDING" -gt 0 ]; then echo "$PENDING change(s) pending"; exit 1; fi
