@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'native/build/', 'node_modules/', 'models/', 'scripts/', 'bin/', 'eslint.config.js'] },
+  { ignores: ['dist/', 'native/build/', 'node_modules/', 'models/', '.cache/', '.run/', 'scripts/', 'bin/', 'eslint.config.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
