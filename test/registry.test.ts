@@ -10,17 +10,10 @@ import { MotorRegistry, defaultRegistry } from '../src/hardware/index.js';
 import { ScriptedChunks } from '../tools/testkit/chunks.js';
 import { armConfig } from '../tools/testkit/control.js';
 import { lagFamily, plantMemory, plantPosition } from './helpers/fake-family.js';
+import { until } from '../tools/testkit/mosquitto.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 function robot(plant: SharedArrayBuffer | undefined, joints: Record<string, unknown>[] = []) {
   return {
@@ -94,7 +87,7 @@ test('the control worker opens a bus of the test\'s family through the registry;
     assert.ok(near([0.1, 0], 0.01), `hold does not move them: ${at().join(', ')}`);
 
     await loop.startPolicy();
-    await until(() => near(target, 0.02), 5000, `the joints to reach ${target.join(', ')} (at ${at().join(', ')})`);
+    await until(`the joints to reach ${target.join(', ')}`, () => near(target, 0.02), 5000);
     assert.equal(loop.status().mode, 'policy');
 
     await loop.estop();
@@ -108,7 +101,7 @@ test('the control worker opens a bus of the test\'s family through the registry;
     assert.ok(near(held, 0.02), `a reset alone does not move them: ${at().join(', ')}`);
 
     await loop.startPolicy();
-    await until(() => near(target, 0.02), 5000, `the joints to follow the new target (at ${at().join(', ')})`);
+    await until('the joints to follow the new target', () => near(target, 0.02), 5000);
   } finally {
     await source.stop();
     await loop.stop();
