@@ -1,7 +1,7 @@
 import { createServer, createConnection, type Server, type Socket } from 'node:net';
-import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
-import { ReflexError, errorMessage, type Logger, type Part } from '../core/index.js';
+import { ReflexError, errorMessage, groupIdOf, type Logger, type Part } from '../core/index.js';
 import { LineSplitter, MAX_LINE_BYTES, OVERLONG, parseRequest, salvageId, type Response } from './protocol.js';
 import type { CommandRunner } from './registry.js';
 
@@ -64,11 +64,9 @@ const RESERVED_LINE_BYTES = 1024;
 const LINGER_MS = 2_000;
 
 export function groupId(name: string, groupFile = '/etc/group'): number {
-  for (const line of readFileSync(groupFile, 'utf8').split('\n')) {
-    const [g, , gid] = line.split(':');
-    if (g === name && gid !== undefined) return Number(gid);
-  }
-  throw new Error(`group "${name}" does not exist (socket.group)`);
+  const gid = groupIdOf(name, groupFile);
+  if (gid === null) throw new Error(`group "${name}" does not exist (socket.group)`);
+  return gid;
 }
 
 /**

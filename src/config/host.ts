@@ -3,9 +3,9 @@
 // config that names something absent is a config error (exit 78), found before any part
 // starts: found later, by the part that needs it, it used to stop a running start with exit 1,
 // and systemd restart-looped on a problem only an edit can fix.
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { errorMessage } from '../core/index.js';
+import { errorMessage, groupIdOf } from '../core/index.js';
 import { show, type ConfigProblem } from './errors.js';
 import type { Config } from './schema.js';
 
@@ -16,14 +16,6 @@ export interface HostFacts {
 
 const HOST: HostFacts = { groupFile: '/etc/group' };
 
-/** The group's id from the group file (what the control socket chowns to), or null. */
-export function groupIdOf(name: string, groupFile = HOST.groupFile): number | null {
-  for (const line of readFileSync(groupFile, 'utf8').split('\n')) {
-    const [g, , gid] = line.split(':');
-    if (g === name && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
-  }
-  return null;
-}
 
 function code(err: unknown): string {
   return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : errorMessage(err);

@@ -1,6 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import { ReflexError, errorMessage } from '../core/index.js';
+import { ReflexError, RefusedFile, errorMessage, readRegularFile } from '../core/index.js';
 import type { MotorRegistry } from '../hardware/index.js';
 import { configSchema, configSchemaFor, type Config } from './schema.js';
 import { formatProblems, keyOf, problemsOf, type ConfigProblem } from './errors.js';
@@ -128,27 +127,12 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, o
 
 /** The file's text, when it is a regular file of a config's size (not a FIFO, a device, a 2 GB log). */
 function readConfigFile(file: string, fail: (p: ConfigProblem[]) => never): string {
-  let fd: number;
   try {
-    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
-    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    return readRegularFile(file, MAX_CONFIG_BYTES).toString('utf8');
   } catch (err) {
+    if (err instanceof RefusedFile && err.reason === 'kind') return fail([{ key: '(file)', got: file, want: 'a regular file' }]);
+    if (err instanceof RefusedFile) return fail([{ key: '(file)', got: `${file} (it ${err.message})`, want: `a file of at most ${MAX_CONFIG_BYTES} bytes` }]);
     return fail([{ key: '(file)', got: file, want: `a readable file (${errorMessage(err)})` }]);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) fail([{ key: '(file)', got: file, want: 'a regular file' }]);
-    if (st.size > MAX_CONFIG_BYTES) fail([{ key: '(file)', got: `${file} of ${st.size} bytes`, want: `a file of at most ${MAX_CONFIG_BYTES} bytes` }]);
-    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
-    let n = 0;
-    for (let r = -1; r !== 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
-    if (n > MAX_CONFIG_BYTES) fail([{ key: '(file)', got: file, want: `a file of at most ${MAX_CONFIG_BYTES} bytes` }]);
-    return buf.toString('utf8', 0, n);
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    return fail([{ key: '(file)', got: file, want: `a readable file (${errorMessage(err)})` }]);
-  } finally {
-    closeSync(fd);
   }
 }
 

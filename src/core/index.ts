@@ -3,3 +3,4 @@ export { Logging, LOG_LEVELS, isLogLevel, type Logger, type LogLevel, type Loggi
 export { Lifecycle, type Part, type Reporter, type LifecycleOptions } from './lifecycle.js';
 export { Report, type Statuses } from './report.js';
 export { acquireInstanceLock, lockPathFor, LOCK_FILE, type InstanceLock } from './instance-lock.js';
+export { readRegularFile, checkRegularFile, fileKind, groupIdOf, RefusedFile } from './files.js';

@@ -6,10 +6,9 @@
 // a link whose files cannot be read, or whose outbox cannot store, starts degraded, says why
 // in status, and tries again.
 import { randomUUID } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient, type IPublishPacket } from 'mqtt';
-import { errorMessage, ReflexError, type Logger, type Part } from '../core/index.js';
+import { errorMessage, readRegularFile, ReflexError, type Logger, type Part } from '../core/index.js';
 import type { CommandRegistry } from '../api/index.js';
 import { Outbox, type OutboxStats } from './outbox.js';
 
@@ -56,6 +55,15 @@ export interface FleetStatus {
 
 /** Credential files are small; anything else (a FIFO, a device, a huge file) is refused. */
 const MAX_CREDENTIAL_BYTES = 1024 * 1024;
+
+/** A credential file: a regular file of bounded size (not a FIFO that blocks, not /dev/zero). */
+function credential(path: string): Buffer {
+  try {
+    return readRegularFile(path, MAX_CREDENTIAL_BYTES);
+  } catch (err) {
+    throw new Error(`${path}: ${errorMessage(err)}`, { cause: err });
+  }
+}
 /** Responses go to a response topic of at most this length. */
 const MAX_RESPONSE_TOPIC = 256;
 
@@ -151,10 +159,10 @@ export class FleetLink implements Part {
         properties: { maximumPacketSize: 1024 * 1024 },
         will,
         ...(o.username !== null ? { username: o.username } : {}),
-        ...(o.passwordFile !== null ? { password: readSmallFile(o.passwordFile).toString('utf8').trim() } : {}),
-        ...(o.caFile !== null ? { ca: readSmallFile(o.caFile) } : {}),
-        ...(o.certFile !== null ? { cert: readSmallFile(o.certFile) } : {}),
-        ...(o.keyFile !== null ? { key: readSmallFile(o.keyFile) } : {}),
+        ...(o.passwordFile !== null ? { password: credential(o.passwordFile).toString('utf8').trim() } : {}),
+        ...(o.caFile !== null ? { ca: credential(o.caFile) } : {}),
+        ...(o.certFile !== null ? { cert: credential(o.certFile) } : {}),
+        ...(o.keyFile !== null ? { key: credential(o.keyFile) } : {}),
       };
       const client = mqtt.connect(o.url, options);
       this.client = client;
@@ -362,25 +370,5 @@ export class FleetLink implements Part {
       await client.endAsync(false);
     }
     this.outbox?.close();
-  }
-}
-
-/** A credential file: a regular file of bounded size (not a FIFO that blocks, not /dev/zero). */
-function readSmallFile(path: string): Buffer {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new Error(`${path} is not a regular file`);
-    if (st.size > MAX_CREDENTIAL_BYTES) throw new Error(`${path} is ${st.size} bytes; at most ${MAX_CREDENTIAL_BYTES}`);
-    const buf = Buffer.alloc(st.size);
-    let got = 0;
-    while (got < st.size) {
-      const n = readSync(fd, buf, got, st.size - got, got);
-      if (n === 0) break;
-      got += n;
-    }
-    return buf.subarray(0, got);
-  } finally {
-    closeSync(fd);
   }
 }

@@ -2,10 +2,9 @@
 // LeRobot's language (observation.state, observation.images.<camera>, action, and the
 // mean/std/min/max statistics), so a LeRobot policy needs only this file written from its
 // config and stats.json to run here.
-import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ReflexError, errorMessage } from '../core/index.js';
+import { ReflexError, checkRegularFile, errorMessage, readRegularFile } from '../core/index.js';
 
 export const BUNDLE_FORMAT = 'reflex.policy/1';
 
@@ -112,60 +111,6 @@ function affine(dir: string, name: string, f: z.output<typeof feature>, s: z.out
     }
   }
   return { name, shape: [...f.shape], normalization: f.normalization, offset, scale };
-}
-
-/** What a path is, in words, for a message that says why it was refused. */
-function kind(st: Stats): string {
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSocket()) return 'a socket';
-  return 'not a regular file';
-}
-
-/**
- * Opens `path` and checks what it is before anything reads it: a regular file of at most
- * `maxBytes`. O_NONBLOCK so that opening a FIFO returns at once instead of blocking the thread
- * until a writer appears (a thread blocked in open() can be neither terminated nor joined, so
- * the process could not exit); the check is on the descriptor, so a link to /dev/zero is seen
- * for what it is. Returns the open descriptor and the size; throws naming what is wrong.
- */
-function openRegular(path: string, maxBytes: number): { fd: number; size: number } {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new Error(`is ${kind(st)}, not a regular file`);
-    if (st.size > maxBytes) throw new Error(`is ${st.size} bytes, more than the ${maxBytes} allowed`);
-    return { fd, size: st.size };
-  } catch (err) {
-    closeSync(fd);
-    throw err;
-  }
-}
-
-/** Reads a regular file of at most `maxBytes` (one that grows past it while read is refused too). */
-export function readRegularFile(path: string, maxBytes: number): Buffer {
-  const { fd, size } = openRegular(path, maxBytes);
-  try {
-    const buf = Buffer.alloc(Math.min(size, maxBytes) + 1);
-    let n = 0;
-    for (;;) {
-      const got = readSync(fd, buf, n, buf.length - n, null);
-      if (got === 0) break;
-      n += got;
-      if (n > maxBytes) throw new Error(`grew past the ${maxBytes} bytes allowed while being read`);
-      if (n === buf.length) break;
-    }
-    return buf.subarray(0, n);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Checks that `path` is a regular file of at most `maxBytes`, without reading it. */
-export function checkRegularFile(path: string, maxBytes: number): void {
-  closeSync(openRegular(path, maxBytes).fd);
 }
 
 /** Reads and checks a bundle directory. Throws BAD_REQUEST naming what is wrong. */
