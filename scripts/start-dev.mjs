@@ -15,13 +15,6 @@ const canLink = join(root, '.run', 'sim', 'can0.sock');
 // The simulated camera listens on 5600, the port config/dev.yaml reads it from. When another
 // program holds that port, take a free one and run the daemon on a copy of the config that
 // points at it, rather than fail.
-function listenable(port) {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
 function freePort() {
   return new Promise((resolve) => {
     const s = createServer();
@@ -33,7 +26,8 @@ function freePort() {
 }
 let cameraPort = 5600;
 let config = 'config/dev.yaml';
-if (!(await listenable(cameraPort))) {
+const { assertPortFree } = await import(join(root, 'dist', 'src', 'sim', 'index.js'));
+if (!(await assertPortFree(cameraPort).then(() => true, () => false))) {
   cameraPort = await freePort();
   mkdirSync(join(root, '.run'), { recursive: true });
   config = '.run/dev.yaml';
