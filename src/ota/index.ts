@@ -1,2 +1,3 @@
 export { unpackBundle, verifyBundleDir, compareVersions, BundleRefused, type Trust, type TrustedKey, type RefusalCode, type Manifest, type VerifiedBundle, type ArchiveLimits } from './verify.js';
 export { download, DownloadFailed, type DownloadOptions, type DownloadFailureCode } from './download.js';
+export { desiredPolicySchema, jobReportSchema, bundleRefSchema, parseDesired, topics, isId, JOB_STATES, TERMINAL_STATES, STEPS, DESIRED_MAX_BYTES, BUNDLE_MAX_BYTES, type DesiredPolicy, type JobReport, type JobState, type Step, type BundleRef } from './protocol.js';
