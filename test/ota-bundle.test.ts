@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { BundleRefused, compareVersions, unpackBundle, verifyBundleDir, type RefusalCode, type Trust } from '../src/ota/index.js';
 import { loadBundle } from '../src/policy/index.js';
-import { runReflex, tempDir } from '../tools/testkit/daemon.js';
+import { runReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 import { holdBundle } from './helpers/policy.js';
-import { filesOf, manifestFor, newKey, sha256, signedTar, tarOf, trustOf, type Entry } from './helpers/ota-bundles.js';
+import { filesOf, manifestFor, newKey, sha256, signedTar, smallDisk, tarOf, trustOf, type Entry } from './helpers/ota-bundles.js';
 
 const release = newKey('release');
 const files = filesOf(holdBundle('arm-hold', { version: '1.2.0' }));
@@ -88,6 +88,28 @@ test('reflex keys generate, bundle create, sign, verify: a robot that trusts the
   writeFileSync(join(v.dir, 'model.onnx'), readFileSync(join(x, 'model.onnx')));
   writeFileSync(join(v.dir, 'notes.txt'), 'hi');
   await assert.rejects(verifyBundleDir(v.dir, trust), (e: BundleRefused) => e.code === 'extra-file');
+});
+
+test('reflex bundle verify --config trusts what the robot config trusts, less its revoked keys', async () => {
+  const dir = tempDir('reflex-ota-config-');
+  mkdirSync(join(dir, 'keys'));
+  writeFileSync(join(dir, 'keys', 'fleet.pub'), release.pem);
+  const tar = join(dir, 'b.tar');
+  writeFileSync(tar, signedTar(files, { key: release }));
+  const config = (ota: Record<string, unknown>, robot = 'arm3') => writeConfig(dir, testConfig(dir, { robot: { name: robot }, ota }), `${robot}-${Object.keys(ota).length}.yaml`);
+  const trusted = { trustedKeys: [{ id: 'fleet', publicKeyFile: 'keys/fleet.pub' }] };
+  const ok = await runReflex(['bundle', 'verify', tar, '--config', config(trusted)]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /ok: arm-hold 1\.2\.0 for arm3 .*signed by fleet/);
+  const revoked = await runReflex(['bundle', 'verify', tar, '--json', '--config', config({ ...trusted, revokedKeys: ['fleet'] })]);
+  assert.equal(revoked.code, 65);
+  assert.deepEqual(JSON.parse(revoked.stdout), { ok: false, code: 'revoked-key', reason: 'signed by key fleet, which is revoked' });
+  const biped = await runReflex(['bundle', 'verify', tar, '--config', config(trusted, 'biped')]);
+  assert.equal(biped.code, 65);
+  assert.match(biped.stderr, /wrong-robot/);
+  const noKeys = await runReflex(['bundle', 'verify', tar, '--config', config({})]);
+  assert.equal(noKeys.code, 64);
+  assert.match(noKeys.stderr, /no key to verify with/);
 });
 
 test('a bundle signed with the openssl command line and packed with GNU tar is accepted', async () => {
@@ -199,6 +221,20 @@ test('hostile archives are refused while streaming, and nothing lands outside th
   await refused(whole.subarray(0, whole.length - 1024 - 700), 'unsafe-archive', /ends early/);
   await refused(whole.subarray(0, whole.length - 1024), 'unsafe-archive', /ends early: no end-of-archive marker/);
   await refused(Buffer.from('this is not a tar archive at all, just some text'.repeat(20)), 'unsafe-archive', /not a tar archive/);
+});
+
+test('a disk that fills while unpacking: the I/O error as it is, and nothing left behind', async (t) => {
+  const disk = smallDisk(t, 1024 * 1024);
+  if (!disk) return;
+  const big = { ...files, 'weights.bin': Buffer.alloc(2 * 1024 * 1024, 7) };
+  const dir = tempDir('reflex-ota-full-');
+  writeFileSync(join(dir, 'b.tar'), signedTar(big, { key: release }));
+  const into = join(disk.dir, 'bundles');
+  await assert.rejects(unpackBundle(join(dir, 'b.tar'), into, trustOf([release])), (e: NodeJS.ErrnoException) => !(e instanceof BundleRefused) && e.code === 'ENOSPC');
+  assert.deepEqual(readdirSync(into), []);
+  disk.grow(8 * 1024 * 1024);
+  const v = await unpackBundle(join(dir, 'b.tar'), into, trustOf([release]));
+  assert.equal(statSync(join(v.dir, 'weights.bin')).size, 2 * 1024 * 1024);
 });
 
 test('compareVersions: numeric parts, missing parts are 0, pre-releases below the release, build ignored', () => {

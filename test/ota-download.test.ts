@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { download, DownloadFailed, type DownloadFailureCode } from '../src/ota/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
-import { sha256 } from './helpers/ota-bundles.js';
+import { sha256, smallDisk } from './helpers/ota-bundles.js';
 
 const BODY = randomBytes(3 * 1024 * 1024 + 123);
 const SHA = sha256(BODY);
@@ -228,6 +228,26 @@ test('a restart of the downloader (a new call) resumes from the .part file; anot
     await download(s.url, other, want);
     assertDownloaded(other);
     assert.equal(s.ranges.at(-1), null);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a full disk fails with disk-full, keeps what it has, and the download resumes once there is room', async (t) => {
+  const disk = smallDisk(t, 1024 * 1024);
+  if (!disk) return;
+  const s = await serve((req, res) => honest(req, res));
+  try {
+    const file = join(disk.dir, 'bundle.tar');
+    await failsWith(download(s.url, file, { ...want, maxRetries: 3 }), 'disk-full', /the disk is full: \d+ of \d+ bytes .* kept in .*bundle\.tar\.part for a resume/);
+    assert.equal(existsSync(file), false);
+    assert.equal(s.ranges.length, 1, 'a full disk is not retried');
+    const kept = statSync(`${file}.part`).size;
+    assert.ok(kept > 0, 'what came before the disk filled is kept');
+    disk.grow(16 * 1024 * 1024);
+    await download(s.url, file, want);
+    assertDownloaded(file);
+    assert.equal(s.ranges.at(-1), `bytes=${kept}-`);
   } finally {
     await s.close();
   }

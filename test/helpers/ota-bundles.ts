@@ -2,8 +2,11 @@
 // hand (so a test can declare what no honest tool would: a size bomb, a device, a path out of
 // the bundle), and manifests signed with node:crypto as a fleet's signing step would.
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TestContext } from 'node:test';
 import type { Trust } from '../../src/ota/index.js';
 
 export interface Entry {
@@ -137,4 +140,24 @@ export function signedTar(files: Record<string, Buffer>, opts: SignedOptions = {
   }
   for (const [name, data] of Object.entries(opts.archiveFiles ?? files)) entries.push({ name, data });
   return tarOf(entries);
+}
+
+/**
+ * A folder on a tmpfs of `bytes` (a disk that fills up), unmounted after the test; null with
+ * the test skipped, saying why, where tmpfs cannot be mounted (not root, no CAP_SYS_ADMIN).
+ */
+export function smallDisk(t: TestContext, bytes: number): { dir: string; grow(to: number): void } | null {
+  if (process.getuid?.() !== 0) {
+    t.skip('mounting a small tmpfs (a disk that fills up) needs root');
+    return null;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'reflex-full-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes},mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
+  } catch (err) {
+    t.skip(`cannot mount a tmpfs here: ${(err as Error).message}`);
+    return null;
+  }
+  t.after(() => execFileSync('umount', ['-l', dir]));
+  return { dir, grow: (to) => execFileSync('mount', ['-o', `remount,size=${to}`, dir]) };
 }
