@@ -198,6 +198,15 @@ test('hostile archives are refused while streaming, and nothing lands outside th
     [{ name: 'we\\ird', data: Buffer.from('x') }, /not a safe file name/],
   ];
   for (const [e, why] of cases) await refused(withEntry(e), 'unsafe-archive', why);
+  // An innocent ustar name, and a pax record that renames it.
+  const pax = (key: string, value: string) => {
+    const body = ` ${key}=${value}\n`;
+    let len = body.length + 2;
+    if (`${len}${body}`.length !== len) len += 1;
+    return Buffer.from(`${len}${body}`);
+  };
+  await refused(tarOf([{ name: 'PaxHeader/innocent', type: 'x', data: pax('path', '../../escape') }, { name: 'innocent', data: Buffer.from('x') }]), 'unsafe-archive', /"\.\.\/\.\.\/escape" climbs out/);
+  await refused(tarOf([{ name: 'PaxHeader/innocent', type: 'x', data: pax('path', join(outside, 'abs')) }, { name: 'innocent', data: Buffer.from('x') }]), 'unsafe-archive', /is an absolute path/);
   assert.deepEqual(readdirSync(outside), []);
   assert.equal(existsSync(join(outside, '..', 'escape')), false);
 

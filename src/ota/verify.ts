@@ -4,7 +4,7 @@
 // nothing in a manifest is believed before its signature verifies.
 import { constants, createReadStream } from 'node:fs';
 import { open, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { readRegularFile, RefusedFile } from '../core/index.js';
 import { policySchema, POLICY_JSON_MAX_BYTES, type PolicySpec } from '../policy/index.js';
@@ -101,7 +101,7 @@ function checksOf(t: Trust): Checks {
 
 /** A folder name for a verified bundle: what it is, and unique. */
 function bundleDirName(m: Manifest, sha: string): string {
-  return `${m.name}-${m.version.replace(/[^0-9A-Za-z.-]/g, '_')}-${sha.slice(0, 12)}-${Date.now().toString(36)}`;
+  return `${m.name}-${m.version.replace(/[^0-9A-Za-z.-]/g, '_')}-${sha.slice(0, 12)}-${randomBytes(4).toString('hex')}`;
 }
 
 async function writeNew(path: string, bytes: Buffer): Promise<void> {
