@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { pinnedNode } from './node-pin.mjs';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const dir = join(root, 'dist', 'bench');
@@ -16,7 +17,7 @@ if (!name || !known.includes(name)) {
 // --expose-gc lets a benchmark start from a clean heap; a large young generation keeps
 // scavenges out of short measurement windows, so heap growth per tick can be read directly.
 const flags = ['--expose-gc', '--min-semi-space-size=64', '--max-semi-space-size=64'];
-const cmd = [process.execPath, ...flags, join(dir, `${name}.js`), ...args];
+const cmd = [pinnedNode(), ...flags, join(dir, `${name}.js`), ...args];
 // As root, run with the memory-lock limit a deployed unit has (LimitMEMLOCK=infinity), so the
 // control thread's mlockall is measured as it runs on a robot.
 const prlimit = process.getuid?.() === 0 && spawnSync('prlimit', ['--memlock=unlimited:unlimited', 'true'], { stdio: 'ignore' }).status === 0;

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensurePinnedNode, pinnedVersion } from './node-pin.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quiet = process.argv.includes('--quiet');
@@ -21,8 +22,12 @@ const DEBIAN_PACKAGES = [
   'shellcheck', // test/flash.test: flash.sh and the first-boot script it installs stay shellcheck-clean
   // `flash.sh release --arch arm64` cross-compiles reflex's native addon for the Jetson (test/flash)
   ...(process.arch === 'x64' ? ['g++-aarch64-linux-gnu'] : []),
+  // test/arm64-emulation runs that arm64 release (the pinned Node for arm64) under qemu-user
+  ...(process.arch === 'x64' ? ['qemu-user-static'] : []),
   'systemd', // systemd-analyze verify and systemd-sysusers check the files under systemd/ (test/systemd-units)
   'systemd-container', // systemd-nspawn boots Debian's systemd with reflex.service in it (test/systemd-boot)
+  'openssh-server', 'openssh-client', // test/flash-ssh: `flash.sh ssh` installs into a container over a real sshd
+  'ffmpeg', // the recorder encodes camera frames to MP4 (libx264); tests read videos back with ffprobe
   // SocketCAN tests boot Debian's kernel in QEMU where this kernel has no CAN (see ensureCanVmKernel)
   ...(process.arch === 'x64' ? ['qemu-system-x86', 'busybox-static'] : []),
 ];
@@ -40,6 +45,13 @@ const NPM_ENV = {
   OPENCV_LIB_DIR: `/usr/lib/${MULTIARCH}`,
   OPENCV_BIN_DIR: '/usr/bin',
 };
+
+// Everything below builds for, and runs on, the pinned Node (scripts/node-pin.mjs): npm and
+// node-gyp run under it (first on PATH) and compile addons against its headers (nodedir).
+let PINNED = null;
+function pinnedEnv(env = process.env) {
+  return { ...env, PATH: `${join(PINNED, 'bin')}:${env.PATH ?? ''}`, npm_config_nodedir: PINNED };
+}
 
 function say(msg) {
   if (!quiet) process.stderr.write(`bootstrap: ${msg}\n`);
@@ -59,7 +71,16 @@ function run(cmd, args, opts = {}) {
 
 function checkNode() {
   const major = Number(process.versions.node.split('.')[0]);
-  if (major < 20) fail(`Node.js ${process.versions.node} is too old: reflex needs 20 or later`);
+  // Only the bootstrap itself runs on this machine's Node; reflex runs on the pinned one.
+  if (major < 18) fail(`Node.js ${process.versions.node} cannot run the bootstrap: 18 or later fetches the pinned ${pinnedVersion()}`);
+}
+
+function ensureNode() {
+  try {
+    PINNED = ensurePinnedNode(say);
+  } catch (err) {
+    fail(err.message);
+  }
 }
 
 function missingDebianPackages() {
@@ -90,9 +111,9 @@ function sha256(file) {
 
 function ensureNodeModules() {
   const stamp = join(root, 'node_modules', '.reflex-lock.sha256');
-  const want = sha256(join(root, 'package-lock.json')) + ' ' + process.versions.modules;
+  const want = sha256(join(root, 'package-lock.json')) + ' node ' + pinnedVersion();
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return;
-  run('npm', ['ci', '--no-audit', '--no-fund'], { env: NPM_ENV });
+  run('npm', ['ci', '--no-audit', '--no-fund'], { env: pinnedEnv(NPM_ENV) });
   writeFileSync(stamp, want);
 }
 
@@ -136,16 +157,13 @@ function nodeGyp() {
 
 function ensureNativeAddon() {
   const stamp = join(root, 'native', 'build', '.reflex-stamp');
-  const abi = `${process.versions.modules} ${process.arch}`;
+  const abi = `node ${pinnedVersion()} ${process.arch}`;
   const addon = join(root, 'native', 'build', 'Release', 'reflex_native.node');
   if (existsSync(addon) && stampIsFresh(stamp, ['native/binding.gyp', 'native/src'], abi)) return;
   const [cmd, pre] = nodeGyp();
-  // Build against the headers that came with this Node when it has them, so node-gyp does not
-  // try to download them (there is no network on a robot or here).
-  const prefix = dirname(dirname(process.execPath));
-  const local = existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
-  const nodedir = process.env.npm_config_nodedir ? [] : local;
-  run(cmd, [...pre, 'rebuild', '--directory', 'native', ...nodedir]);
+  // Against the pinned Node's own headers, so node-gyp never downloads any (there is no
+  // network on a robot or here).
+  run(cmd === process.execPath ? join(PINNED, 'bin', 'node') : cmd, [...pre, 'rebuild', '--directory', 'native', `--nodedir=${PINNED}`], { env: pinnedEnv() });
   writeStamp(stamp, abi);
 }
 
@@ -181,6 +199,7 @@ function ensureCanVmKernel() {
 
 checkNode();
 ensureDebianPackages();
+ensureNode();
 ensureCanVmKernel();
 ensureNodeModules();
 ensureNativeAddon();

@@ -6,7 +6,10 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { pinnedNode } from './node-pin.mjs';
 
+// The simulator and the daemon run on the pinned Node (the bootstrap, npm's prestart, has it).
+const node = pinnedNode();
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const cli = join(root, 'dist', 'src', 'cli', 'main.js');
 const link = join(root, '.run', 'sim', 'dxl0');
@@ -37,7 +40,7 @@ if (!(await assertPortFree(cameraPort).then(() => true, () => false))) {
 
 // Its own process group: Ctrl-C in the terminal must reach the daemon, not pull the simulated
 // robot out from under it while it is still making the motors safe.
-const sim = spawn(process.execPath, [cli, 'sim', 'rig', '--link', link, '--can-link', canLink, '--camera-port', String(cameraPort), '--socket', join(root, '.run', 'sim', 'rig.sock')], {
+const sim = spawn(node, [cli, 'sim', 'rig', '--link', link, '--can-link', canLink, '--camera-port', String(cameraPort), '--socket', join(root, '.run', 'sim', 'rig.sock')], {
   cwd: root,
   stdio: ['ignore', 'pipe', 'inherit'],
   detached: true,
@@ -48,7 +51,7 @@ await new Promise((resolve, reject) => {
 });
 process.stderr.write(`simulated rig: servos on ${link}, CAN base on ${canLink}, camera on tcp ${cameraPort}, task score: npx reflex sim score\n`);
 
-const daemon = spawn(process.execPath, [cli, 'run', '--config', config], { cwd: root, stdio: 'inherit' });
+const daemon = spawn(node, [cli, 'run', '--config', config], { cwd: root, stdio: 'inherit' });
 
 // A live line every two seconds: what the robot is doing, from the daemon's and the rig's sockets.
 const { request } = await import(join(root, 'dist', 'src', 'api', 'index.js'));

@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { pinnedNode } from './node-pin.mjs';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const filters = process.argv.slice(2);
@@ -26,5 +27,14 @@ if (files.length === 0) {
   process.stderr.write(`no test files match ${filters.join(' ')}\n`);
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit', cwd: root });
+// On the pinned Node, whatever Node runs npm: the suite tests the runtime the robot runs.
+let node;
+try {
+  node = pinnedNode();
+} catch (err) {
+  process.stderr.write(`${err.message}\n`);
+  process.exit(1);
+}
+process.stderr.write(`tests on Node ${node === process.execPath ? process.versions.node : node}\n`);
+const r = spawnSync(node, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit', cwd: root });
 process.exit(r.status ?? 1);
