@@ -135,6 +135,30 @@ test('a wrong Content-Range is never spliced: the part is dropped and the file f
   }
 });
 
+test('a file that changed on the server since the part began is fetched whole, not spliced', async () => {
+  const old = randomBytes(BODY.length);
+  // The server ignores If-Range: it answers every Range with 206 of whatever it holds now.
+  const s = await serve((req, res, n) => {
+    if (n === 1) return dropAfter(res, 200, { etag: '"old"', 'content-length': old.length }, old, 1024 * 1024);
+    const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+    if (req.headers.range) {
+      res.writeHead(206, { etag: '"new"', 'content-range': `bytes ${start}-${BODY.length - 1}/${BODY.length}`, 'content-length': BODY.length - start });
+      return void res.end(BODY.subarray(start));
+    }
+    res.writeHead(200, { etag: '"new"', 'content-length': BODY.length });
+    res.end(BODY);
+  });
+  try {
+    const file = dest();
+    await download(s.url, file, { ...want, maxRetries: 3 });
+    assertDownloaded(file);
+    assert.match(s.ranges[1] ?? '', /^bytes=\d+-$/);
+    assert.equal(s.ranges[2], null, 'the old part dropped, the new file fetched whole');
+  } finally {
+    await s.close();
+  }
+});
+
 test('a garbled body fails with hash-mismatch and leaves neither the file nor a part', async () => {
   const garbled = Buffer.from(BODY);
   garbled[123_456]! ^= 0xff;

@@ -123,7 +123,8 @@ export async function extractArchive(archive: string, dir: string, limits: Archi
     if (!st.isFile()) throw new BundleRefused('unsafe-archive', `${archive} is not a regular file`);
     const magic = Buffer.alloc(2);
     gzip = readSync(fd, magic, 0, 2, 0) === 2 && magic[0] === 0x1f && magic[1] === 0x8b;
-    if (!gzip && st.size > maxTar) throw new BundleRefused('too-large', `the archive is ${st.size} bytes, more than the ${maxTar} its limits allow`);
+    // Compressed, a tar is never much larger than itself.
+    if (st.size > maxTar) throw new BundleRefused('too-large', `the archive is ${st.size} bytes, more than the ${maxTar} its limits allow`);
   } catch (err) {
     closeSync(fd);
     throw err;

@@ -263,6 +263,11 @@ async function attemptOnce(target: URL, part: string, meta: PartMeta, metaPath: 
     }
   }
   const validator = (res.headers.etag && !res.headers.etag.startsWith('W/') ? res.headers.etag : null) ?? res.headers['last-modified'] ?? null;
+  if (status === 206 && offset > 0 && meta.validator !== null && validator !== null && validator !== meta.validator) {
+    // The server ignored If-Range and the file changed since the part began: never spliced.
+    res.destroy();
+    throw new Retry(`${url.host}: the file changed since the download began (${meta.validator}, now ${validator}): starting again`, 'http', true);
+  }
   if (validator !== meta.validator) {
     meta.validator = validator;
     await local(writeMeta(metaPath, meta));
