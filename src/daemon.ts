@@ -9,6 +9,7 @@ import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } fro
 import { PolicyRuntime, imageSpecs, loadBundle } from './policy/index.js';
 import { VisionRuntime, type ImageSpec } from './hardware/camera/index.js';
 import { FleetLink, LogShipper } from './fleet/index.js';
+import { Updater, parseDesired, topics } from './ota/index.js';
 
 export type { DaemonStatus } from './api/index.js';
 
@@ -35,11 +36,18 @@ const FLEET_DISABLED = {
   headline: () => 'fleet disabled',
 } satisfies Reporter;
 
+/** Stands in for the update engine when the config turns it off (ota.enabled: false). */
+const OTA_DISABLED = {
+  name: 'ota',
+  status: () => ({ state: 'disabled' as const }),
+} satisfies Reporter;
+
 export class Daemon {
   readonly loop: ControlLoop;
   readonly policy: PolicyRuntime;
   readonly vision: VisionRuntime;
   readonly fleet: FleetLink | null;
+  readonly updater: Updater | null;
   readonly commands: CommandRegistry<DaemonCatalog>;
   private readonly lifecycle: Lifecycle;
   private readonly report: Report<{
@@ -47,6 +55,7 @@ export class Daemon {
     policy: PolicyRuntime;
     cameras: VisionRuntime;
     fleet: FleetLink | typeof FLEET_DISABLED;
+    ota: Updater | typeof OTA_DISABLED;
     socket: ControlSocketServer;
     systemd: HealthPart;
   }>;
@@ -68,10 +77,27 @@ export class Daemon {
       logging.child('daemon').fatal({ err: err.message }, 'control loop died; stopping so systemd restarts reflex');
       this.shutdown('control loop died', EXIT.FAILURE);
     });
-    this.vision = new VisionRuntime(config.cameras, startupSpecs(config.policy.bundle), logging.child('camera'));
+    // The committed policy (persisted by the update engine) boots, not the config's: the
+    // config's bundle is only the first boot's.
+    this.updater = config.ota.enabled
+      ? new Updater(
+          {
+            deviceId: config.deviceId,
+            stateDir: config.paths.stateDir,
+            settings: config.ota,
+            robotType: config.robot.name,
+            limits: config.robot.joints.map((j) => j.limits),
+          },
+          logging.child('ota'),
+        )
+      : null;
+    const boot = this.updater?.bootPolicies(config.policy.bundle) ?? { bundle: config.policy.bundle, previous: null };
+    // Raw frames (for the recorder's videos) are published only while it records.
+    this.vision = new VisionRuntime(config.cameras, startupSpecs(boot.bundle), logging.child('camera'), { raw: config.record.enabled });
     this.policy = new PolicyRuntime(
       {
-        bundle: config.policy.bundle,
+        bundle: boot.bundle,
+        previous: boot.previous,
         onnxruntimePath: config.policy.onnxruntimePath,
         providers: config.policy.providers,
         stateDir: config.paths.stateDir,
@@ -99,12 +125,16 @@ export class Daemon {
     this.commands = new CommandRegistry(CATALOG, { debug: config.debug.faultInjection });
     const socket = new ControlSocketServer(config.socket, this.commands, logging.child('socket'));
     this.fleet = config.fleet.enabled && config.fleet.url !== null ? this.fleetLink(config.fleet.url) : null;
+    this.updater?.attach({ runtime: this.policy, loop: this.loop });
+    if (this.updater && this.fleet) this.followUpdates(this.updater, this.fleet);
     const health = this.healthPart();
     // Status shows the parts under these keys, in this order; STATUS= and telemetry follow it.
-    this.report = new Report({ loop: this.loop, policy: this.policy, cameras: this.vision, fleet: this.fleet ?? FLEET_DISABLED, socket, systemd: health });
+    this.report = new Report({ loop: this.loop, policy: this.policy, cameras: this.vision, fleet: this.fleet ?? FLEET_DISABLED, ota: this.updater ?? OTA_DISABLED, socket, systemd: health });
     this.commands.add(this.ownCommands());
-    for (const part of [this.loop, this.policy, this.vision]) this.commands.add(this.noteHolds(part.api()));
-    const parts: Part[] = [this.loop, this.vision, this.policy, socket, ...(this.fleet ? [this.fleet] : []), health];
+    for (const part of [this.loop, this.policy, this.vision]) this.commands.add(this.noteHolds(this.throughUpdates(part.api())));
+    this.commands.add(this.updateCommands());
+    // The update engine recovers an interrupted update before the fleet can send a new one.
+    const parts: Part[] = [this.loop, this.vision, this.policy, ...(this.updater ? [this.updater] : []), socket, ...(this.fleet ? [this.fleet] : []), health];
     this.lifecycle = new Lifecycle(parts, logging.child('lifecycle'), { stopTimeoutMs: deps.stopTimeoutMs ?? 3000 });
   }
 
@@ -169,6 +199,74 @@ export class Daemon {
     });
     this.loop.on('fault', (reason: string) => void link.event('fault', { reason }).catch(() => undefined));
     return link;
+  }
+
+  /**
+   * The desired policy (the device's own document and its group's) goes to the update engine;
+   * its job reports go out retained. A document that cannot be read is logged, never acted on.
+   */
+  private followUpdates(updater: Updater, link: FleetLink): void {
+    const log = this.deps.logging.child('ota');
+    const follow = (payload: Buffer) => {
+      if (payload.length === 0) return; // a retained document cleared
+      const r = parseDesired(payload);
+      if (r.ok) updater.desired(r.doc);
+      else log.warn({ err: r.reason }, 'desired policy document refused');
+    };
+    link.watch(topics.desired(this.deps.config.deviceId), follow);
+    const group = this.deps.config.ota.group;
+    if (group !== null) link.watch(topics.groupDesired(group), follow);
+    updater.onReport((topic, report) => link.publishRetained(topic, report));
+  }
+
+  /**
+   * With an update engine, the technician's policy.activate and policy.rollback go through it
+   * (the same shadow run, trial and rollback as a fleet update) instead of the bare swap.
+   */
+  private throughUpdates(handlers: DaemonHandlers): DaemonHandlers {
+    if (this.updater === null) return handlers;
+    const { 'policy.activate': _a, 'policy.rollback': _r, ...rest } = handlers;
+    return rest;
+  }
+
+  /** ota.status and ota.cancel, and the technician's swaps through the update engine. */
+  private updateCommands(): DaemonHandlers {
+    const u = this.updater;
+    if (u === null) return { 'ota.status': () => ({ state: 'disabled' as const }), 'ota.cancel': () => null };
+    return {
+      'ota.status': () => u.status(),
+      'ota.cancel': ({ jobId }) => u.cancel(jobId),
+      'policy.activate': ({ path }) => u.activateLocal(path),
+      'policy.rollback': () => u.rollback(),
+    };
+  }
+
+  /** The flywheel recorder: the loop's tick records and the recorded cameras' raw frames. */
+  private makeRecorder(): Recorder {
+    const { config, logging } = this.deps;
+    const r = config.record;
+    const wanted = r.cameras ?? config.cameras.map((c) => c.name);
+    return new Recorder(
+      {
+        dir: r.dir ?? defaultRecordDir(config.paths.stateDir),
+        fps: r.fps ?? config.control.rateHz,
+        rateHz: config.control.rateHz,
+        robotType: config.robot.name,
+        joints: config.robot.joints.map((j) => j.name),
+        cameras: this.vision.raw.filter((c) => wanted.includes(c.name)),
+        rawWanted: this.vision.rawWanted,
+        task: r.task,
+        maxDiskMb: r.maxDiskMb,
+        minFreeMb: r.minFreeMb,
+        disabled: r.enabled ? null : 'record.enabled is false in the config',
+      },
+      this.loop.ticks,
+      () => {
+        const active = this.policy.status().active;
+        return active === null ? null : { name: active.name, version: active.version };
+      },
+      logging.child('record'),
+    );
   }
 
   private async camerasStreaming(timeoutMs: number): Promise<void> {

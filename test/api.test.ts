@@ -110,7 +110,7 @@ test('the fleet refuses every catalog command not marked fleet-allowed, and runs
     }
     await until('every reply', () => replies.size === asked.length, 10_000);
     const allowed: string[] = names.filter((n) => CATALOG[n].fleet).sort();
-    assert.deepEqual(allowed, ['camera.snapshot', 'estop', 'log.level', 'policy.activate', 'policy.rollback', 'policy.start', 'policy.stop', 'reset', 'status']);
+    assert.deepEqual(allowed, ['camera.snapshot', 'estop', 'log.level', 'ota.cancel', 'ota.status', 'policy.activate', 'policy.rollback', 'policy.start', 'policy.stop', 'reset', 'status']);
     for (const n of asked) {
       const r = replies.get(n);
       if (allowed.includes(n)) assert.equal(r?.ok, true, `${n} runs from the fleet`);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/file.h>
+#include <sys/socket.h>
 #endif
 
 #include "can.h"
@@ -182,6 +183,40 @@ Napi::Value FlockExclusive(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), err);
 }
 
+// peerCred(fd) -> { pid, uid, gid, groups: number[] | null } | errno: who is at the other end of
+// a connected Unix socket, as the kernel recorded it at connect (SO_PEERCRED), and that
+// process's supplementary groups (SO_PEERGROUPS, Linux 4.13+; null where the kernel lacks it).
+Napi::Value PeerCred(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef __linux__
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return Napi::Number::New(env, errno);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", Napi::Number::New(env, cred.pid));
+  out.Set("uid", Napi::Number::New(env, cred.uid));
+  out.Set("gid", Napi::Number::New(env, cred.gid));
+#ifdef SO_PEERGROUPS
+  gid_t groups[256];
+  socklen_t glen = sizeof groups;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
+    size_t n = glen / sizeof(gid_t);
+    Napi::Array arr = Napi::Array::New(env, n);
+    for (size_t i = 0; i < n; i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, groups[i]));
+    out.Set("groups", arr);
+  } else {
+    out.Set("groups", env.Null());
+  }
+#else
+  out.Set("groups", env.Null());
+#endif
+  return out;
+#else
+  return Napi::Number::New(env, 95);
+#endif
+}
+
 // exitAfter(ms, code): a detached thread that ends the process with _exit(code) after ms,
 // unless it has ended by then. process.exit() joins every worker thread first, and a worker
 // stuck in a system call (a FIFO, a driver, a TensorRT build) never joins: this bounds it.
@@ -198,6 +233,7 @@ Napi::Value ExitAfter(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("exitAfter", Napi::Function::New(env, ExitAfter));
   exports.Set("flockExclusive", Napi::Function::New(env, FlockExclusive));
+  exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("canOpen", Napi::Function::New(env, CanOpen));
   exports.Set("canSetFilters", Napi::Function::New(env, CanSetFilters));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));

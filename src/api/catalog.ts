@@ -6,6 +6,7 @@ import type { LoopStatus, ModeName } from '../control/index.js';
 import type { PolicyInfo, PolicyStatus } from '../policy/index.js';
 import type { CameraStatus } from '../hardware/camera/index.js';
 import type { FleetStatus } from '../fleet/index.js';
+import type { JobReport, UpdaterStatus } from '../ota/index.js';
 import { NO_ARGS, command, num, oneOf, str, type ArgsIn, type Catalog, type Handlers, type ResultOf } from './command.js';
 import type { SocketStatus } from './server.js';
 
@@ -18,6 +19,8 @@ export interface DaemonStatus {
   policy: PolicyStatus;
   cameras: CameraStatus[];
   fleet: FleetStatus | { state: 'disabled' };
+  /** The update engine: the job in progress (or the last), the committed policies, the floors. */
+  ota: UpdaterStatus | { state: 'disabled' };
   socket: SocketStatus;
   systemd: { watchdogMs: number | null };
   /** Every part's faults, in words. */
@@ -49,6 +52,14 @@ export const CATALOG = {
     summary: 'swap back to the previous policy (the one rolled back from is released); the mode is kept',
     args: NO_ARGS,
     moves: true,
+    fleet: true,
+  }),
+  'ota.status': command<UpdaterStatus | { state: 'disabled' }>()({ summary: 'the policy update in progress (or the last), the committed active and previous policy, version floors', args: NO_ARGS, moves: false, fleet: true }),
+  // Only before activation; past it the trial decides (commit or roll back).
+  'ota.cancel': command<JobReport | null>()({
+    summary: 'cancel the policy update in progress {jobId?} (before its activation only)',
+    args: NO_ARGS.extend({ jobId: str().optional() }),
+    moves: false,
     fleet: true,
   }),
   'policy.start': command<ModeResult>()({ summary: 'run the active policy (soft start from hold)', args: NO_ARGS, moves: true, fleet: true }),

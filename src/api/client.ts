@@ -1,5 +1,5 @@
 import { createConnection, type Socket } from 'node:net';
-import { ReflexError, errorMessage } from '../core/index.js';
+import { ReflexError, errorMessage, type ErrorCode } from '../core/index.js';
 import { isObject, type Response } from './protocol.js';
 import type { DaemonArgs, DaemonCommand, DaemonResult } from './catalog.js';
 
@@ -33,9 +33,22 @@ export async function request(path: string, cmd: string, args: Record<string, un
     });
     const res = JSON.parse(line) as Response;
     if (!isObject(res)) throw new ReflexError('COMMAND_FAILED', 'daemon sent a malformed response');
-    if (!res.ok) throw new ReflexError('COMMAND_FAILED', `${res.error.code}: ${res.error.message}`);
+    if (!res.ok) throw remoteError(res.error);
     return res.result;
   } finally {
     sock.destroy();
   }
+}
+
+/**
+ * The daemon's error code, kept when a caller acts on it (the technician's client turns it into
+ * an exit status); any other is COMMAND_FAILED. Never a `timeout`/`disconnected` flag: the
+ * daemon answered.
+ */
+const KEPT_CODES: ReadonlySet<string> = new Set<ErrorCode>(['BAD_REQUEST', 'UNKNOWN_COMMAND', 'BUSY', 'FORBIDDEN', 'REFUSED', 'BUS_FAULT', 'BUS_ERROR', 'DEVICE_ERROR']);
+
+/** The error an error response stands for: its message as `CODE: message`. */
+export function remoteError(error: { code: string; message: string }): ReflexError {
+  const code: ErrorCode = KEPT_CODES.has(error.code) ? (error.code as ErrorCode) : 'COMMAND_FAILED';
+  return new ReflexError(code, `${error.code}: ${error.message}`);
 }

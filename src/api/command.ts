@@ -3,6 +3,7 @@
 // the fleet may send it. The control socket, the fleet link and the technician's client all
 // read the same entry, so none of them keeps a list of its own.
 import { z } from 'zod';
+import type { Origin } from './access.js';
 
 export interface CommandSpec<A extends z.ZodTypeAny = z.ZodTypeAny, R = unknown> {
   /** One line, for `help` and the README. */
@@ -20,6 +21,8 @@ export interface CommandSpec<A extends z.ZodTypeAny = z.ZodTypeAny, R = unknown>
   readonly fleet: boolean;
   /** Fault injection for tests: answered only when the daemon's config turns it on. */
   readonly debug?: boolean;
+  /** Only reads (status, a snapshot): not logged with who sent it. Every other command is. */
+  readonly readOnly?: boolean;
   /** Never set: it carries the result's type to the handler and to the client. */
   readonly result?: R;
 }
@@ -37,7 +40,8 @@ export type ArgsOf<S extends CommandSpec> = z.output<S['args']>;
 /** The args a caller sends. */
 export type ArgsIn<S extends CommandSpec> = z.input<S['args']>;
 export type ResultOf<S extends CommandSpec> = Exclude<S['result'], undefined>;
-export type Handler<S extends CommandSpec> = (args: ArgsOf<S>) => ResultOf<S> | Promise<ResultOf<S>>;
+/** `origin`: who sent it (a socket peer, the fleet link), for the audit trail and what they may hold. */
+export type Handler<S extends CommandSpec> = (args: ArgsOf<S>, origin: Origin) => ResultOf<S> | Promise<ResultOf<S>>;
 /** What a part contributes: handlers for some of a catalog's commands. */
 export type Handlers<C extends Catalog> = { readonly [N in keyof C]?: Handler<C[N]> };
 

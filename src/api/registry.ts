@@ -1,9 +1,12 @@
 import { ReflexError } from '../core/index.js';
 import { argsMessage, type Catalog, type CommandSpec, type Handlers } from './command.js';
+import { INTERNAL, type Origin } from './access.js';
 
 /** What the control socket needs of the commands: run one by name. */
 export interface CommandRunner {
-  run(name: string, args: Record<string, unknown>): Promise<unknown>;
+  run(name: string, args: Record<string, unknown>, origin?: Origin): Promise<unknown>;
+  /** The command's catalog entry, where the runner has a catalog (permissions and the audit trail read it). */
+  spec?(name: string): CommandSpec | undefined;
 }
 
 export interface RegistryOptions {
@@ -16,7 +19,7 @@ export interface RegistryOptions {
  * composition time. Args are checked against the catalog's schema before a handler runs.
  */
 export class CommandRegistry<C extends Catalog = Catalog> implements CommandRunner {
-  private readonly handlers = new Map<string, (args: unknown) => unknown>();
+  private readonly handlers = new Map<string, (args: unknown, origin: Origin) => unknown>();
 
   constructor(
     readonly catalog: C,
@@ -25,7 +28,7 @@ export class CommandRegistry<C extends Catalog = Catalog> implements CommandRunn
 
   /** Adds a part's handlers; a command answered twice, or one not in the catalog, is a wiring mistake. */
   add(handlers: Handlers<C>): this {
-    for (const [name, run] of Object.entries(handlers) as [string, ((args: unknown) => unknown) | undefined][]) {
+    for (const [name, run] of Object.entries(handlers) as [string, ((args: unknown, origin: Origin) => unknown) | undefined][]) {
       if (run === undefined) continue;
       const spec = this.spec(name);
       if (spec === undefined) throw new Error(`command ${name} is not in the catalog`);
@@ -46,7 +49,7 @@ export class CommandRegistry<C extends Catalog = Catalog> implements CommandRunn
     return Object.hasOwn(this.catalog, name) ? this.catalog[name] : undefined;
   }
 
-  async run(name: string, args: Record<string, unknown>): Promise<unknown> {
+  async run(name: string, args: Record<string, unknown>, origin: Origin = INTERNAL): Promise<unknown> {
     const run = this.handlers.get(name);
     const spec = this.spec(name);
     if (run === undefined || spec === undefined) {
@@ -54,6 +57,6 @@ export class CommandRegistry<C extends Catalog = Catalog> implements CommandRunn
     }
     const parsed = spec.args.safeParse(args);
     if (!parsed.success) throw new ReflexError('BAD_REQUEST', argsMessage(parsed.error, args));
-    return await run(parsed.data);
+    return await run(parsed.data, origin);
   }
 }

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { ReflexError, errorMessage, groupIdOf, type Logger, type Part } from '../core/index.js';
 import { LineSplitter, MAX_LINE_BYTES, OVERLONG, parseRequest, salvageId, type Response } from './protocol.js';
 import type { CommandRunner } from './registry.js';
+import { changesState, peerOf, refusal, type AccessOptions, type Peer } from './access.js';
 
 /** The one command a connection beyond `maxClients` may send (see README, "control socket"). */
 export const RESERVED_COMMAND = 'estop';
@@ -34,6 +35,8 @@ export interface ControlSocketOptions {
   reservedSlots?: number;
   /** How long a reserved connection has to send its line. */
   reservedDeadlineMs?: number;
+  /** Who may run what, by the peer's credentials (api/access.ts); absent: anyone who can connect. */
+  access?: AccessOptions;
 }
 
 /** The socket as status shows it: who holds a slot now. */
@@ -44,7 +47,7 @@ export interface SocketStatus {
   reserved: number;
 }
 
-type Limits = Required<Omit<ControlSocketOptions, 'path' | 'mode' | 'group'>>;
+type Limits = Required<Omit<ControlSocketOptions, 'path' | 'mode' | 'group' | 'access'>>;
 
 const DEFAULTS: Limits = {
   maxClients: 16,
@@ -187,10 +190,11 @@ export class ControlSocketServer implements Part {
     this.sockets.add(sock);
     sock.once('close', () => this.sockets.delete(sock));
     const { limits } = this;
+    const peer = this.peer(sock);
     if (this.clients < limits.maxClients) {
       this.clients++;
       this.full = false;
-      new Connection(sock, this, { ...limits, reserved: false, maxLineBytes: MAX_LINE_BYTES }, () => this.clients--);
+      new Connection(sock, this, { ...limits, reserved: false, maxLineBytes: MAX_LINE_BYTES }, peer, () => this.clients--);
       return;
     }
     if (!this.full) {
@@ -209,13 +213,24 @@ export class ControlSocketServer implements Part {
       sock,
       this,
       { ...limits, maxPending: 1, idleTimeoutMs: limits.reservedDeadlineMs, reserved: true, maxLineBytes: RESERVED_LINE_BYTES },
+      peer,
       () => this.reserved.splice(this.reserved.indexOf(conn), 1),
     );
     this.reserved.push(conn);
   }
 
+  /** Who is connected, as the kernel says; null when it cannot say (no addon, a closed socket). */
+  private peer(sock: Socket): Peer | null {
+    try {
+      return peerOf(sock);
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'control socket: peer credentials unreadable');
+      return null;
+    }
+  }
+
   /** The reply to one request line; never throws. */
-  async answer(line: string, reserved: boolean): Promise<Response> {
+  async answer(line: string, reserved: boolean, peer: Peer | null = null): Promise<Response> {
     let id = salvageId(line);
     try {
       const req = parseRequest(line);
@@ -223,7 +238,18 @@ export class ControlSocketServer implements Part {
       if (reserved && req.cmd !== RESERVED_COMMAND) return busy(id, this.limits.maxClients);
       if (reserved) this.log.warn('e-stop through a reserved connection (the control socket is full)');
       this.log.debug({ cmd: req.cmd, id }, 'request');
-      const result = await this.commands.run(req.cmd, req.args);
+      const spec = this.commands.spec?.(req.cmd);
+      const who = peer === null ? { uid: null, user: 'unknown' } : { uid: peer.uid, user: peer.user, pid: peer.pid };
+      if (spec !== undefined && this.opts.access !== undefined) {
+        const why = refusal(req.cmd, spec, peer, this.opts.access);
+        if (why !== null) {
+          this.log.warn({ cmd: req.cmd, ...who }, 'control command refused: not an operator');
+          return { id, ok: false, error: { code: 'FORBIDDEN', message: why } };
+        }
+      }
+      // The audit trail: every command that changes the robot's state, with who sent it.
+      if (spec !== undefined && changesState(spec)) this.log.info({ cmd: req.cmd, args: req.args, via: 'socket', ...who }, `${req.cmd} by ${who.user}`);
+      const result = await this.commands.run(req.cmd, req.args, { via: 'socket', peer });
       return { id, ok: true, result: result ?? null };
     } catch (err) {
       const code = err instanceof ReflexError ? err.code : 'COMMAND_FAILED';
@@ -278,6 +304,7 @@ class Connection {
     private readonly sock: Socket,
     private readonly server: ControlSocketServer,
     private readonly limits: ConnectionLimits,
+    private readonly peer: Peer | null,
     private readonly onRelease: () => void,
   ) {
     this.lines = new LineSplitter(limits.maxLineBytes);
@@ -341,7 +368,7 @@ class Connection {
     if (this.working) return;
     this.working = true;
     while (this.pending.length > 0 && !this.sock.destroyed && this.sock.writableLength <= this.highWater) {
-      const res = await this.server.answer(this.pending[0]!, this.limits.reserved);
+      const res = await this.server.answer(this.pending[0]!, this.limits.reserved, this.peer);
       this.pending.shift();
       this.send(res);
       // Room in the queue: take more lines from what was read, maybe read again.

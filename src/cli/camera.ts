@@ -6,6 +6,9 @@ import { ReflexError } from '../core/index.js';
 import type { Config } from '../config/index.js';
 import { loadOpenCv, openCapture } from '../hardware/camera/index.js';
 import { request } from '../api/index.js';
+import type { Command } from 'commander';
+import { daemonOptions, fail, optionalConfig, print, socketPath, type DaemonOptions } from './program.js';
+import { EXIT } from '../core/index.js';
 
 function devices(): string[] {
   const out: string[] = [];
@@ -50,4 +53,24 @@ export async function cameraSnapshot(name: string, file: string, config: Config,
   } finally {
     cap.release();
   }
+}
+
+export function registerCamera(program: Command): void {
+  const c = program.command('camera').description('the robot\'s cameras');
+  daemonOptions(c.command('list').description('configured cameras, the daemon\'s view of them, and the video devices present')).action(async (opts: DaemonOptions) => {
+    const config = optionalConfig(opts);
+    const live = await request(socketPath(opts), 'status', {}, 2000).then((s) => s.cameras, () => null);
+    print(opts, { configured: config?.cameras ?? [], daemon: live, devices: devices() }, () => {
+      const rows = live === null ? ['daemon: not reachable'] : ['daemon:', ...(live.length === 0 ? ['  (none)'] : live.map((s) => `  ${s.name}  ${s.state}, ${s.fps.toFixed(1)} fps, age ${s.ageMs === null ? '-' : `${s.ageMs.toFixed(0)} ms`}`))];
+      return `${cameraList(config)}${rows.join('\n')}\n`;
+    });
+  });
+  daemonOptions(c.command('snapshot').description('what camera NAME sees now, written to FILE (JPEG or PNG by its extension)').argument('<name>').argument('<file>')).action(
+    async (name: string, file: string, opts: DaemonOptions) => {
+      const config = optionalConfig(opts);
+      if (config === null) fail(EXIT.USAGE, 'camera snapshot needs a config (--config FILE)');
+      const text = await cameraSnapshot(name, file, config, socketPath(opts));
+      print(opts, { name, file }, () => text);
+    },
+  );
 }

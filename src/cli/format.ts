@@ -32,5 +32,29 @@ export function formatStatus(s: DaemonStatus): string {
     ['fleet link', 'error' in s.fleet && s.fleet.error ? `${s.fleet.state} (${s.fleet.error})` : s.fleet.state],
     ['faults', s.faults.length === 0 ? 'none' : s.faults.join('; ')],
     ['native addon', s.nativeAddon.available ? 'loaded' : `unavailable (${s.nativeAddon.reason ?? '?'})`],
+    ...jointRows(s),
+    ['versions', versionsLine(s.versions)],
   ]);
+}
+
+export function versionsLine(v: DaemonStatus['versions'] | undefined): string {
+  if (v === undefined) return 'unknown (a daemon older than this client)';
+  return `reflex ${v.reflex}, Node.js ${v.node}, ONNX Runtime ${v.onnxruntime ?? 'none'}, OpenCV ${v.opencv ?? 'none'}, kernel ${v.kernel}${v.jetpack ? `, ${v.jetpack}` : ''}`;
+}
+
+/** A hardware error byte in words (Dynamixel's Hardware Error Status bits). */
+export function hardwareErrorText(bits: number): string {
+  if (bits === 0) return 'ok';
+  const names = ['input voltage', '', 'overheating', 'motor encoder', 'electrical shock', 'overload'];
+  const set = names.flatMap((n, i) => (n !== '' && (bits & (1 << i)) !== 0 ? [n] : []));
+  return `0x${bits.toString(16)}${set.length > 0 ? ` (${set.join(', ')})` : ''}`;
+}
+
+function jointRows(s: DaemonStatus): [string, string][] {
+  const last = s.loop.lastTick?.joints ?? [];
+  return (s.joints ?? []).map((h) => {
+    const j = last.find((x) => x.name === h.joint);
+    const pos = j === undefined ? '' : `at ${j.position.toFixed(3)} rad, command ${j.command.toFixed(3)}, `;
+    return [`joint ${h.joint}`, `${pos}${h.temperatureC.toFixed(0)} C, ${h.voltageV.toFixed(1)} V, hardware ${hardwareErrorText(h.hardwareError)}`];
+  });
 }

@@ -3,6 +3,9 @@
 import { ReflexError } from '../core/index.js';
 import { RIG_CAN_BASE, SimCanBus, SimDynamixelBus, SimRig, simCameraSource } from '../sim/index.js';
 import { pino } from 'pino';
+import type { Command } from 'commander';
+import { request } from '../api/index.js';
+import { print, jsonOption } from './program.js';
 
 export interface SimArgs {
   link?: string | undefined;
@@ -72,4 +75,40 @@ export async function simRig(args: SimArgs): Promise<void> {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
   });
   await rig.close();
+}
+
+export function registerSim(program: Command): void {
+  const sim = program.command('sim').description('the simulated robot, for working without one');
+  sim
+    .command('dynamixel')
+    .description('a simulated servo bus on a pseudo-terminal; prints its path')
+    .option('--link <path>', 'a symlink to the pty')
+    .option('--ids <ids>', 'servo ids, e.g. 1-6 or 1,2,5', '1-6')
+    .option('--model <m>', 'servo model', 'xm430-w350')
+    .option('--firmware <f>', 'firmware version')
+    .option('--baud <b>', 'baud rate')
+    .action((o: SimArgs) => simDynamixel(o));
+  sim
+    .command('can')
+    .description('simulated CAN motors on a virtual bus socket (a CAN bus with transport: virtual, interface: PATH)')
+    .requiredOption('--link <path>', 'the bus socket')
+    .option('--ids <ids>', 'motor ids', '1-6')
+    .option('--model <m>', 'ak80-9, dm-j4310 or odrive', 'ak80-9')
+    .action((o: SimArgs) => simCan(o));
+  sim
+    .command('rig')
+    .description('the simulated robot: arm, CAN base, camera, moving target, task score and faults')
+    .requiredOption('--link <path>', 'the servo bus pty')
+    .option('--can-link <path>', 'the CAN base\'s virtual bus socket')
+    .option('--camera-port <p>', 'MJPEG camera on this tcp port')
+    .option('--socket <path>', 'the rig\'s own control socket')
+    .action((o: SimArgs & { canLink?: string; cameraPort?: string }) =>
+      simRig({ ...o, ...(o.canLink === undefined ? {} : { 'can-link': o.canLink }), ...(o.cameraPort === undefined ? {} : { 'camera-port': o.cameraPort }) }),
+    );
+  jsonOption(sim.command('score').description('the simulated rig\'s task score').option('--socket <path>', 'the rig\'s socket', '.run/sim/rig.sock')).action(
+    async (o: { socket: string; json?: boolean }) => {
+      const t = (await request(o.socket, 'task')) as { samples: number; meanErrorM: number; holdBaselineM: number };
+      print(o, t, () => `task error ${(t.meanErrorM * 100).toFixed(1)} cm mean over ${t.samples} samples; holding still would score ${(t.holdBaselineM * 100).toFixed(1)} cm\n`);
+    },
+  );
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { LOG_LEVELS } from '../core/index.js';
 import { defaultRegistry, type MotorFamily, type MotorRegistry } from '../hardware/index.js';
+import { otaSettingsSchema } from '../ota/index.js';
 
 // The one schema of the agent's config: the TypeScript types, the defaults and the validation
 // all come from here. Every object is strict, so a misspelt key is an error rather than a
@@ -199,6 +200,8 @@ export function configSchemaFor(registry: MotorRegistry) {
       cameras: z.array(camera).default([]),
       policy: policy.default({}),
       fleet: fleet.default({}),
+      /** Over-the-air policy updates (src/ota/settings.ts). */
+      ota: otaSettingsSchema.default({}),
       paths: z
         .object({
           /** Persistent state: outbox, policies, engine caches, recordings. */

@@ -6,7 +6,7 @@ import type { ControlConfig } from './config.js';
 import { ChunkExecutor } from './executor.js';
 import { SafetyFilter } from './safety.js';
 import { Intervention, MAX_HORIZON, MotorHealth, Tick, type ChunkRecord, type MotorHealthRecord, type ObservationRecord, type TickRecord } from '../rt/index.js';
-import { Mode, type LoopShared } from './shared.js';
+import { JOG, Mode, type LoopShared } from './shared.js';
 
 /** Where a joint's motor sits: which bus, which index there. */
 interface JointRef {
@@ -61,6 +61,13 @@ export class ControlCore {
   /** Per bus: the CAN controller state last reported, and the tick it was reported at. */
   private readonly controllerSeen: string[];
   private readonly controllerSeenAt: Float64Array;
+  /** The jog slot's last values read, and the jog they describe (joint -1: none). */
+  private readonly jogIn = new Float64Array(JOG.LENGTH);
+  private jogVersion = 0;
+  private jogJoint = -1;
+  private jogTarget = 0;
+  private jogStep = 0;
+  private jogDeadline = 0;
 
   constructor(
     private readonly cfg: ControlConfig,
@@ -151,6 +158,9 @@ export class ControlCore {
         }
         break;
       case Mode.HOLD:
+        this.jog(now);
+        this.desired.set(this.hold);
+        break;
       case Mode.ESTOP:
       case Mode.FAULT:
         this.desired.set(this.hold);
@@ -239,7 +249,36 @@ export class ControlCore {
     this.enterHold(this.mode === Mode.FAULT ? Mode.FAULT : Mode.ESTOP);
   }
 
+  /**
+   * While holding: moves the held pose of the jogged joint toward its target by at most its
+   * speed per tick, until the jog's deadline passes (the client stopped confirming: the joint
+   * stays where the pose had got to). The safety filter still applies limits and velocity.
+   */
+  private jog(now: number): void {
+    const slot = this.shared.jog;
+    if (slot.version !== this.jogVersion && slot.read(this.jogIn) > 0) {
+      this.jogVersion = slot.version;
+      const j = this.jogIn[JOG.joint]!;
+      this.jogJoint = Number.isInteger(j) && j >= 0 && j < this.n ? j : -1;
+      this.jogTarget = this.jogIn[JOG.target]!;
+      this.jogStep = Math.abs(this.jogIn[JOG.speed]!) / this.cfg.rateHz;
+      this.jogDeadline = this.jogIn[JOG.deadlineMs]!;
+    }
+    const j = this.jogJoint;
+    if (j < 0) return;
+    if (!(now <= this.jogDeadline) || !Number.isFinite(this.jogTarget)) {
+      this.jogJoint = -1;
+      return;
+    }
+    const h = this.hold[j]!;
+    const d = this.jogTarget - h;
+    this.hold[j] = Math.abs(d) <= this.jogStep ? this.jogTarget : h + (d > 0 ? this.jogStep : -this.jogStep);
+  }
+
   private enterHold(mode: number): void {
+    // Any change of mode ends a jog, and one asked before it is not taken up after.
+    this.jogJoint = -1;
+    this.jogVersion = this.shared.jog.version;
     this.executor.reset();
     // Hold where the joints are, not where the last command pointed: that is what stops motion.
     this.hold.set(this.q);

@@ -3,7 +3,7 @@ import { ReflexError, type Logger, type Part } from '../core/index.js';
 import { MotorHealth, WorkerHost, interventionNames, monoMs, type HistogramSummary, type InterventionName, type RealtimeReport, type TickReader, type TickRing } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import {
-  Command, LOOP_STATE_NAMES, MODE_NAMES, allocShared, viewShared,
+  Command, JOG, LOOP_STATE_NAMES, MODE_NAMES, allocShared, viewShared,
   type LoopBuffers, type LoopShared, type LoopStateName, type ModeName,
 } from './shared.js';
 import type { ControlEvent, ControlProtocol, ControlWorkerData } from './worker.js';
@@ -15,6 +15,20 @@ export interface BusStatus {
   name: string;
   state: BusStateName;
   reason: string | null;
+}
+
+/** What a jog (or its confirmation) answers: where the joint is and where it is going. */
+export interface JogResult {
+  joint: string;
+  target: number;
+  /** rad/s, after the cap at the joint's velocity limit. */
+  speed: number;
+  /** Measured, rad, at the last tick. */
+  position: number;
+  /** The pose held for it at the last tick: it walks to the target. */
+  command: number;
+  /** The held pose has reached the target. */
+  reached: boolean;
 }
 
 export interface ControlLoopOptions {
@@ -82,6 +96,7 @@ export class ControlLoop extends EventEmitter implements Part {
   private readonly statusTicks: TickReader;
   private rateSample = { ticks: 0, deadlineMs: 0, atMs: 0, hz: 0 };
   private commands: Promise<void> = Promise.resolve();
+  private readonly jogOut = new Float64Array(JOG.LENGTH);
   private lastFault: string | null = null;
   private realtime: RealtimeReport | null = null;
   private warnings: string[] = [];
@@ -304,6 +319,40 @@ export class ControlLoop extends EventEmitter implements Part {
   stopPolicy(): Promise<void> {
     return this.command(Command.POLICY_STOP, 0);
   }
+  /**
+   * Jogs joint `name` toward `to` (or by `by` from where it is held) at `speed` rad/s (capped
+   * at its velocity limit) for `ttlMs`: only while holding, only within its limits. Each call
+   * confirms the jog for another `ttlMs`; without one the joint stops where it got to.
+   */
+  jog(a: { joint: string; to?: number | undefined; by?: number | undefined; speed?: number | undefined; ttlMs?: number | undefined }): JogResult {
+    if (this.mode !== 'hold') {
+      throw new ReflexError('REFUSED', `jog only while holding; the loop is in ${this.mode}${this.mode === 'policy' ? ' (`reflex policy stop` first)' : ' (`reflex reset` first)'}`);
+    }
+    const j = this.cfg.joints.findIndex((x) => x.name === a.joint);
+    const spec = this.cfg.joints[j];
+    if (spec === undefined) throw new ReflexError('BAD_REQUEST', `no joint ${a.joint} (joints: ${this.cfg.joints.map((x) => x.name).join(', ')})`);
+    if ((a.to === undefined) === (a.by === undefined)) throw new ReflexError('BAD_REQUEST', 'jog wants one of to (rad) or by (rad)');
+    const last = this.status().lastTick?.joints[j];
+    if (last === undefined) throw new ReflexError('REFUSED', 'the loop has not ticked yet');
+    const target = a.to ?? last.command + a.by!;
+    if (target < spec.min || target > spec.max) throw new ReflexError('REFUSED', `joint ${spec.name}: ${target.toFixed(3)} rad is outside its limits ${spec.min}..${spec.max}`);
+    const speed = Math.min(a.speed ?? 0.2, spec.maxVelocity);
+    const ttlMs = a.ttlMs ?? 300;
+    this.jogOut[JOG.joint] = j;
+    this.jogOut[JOG.target] = target;
+    this.jogOut[JOG.speed] = speed;
+    this.jogOut[JOG.deadlineMs] = monoMs() + ttlMs;
+    this.shared.jog.write(this.jogOut);
+    return { joint: spec.name, target, speed, position: last.position, command: last.command, reached: Math.abs(last.command - target) < 1e-9 };
+  }
+
+  /** Ends a jog now: the joint holds where it got to. */
+  jogStop(): void {
+    this.jogOut[JOG.joint] = -1;
+    this.jogOut[JOG.deadlineMs] = 0;
+    this.shared.jog.write(this.jogOut);
+  }
+
   /** Fault injection for tests: the loop blocks for `ms` as a hung driver would. */
   stall(ms: number): Promise<void> {
     return this.command(Command.STALL, ms, false);
@@ -385,6 +434,11 @@ export class ControlLoop extends EventEmitter implements Part {
       reset: () => modeAfter(this.reset()),
       'policy.start': () => modeAfter(this.startPolicy()),
       'policy.stop': () => modeAfter(this.stopPolicy()),
+      jog: (args) => this.jog(args),
+      'jog.stop': () => {
+        this.jogStop();
+        return { mode: this.mode };
+      },
       'debug.stall': async ({ ms }) => {
         await this.stall(ms);
         return null;

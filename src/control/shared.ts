@@ -83,6 +83,14 @@ export const MODE_NAMES: readonly ModeName[] = ['hold', 'policy', 'estop', 'faul
 /** Ticks the tick ring holds by default: 10 s at 50 Hz, so a consumer polled each second keeps up. */
 export const TICK_RING_CAPACITY = 512;
 
+/**
+ * A technician's jog, main to worker (a latest-value slot): move joint `joint` (its index; -1:
+ * none) toward `target` rad at `speed` rad/s while holding, until `deadlineMs` (monoMs). The
+ * client must keep confirming (each confirmation moves the deadline): when it stops, so does
+ * the joint.
+ */
+export const JOG = { joint: 0, target: 1, speed: 2, deadlineMs: 3, LENGTH: 4 } as const;
+
 export interface LoopShared {
   words: Words<LoopWord>;
   counters: Counters<LoopCounter>;
@@ -97,6 +105,8 @@ export interface LoopShared {
   ticks: TickRing;
   /** MotorHealth records, for telemetry. */
   motors: LatestSlot;
+  /** The jog in progress (JOG layout), main to worker. */
+  jog: LatestSlot;
 }
 
 export interface LoopBuffers extends PolicyLinkBuffers {
@@ -105,6 +115,7 @@ export interface LoopBuffers extends PolicyLinkBuffers {
   ticks: SharedArrayBuffer;
   tickCapacity: number;
   motors: SharedArrayBuffer;
+  jog: SharedArrayBuffer;
 }
 
 export function allocShared(joints: number, tickCapacity = TICK_RING_CAPACITY): LoopBuffers {
@@ -115,6 +126,7 @@ export function allocShared(joints: number, tickCapacity = TICK_RING_CAPACITY): 
     ticks: new SharedArrayBuffer(TickRing.bytes(joints, tickCapacity)),
     tickCapacity,
     motors: new SharedArrayBuffer(LatestSlot.bytes(MotorHealth.size(joints))),
+    jog: new SharedArrayBuffer(LatestSlot.bytes(JOG.LENGTH)),
   };
 }
 
@@ -131,5 +143,6 @@ export function viewShared(b: LoopBuffers): LoopShared {
     chunk: link.chunk,
     ticks: new TickRing(b.joints, b.tickCapacity, b.ticks),
     motors: new LatestSlot(b.motors, MotorHealth.size(b.joints)),
+    jog: new LatestSlot(b.jog, JOG.LENGTH),
   };
 }

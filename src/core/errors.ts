@@ -18,7 +18,11 @@ export type ErrorCode =
   /** A device answered with an error in its status (e.g. access error, hardware alert). */
   | 'DEVICE_ERROR'
   /** A bus failed for longer than its error budget: latched until reset. */
-  | 'BUS_FAULT';
+  | 'BUS_FAULT'
+  /** The control socket's peer is not allowed this command (its group, see control.operatorGroup). */
+  | 'FORBIDDEN'
+  /** The command cannot be done in the robot's current state (reset with nothing to reset). */
+  | 'REFUSED';
 
 export interface ReflexErrorOptions {
   cause?: unknown;

@@ -4,3 +4,4 @@ export { Lifecycle, type Part, type Reporter, type LifecycleOptions } from './li
 export { Report, type Statuses } from './report.js';
 export { acquireInstanceLock, lockPathFor, LOCK_FILE, type InstanceLock } from './instance-lock.js';
 export { readRegularFile, checkRegularFile, fileKind, groupIdOf, RefusedFile } from './files.js';
+export { versions, type Versions } from './versions.js';

@@ -24,6 +24,9 @@ export interface LoggingOptions {
 export type LogTap = (record: Record<string, unknown>) => void;
 
 const LEVEL_VALUES: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+/** Lines of the local log kept for `reflex logs`, and the longest line kept whole. */
+const KEPT_LINES = 2000;
+const MAX_KEPT_LINE = 8192;
 /** The tap (fleet shipping) takes warnings and above. */
 const TAP_LEVEL = LEVEL_VALUES.warn;
 
@@ -49,6 +52,10 @@ export class Logging {
   private readonly wanted = new WeakMap<Logger, LogLevel>();
   private rootLevel: LogLevel;
   private tap: LogTap | null = null;
+  /** The newest lines of the local log, for `reflex logs` where there is no journal to read. */
+  private readonly recent: string[] = [];
+  /** Sequence number of the line after the newest one kept. */
+  private recentNext = 0;
 
   constructor(opts: LoggingOptions) {
     const pino = loadPino();
@@ -66,7 +73,10 @@ export class Logging {
       write: (line: string) => {
         const level = out.lastLevel;
         const logger = out.lastLogger;
-        if (level >= LEVEL_VALUES[(logger && this.wanted.get(logger)) ?? this.rootLevel]) dest.write(line);
+        if (level >= LEVEL_VALUES[(logger && this.wanted.get(logger)) ?? this.rootLevel]) {
+          dest.write(line);
+          this.keep(line);
+        }
         // Warnings and errors also go to the tap (the fleet link ships them), whatever the level set.
         if (level < TAP_LEVEL || this.tap === null) return;
         try {
@@ -78,6 +88,22 @@ export class Logging {
     };
     this.rootLevel = opts.level;
     this.root = pino({ level: pinoLevel(opts.level), base: null }, out);
+  }
+
+  private keep(line: string): void {
+    this.recent.push(line.length > MAX_KEPT_LINE ? `${line.slice(0, MAX_KEPT_LINE)}...` : line);
+    if (this.recent.length > KEPT_LINES) this.recent.shift();
+    this.recentNext++;
+  }
+
+  /**
+   * The lines of the local log from sequence number `since` (at most `limit`, the newest), and
+   * the number to ask from next time; `missed`: lines that were no longer kept.
+   */
+  recentLines(since = 0, limit = KEPT_LINES): { lines: string[]; next: number; missed: number } {
+    const first = this.recentNext - this.recent.length;
+    const from = Math.max(since, first, this.recentNext - limit);
+    return { lines: this.recent.slice(from - first), next: this.recentNext, missed: Math.max(0, first - since) };
   }
 
   /** Receives every warning and error record, whatever the level set (one tap; the fleet link). */

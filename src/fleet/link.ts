@@ -64,6 +64,8 @@ function credential(path: string): Buffer {
     throw new Error(`${path}: ${errorMessage(err)}`, { cause: err });
   }
 }
+/** Retained documents kept for the next connect while offline (one per topic). */
+const MAX_UNSENT = 256;
 /** Responses go to a response topic of at most this length. */
 const MAX_RESPONSE_TOPIC = 256;
 
@@ -96,6 +98,10 @@ export class FleetLink implements Part {
   private readonly respPrefix: string;
   private readonly eventsPrefix: string;
   private readonly backoff: Backoff;
+  /** Topics the device follows besides its commands (the desired policy), by exact name. */
+  private readonly watches = new Map<string, (payload: Buffer) => void>();
+  /** Retained documents to publish once online: the newest per topic. */
+  private readonly unsent = new Map<string, string>();
 
   constructor(
     private readonly opts: FleetOptions,
@@ -196,6 +202,42 @@ export class FleetLink implements Part {
       const refused = granted?.find((g) => g.qos >= 0x80);
       if (err || refused) this.log.error({ err: err ? errorMessage(err) : `reason code ${refused?.qos}` }, 'fleet command subscription failed');
     });
+    // Followed documents are retained: rh 0 sends the current one at every subscribe.
+    for (const topic of this.watches.keys()) {
+      client.subscribe(topic, { qos: 1, nl: true, rh: 0 }, (err, granted) => {
+        const refused = granted?.find((g) => g.qos >= 0x80);
+        if (err || refused) this.log.error({ topic, err: err ? errorMessage(err) : `reason code ${refused?.qos}` }, 'fleet subscription failed');
+      });
+    }
+    for (const [topic, body] of this.unsent) this.sendRetained(topic, body);
+  }
+
+  /**
+   * Follows a retained document (exact topic, no wildcards): `fn` gets each payload, the
+   * current one at every connect included. Call before start.
+   */
+  watch(topic: string, fn: (payload: Buffer) => void): void {
+    if (topic.includes('+') || topic.includes('#')) throw new ReflexError('BAD_REQUEST', `watch ${topic}: an exact topic, no wildcards`);
+    this.watches.set(topic, fn);
+  }
+
+  /**
+   * Publishes a retained document at QoS 1 under this device's own topics. Offline, the newest
+   * per topic waits (bounded) and goes out at the next connect.
+   */
+  publishRetained(topic: string, body: object): void {
+    if (!topic.startsWith(this.prefix) || topic.startsWith(this.cmdPrefix)) throw new ReflexError('BAD_REQUEST', `${topic}: not a document topic of this device`);
+    const text = JSON.stringify(body);
+    this.unsent.delete(topic);
+    if (this.unsent.size >= MAX_UNSENT) this.unsent.delete(this.unsent.keys().next().value!);
+    this.unsent.set(topic, text);
+    if (this.online) this.sendRetained(topic, text);
+  }
+
+  private sendRetained(topic: string, text: string): void {
+    this.client?.publish(topic, text, { qos: 1, retain: true }, (err) => {
+      if (!err && this.unsent.get(topic) === text) this.unsent.delete(topic);
+    });
   }
 
   private onClose(): void {
@@ -281,6 +323,15 @@ export class FleetLink implements Part {
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const follow = this.watches.get(topic);
+    if (follow !== undefined) {
+      try {
+        follow(payload);
+      } catch (err) {
+        this.log.error({ topic, err: errorMessage(err) }, 'a followed document could not be handled');
+      }
+      return;
+    }
     // Only our own command topics are ever acted on, whatever the broker sends.
     if (!topic.startsWith(this.cmdPrefix)) return;
     const name = topic.slice(this.cmdPrefix.length);
@@ -320,8 +371,11 @@ export class FleetLink implements Part {
       if (Date.now() > at) return refuse('EXPIRED', `command expired ${Date.now() - at} ms ago`);
     }
     const { expiresAt: _e, ...rest } = args;
+    // The audit trail: a command that changes the robot's state says where it came from.
+    const from = `mqtt ${this.opts.url} ${topic}`;
+    if (this.commands.spec(name)?.readOnly !== true) this.log.info({ cmd: name, args: rest, via: 'fleet', from }, `${name} from the fleet`);
     this.commands
-      .run(name, rest)
+      .run(name, rest, { via: 'fleet', from })
       .then((result) => {
         this.handled++;
         reply({ ok: true, result: result ?? null });

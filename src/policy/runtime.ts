@@ -4,12 +4,14 @@ import { Doorbell, MAX_HORIZON, WorkerHost, Words, type PolicyLinkBuffers } from
 import { MODEL_MAX_BYTES, loadBundle, mismatches, type PolicyBundle, type RobotShape } from './bundle.js';
 import type { SessionOptions } from './session.js';
 import { INFERENCE_METRICS, POLICY_WORDS } from './stats.js';
-import type { InferenceProtocol, InferenceWorkerData, PolicyInfo } from './worker.js';
+import type { InferenceProtocol, InferenceWorkerData, PolicyInfo, ShadowReport } from './worker.js';
 import type { DaemonHandlers } from '../api/index.js';
 
 export interface PolicyRuntimeOptions {
   /** Bundle to load at start; null starts with none (the loop holds). */
   bundle: string | null;
+  /** Bundle to load at start beside it, idle, as the rollback slot (the committed previous policy). */
+  previous?: string | null;
   onnxruntimePath: string | null;
   providers: SessionOptions['providers'];
   stateDir: string;
@@ -41,6 +43,13 @@ export interface PolicyStatus {
 /** Why a policy became active: the configured bundle at start, an activation, or a rollback. */
 export type ReadyCause = 'boot' | 'activate' | 'rollback';
 
+/** A policy loaded and warmed up beside the running one, not yet answering the loop. */
+export interface Preloaded {
+  readonly id: number;
+  readonly dir: string;
+  readonly info: PolicyInfo;
+}
+
 /** One inference worker and the policy it holds. */
 interface Slot {
   id: number;
@@ -71,6 +80,8 @@ export class PolicyRuntime implements Part {
   private active: Slot | null = null;
   private previous: Slot | null = null;
   private loading: Slot | null = null;
+  /** Preloaded, waiting for swapIn or discard. */
+  private readonly staged = new Map<number, Slot>();
   /** Every worker not yet ended: the three above, and any being released. */
   private readonly live = new Set<Slot>();
   private nextLoadDelayMs = 0;
@@ -99,7 +110,58 @@ export class PolicyRuntime implements Part {
       // so a technician or the fleet can put a working policy on it.
       this.enqueue(() => this.load(this.opts.bundle!, 'boot')).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'policy failed to load; holding'));
     }
+    const previous = this.opts.previous ?? null;
+    if (previous !== null) {
+      // The rollback slot: loaded after the active one, idle. One that cannot load only means
+      // there is nothing to roll back to.
+      this.enqueue(async () => {
+        const slot = await this.loadSlot(previous);
+        if (this.previous === null && this.active !== slot) this.previous = slot;
+        else await this.retire(slot);
+      }).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'the previous policy failed to load; no rollback slot'));
+    }
     return Promise.resolve();
+  }
+
+  /**
+   * Loads `dir` in its own worker and warms it up beside the running policy, without swapping
+   * it in: the update engine checks it (shadow), then swaps it in (swapIn) or drops it (discard).
+   */
+  preload(dir: string): Promise<Preloaded> {
+    return this.enqueue(async () => {
+      const slot = await this.loadSlot(dir);
+      this.staged.set(slot.id, slot);
+      return { id: slot.id, dir: slot.dir, info: slot.info! };
+    });
+  }
+
+  /**
+   * Runs a preloaded policy `runs` times on the live observation (and frames), its chunks
+   * going nowhere: finite actions, within `limits` (joint space, per joint), each inference
+   * within the bundle's budget. The running policy keeps serving meanwhile.
+   */
+  async shadow(p: Preloaded, runs: number, limits: readonly { min: number; max: number }[]): Promise<ShadowReport> {
+    const slot = this.staged.get(p.id);
+    if (slot === undefined || !slot.host.alive) throw new ReflexError('COMMAND_FAILED', `the preloaded policy ${p.dir} is gone (its worker ended)`);
+    return (await slot.host.request({ type: 'shadow', runs, limits: limits.map((l) => ({ min: l.min, max: l.max })) }, 30_000 + runs * 5_000));
+  }
+
+  /** Makes a preloaded policy the active one (at the loop's next chunk boundary). */
+  swapIn(p: Preloaded): Promise<PolicyInfo> {
+    return this.enqueue(() => {
+      const slot = this.staged.get(p.id);
+      this.staged.delete(p.id);
+      if (this.stopping) throw new ReflexError('COMMAND_FAILED', 'the policy runtime is stopping');
+      if (slot === undefined || !slot.host.alive || slot.info === null) throw new ReflexError('COMMAND_FAILED', `the preloaded policy ${p.dir} is gone (its worker ended)`);
+      return Promise.resolve(this.promote(slot, slot.info, 'activate'));
+    });
+  }
+
+  /** Releases a preloaded policy that will not be swapped in. */
+  async discard(p: Preloaded): Promise<void> {
+    const slot = this.staged.get(p.id);
+    this.staged.delete(p.id);
+    if (slot !== undefined) await this.retire(slot);
   }
 
   /** Loads `dir` in its own worker, warms it up, and makes it the active policy (a hot swap when one runs). */
@@ -133,7 +195,14 @@ export class PolicyRuntime implements Part {
   }
 
   private async load(dir: string, cause: ReadyCause): Promise<PolicyInfo> {
+    const slot = await this.loadSlot(dir);
+    return this.promote(slot, slot.info!, cause);
+  }
+
+  /** A new worker for `dir`, its policy loaded and warmed up (slot.info set, generation 0). */
+  private async loadSlot(dir: string): Promise<Slot> {
     if (this.stopping) throw new ReflexError('COMMAND_FAILED', 'the policy runtime is stopping');
+    const before = this.state;
     if (this.active === null) this.state = 'loading';
     let slot: Slot | null = null;
     let loaded: PolicyInfo;
@@ -150,6 +219,14 @@ export class PolicyRuntime implements Part {
     } finally {
       this.loading = null;
     }
+    // promote() makes it 'ready'; a preload alone leaves the state as it was.
+    if (this.active === null) this.state = before;
+    slot.info = loaded;
+    return slot;
+  }
+
+  /** Swaps `slot` in; the active one becomes the previous (rollback) slot, the one before released. */
+  private promote(slot: Slot, loaded: PolicyInfo, cause: ReadyCause): PolicyInfo {
     const released = this.previous;
     this.previous = this.active;
     const info = this.swapTo(slot, loaded);
@@ -249,6 +326,7 @@ export class PolicyRuntime implements Part {
 
   private onExit(slot: Slot, code: number): void {
     if (this.stopping) return;
+    this.staged.delete(slot.id);
     if (slot === this.previous) this.previous = null;
     if (slot !== this.active) return;
     this.ctrl.compareExchange('active', slot.id, 0);

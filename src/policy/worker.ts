@@ -42,6 +42,27 @@ export interface InferenceStall {
   ms: number;
 }
 
+/**
+ * A shadow run: a preloaded (inactive) policy runs on the live observation, its chunks going
+ * nowhere, so the update engine sees what it would do before it drives the arm.
+ */
+export interface ShadowRequest {
+  type: 'shadow';
+  runs: number;
+  /** Joint limits (joint space), per joint in the bundle's order. */
+  limits: { min: number; max: number }[];
+}
+
+export interface ShadowReport {
+  runs: number;
+  meanMs: number;
+  maxMs: number;
+  /** The bundle's inference budget (the chunk period it must fit). */
+  budgetMs: number;
+  /** The first thing wrong (not finite, beyond a limit, too slow, no observation), else null. */
+  problem: string | null;
+}
+
 export interface PolicyInfo {
   name: string;
   version: string;
@@ -60,8 +81,8 @@ export interface InferenceProtocol {
   ready: PolicyInfo;
   event: { type: 'inferenceError'; message: string };
   post: InferenceStall;
-  request: never;
-  reply: never;
+  request: ShadowRequest;
+  reply: ShadowReport;
 }
 
 const data = workerData as InferenceWorkerData;
@@ -198,6 +219,48 @@ async function serve(runner: PolicyRunner): Promise<void> {
   }
 }
 
+/** Runs the (inactive) policy on the newest observations; never writes a chunk. */
+async function shadow(runner: PolicyRunner, req: ShadowRequest): Promise<ShadowReport> {
+  const b = runner.bundle;
+  const budgetMs = b.spec.runtime.budgetMs;
+  const report: ShadowReport = { runs: 0, meanMs: 0, maxMs: 0, budgetMs, problem: null };
+  if (active()) return { ...report, problem: 'the policy is already active' };
+  const obs = link.observationRecord();
+  const out = new Float64Array(b.horizon * b.dof);
+  let sum = 0;
+  for (let r = 0; r < req.runs && report.problem === null; r++) {
+    if (link.observation.read(obs.data) <= 0) {
+      report.problem = 'no observation from the loop yet';
+      break;
+    }
+    const t0 = monoMs();
+    try {
+      takeFrames(runner, t0);
+      await runner.run(obs.q, out);
+    } catch (err) {
+      report.problem = errorMessage(err);
+      break;
+    }
+    const ms = monoMs() - t0;
+    report.runs++;
+    sum += ms;
+    report.maxMs = Math.max(report.maxMs, ms);
+    if (ms > budgetMs) report.problem = `inference took ${Math.round(ms)} ms, over the ${budgetMs} ms budget`;
+    for (let i = 0; i < out.length && report.problem === null; i++) {
+      const j = i % b.dof;
+      const lim = req.limits[j];
+      const v = out[i]!;
+      if (lim !== undefined && (v < lim.min || v > lim.max)) {
+        report.problem = `action ${Math.floor(i / b.dof)} of joint ${b.spec.joints[j]} is ${v.toFixed(3)}, beyond its limits [${lim.min}, ${lim.max}]`;
+      }
+    }
+    // The next run sees a newer observation (one tick later at least).
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  report.meanMs = report.runs > 0 ? sum / report.runs : 0;
+  return report;
+}
+
 async function main(): Promise<void> {
   let runner: PolicyRunner;
   try {
@@ -209,6 +272,7 @@ async function main(): Promise<void> {
     port.failed(errorMessage(err));
     return;
   }
+  port.onRequest((req) => shadow(runner, req));
   try {
     await serve(runner);
   } finally {

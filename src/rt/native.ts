@@ -23,6 +23,7 @@ interface Addon {
   unixConnect(this: void, path: string): number;
   closeFd(this: void, fd: number): number;
   flockExclusive?(this: void, fd: number): number;
+  peerCred?(this: void, fd: number): PeerCred | number;
   exitAfter?(this: void, ms: number, code: number): void;
 }
 
@@ -162,6 +163,28 @@ export function flockExclusive(fd: number): number | null {
   if (!Number.isInteger(fd) || fd < 0) throw new TypeError('flockExclusive: fd must be a non-negative integer');
   const f = load()?.flockExclusive;
   return f === undefined ? null : f(fd);
+}
+
+/** Who is at the other end of a Unix socket, as the kernel recorded it when they connected. */
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+  /** Their supplementary groups; null where the kernel cannot say (before Linux 4.13). */
+  groups: number[] | null;
+}
+
+/**
+ * The peer credentials of the connected Unix socket `fd` (SO_PEERCRED); null without the addon
+ * (or one built before this was added). Throws with the errno when the kernel refuses.
+ */
+export function peerCred(fd: number): PeerCred | null {
+  if (!Number.isInteger(fd) || fd < 0) throw new TypeError('peerCred: fd must be a non-negative integer');
+  const f = load()?.peerCred;
+  if (f === undefined) return null;
+  const r = f(fd);
+  if (typeof r === 'number') throw new Error(`SO_PEERCRED on fd ${fd}: errno ${r}`);
+  return r;
 }
 
 /**

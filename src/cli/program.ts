@@ -1,0 +1,98 @@
+// What every verb of the `reflex` command shares: the options that reach the daemon, reading a
+// config, printing text or JSON, and turning a failure into a sysexits status with a message a
+// technician can act on. Each verb group registers itself on the program (`register(program)`).
+import { existsSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { DEFAULT_CONFIG_PATH, loadConfig, ConfigError, type Config } from '../config/index.js';
+import { EXIT, ReflexError, errorMessage } from '../core/index.js';
+
+/** Exit statuses of the command (sysexits.h), beyond the daemon's own. */
+export const CLI_EXIT = {
+  ...EXIT,
+  /** Refused by the daemon's permissions (the caller is not in the group a command needs). */
+  NOPERM: 77,
+  /** The daemon refused the operation in its current state (reset with nothing to reset...). */
+  REFUSED: 1,
+} as const;
+
+/** Options of every verb that talks to a running daemon. */
+export interface DaemonOptions {
+  socket?: string;
+  config?: string;
+  json?: boolean;
+}
+
+/** Adds --socket, --config and --json to a verb that talks to the daemon. */
+export function daemonOptions(cmd: Command): Command {
+  return cmd
+    .option('--socket <path>', 'the daemon\'s control socket (else $REFLEX_CONTROL_SOCKET, else the config\'s)')
+    .option('-c, --config <file>', `read the socket path from this config (default ${DEFAULT_CONFIG_PATH} when it exists)`)
+    .option('--json', 'print JSON for scripts');
+}
+
+/** Adds --json alone (verbs that do not need the daemon). */
+export function jsonOption(cmd: Command): Command {
+  return cmd.option('--json', 'print JSON for scripts');
+}
+
+export function fail(code: number, message: string): never {
+  process.stderr.write(`reflex: ${message}\n`);
+  process.exit(code);
+}
+
+/** The config; `host`: also what it names on this machine (for the daemon and `config check`). */
+export function readConfig(file: string, host = false): Config {
+  try {
+    return loadConfig(file, process.env, { host });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(EXIT.CONFIG, err.message);
+    throw err;
+  }
+}
+
+/** The config named by --config, else the default one when it exists, else null. */
+export function optionalConfig(opts: { config?: string | undefined }): Config | null {
+  const file = opts.config ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null);
+  return file === null ? null : readConfig(file);
+}
+
+/** Where the daemon listens, and how that was decided (for the hint when it is not there). */
+export function socketPath(opts: DaemonOptions): string {
+  if (opts.socket) return opts.socket;
+  if (process.env.REFLEX_CONTROL_SOCKET) return process.env.REFLEX_CONTROL_SOCKET;
+  return optionalConfig(opts)?.socket.path ?? '/run/reflex/control.sock';
+}
+
+/** Prints `value` as JSON with --json, else the text. */
+export function print(opts: { json?: boolean | undefined }, value: unknown, text: () => string): void {
+  process.stdout.write(opts.json ? `${JSON.stringify(value, null, 2)}\n` : text());
+}
+
+const UNAVAILABLE_HINT =
+  'is the daemon running? Start it (`systemctl start reflex`; in a checkout, `npm start`), or point at it with --config FILE or --socket PATH';
+
+/** The exit status and message for a failure; one table for every verb. */
+export function exitFor(err: unknown): { code: number; message: string } {
+  if (err instanceof ReflexError) {
+    if (err.disconnected || err.timeout) return { code: EXIT.UNAVAILABLE, message: err.disconnected ? `${err.message}\n${UNAVAILABLE_HINT}` : err.message };
+    if (err.code === 'BAD_REQUEST') return { code: EXIT.USAGE, message: err.message };
+    if (err.code === 'FORBIDDEN') return { code: CLI_EXIT.NOPERM, message: err.message };
+    if (err.code === 'BUS_ERROR' || err.code === 'BUS_FAULT') return { code: EXIT.UNAVAILABLE, message: err.message };
+    return { code: CLI_EXIT.REFUSED, message: err.message };
+  }
+  return { code: EXIT.FAILURE, message: errorMessage(err) };
+}
+
+/**
+ * The program with the settings every verb inherits (set before any verb is added): usage
+ * errors exit 64 with a suggestion for a typo, help and version exit 0.
+ */
+export function createProgram(): Command {
+  return new Command('reflex')
+    .description('reflex: the on-robot runtime of a learned robot policy, and the technician\'s tools for it')
+    .showSuggestionAfterError(true)
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride((err: CommanderError) => {
+      process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
+    });
+}

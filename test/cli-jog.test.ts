@@ -1,0 +1,58 @@
+// `reflex jog` in a real pseudo-terminal against the daemon on the simulated robot: a jog that
+// arrives, one that stops when its client is killed (the dead-man), refusals out of limits.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { request } from '../src/api/index.js';
+import { startE2E } from '../tools/testkit/e2e.js';
+import { ptyReflex, ptyRun } from './helpers/cli-pty.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('reflex jog: moves a held joint to its target; stops where it is when the client is killed; refuses outside the limits', async () => {
+  const e = await startE2E({ policy: { bundle: null } });
+  const elbow = async () => {
+    const s = await request(e.socket, 'status');
+    return s.loop.lastTick!.joints.find((j) => j.name === 'elbow')!.position;
+  };
+  try {
+    await e.daemon.waitForLog((l) => l.msg === 'reflex is running', 30_000);
+    const sock = ['--socket', e.socket];
+    const start = await elbow();
+
+    const done = await ptyRun(['jog', '--joint', 'elbow', '--by', '0.2', '--speed', '0.5', ...sock]);
+    assert.equal(done.code, 0, done.text);
+    assert.match(done.text, /elbow at -?\d+\.\d{3} rad \(target -?\d+\.\d{3}\); holding there/);
+    assert.ok(Math.abs((await elbow()) - (start + 0.2)) < 0.02, `elbow at ${await elbow()}, wanted ${start + 0.2}`);
+
+    // A long, slow jog whose client dies: the joint stops within the confirmation window.
+    const from = await elbow();
+    const jog = ptyReflex(['jog', '--joint', 'elbow', '--to', String((from + 1.5).toFixed(3)), '--speed', '0.2', ...sock]);
+    await jog.waitFor(/elbow: -?\d+\.\d{3} rad -> /);
+    await sleep(1000);
+    const client = execFileSync('ps', ['-o', 'pid=', '--ppid', String(jog.proc.pid)], { encoding: 'utf8' }).trim();
+    process.kill(Number(client), 'SIGKILL');
+    await jog.exited;
+    await sleep(800); // the daemon's 300 ms dead-man and the servo settling
+    const a = await elbow();
+    await sleep(1000);
+    const b = await elbow();
+    assert.ok(a - from > 0.1, `the jog moved the elbow (${from} -> ${a})`);
+    assert.ok(Math.abs(b - a) < 0.005, `the elbow kept moving after its client died: ${a} -> ${b}`);
+    assert.ok(b < from + 1.0, 'it did not go on to the target');
+
+    const far = await ptyRun(['jog', '--joint', 'elbow', '--to', '3', ...sock]);
+    assert.equal(far.code, 1, far.text);
+    assert.match(far.text, /joint elbow: 3\.000 rad is outside its limits -2\.2\.\.2\.2/);
+    const nobody = await ptyRun(['jog', '--joint', 'wrist', '--by', '0.1', ...sock]);
+    assert.equal(nobody.code, 64, nobody.text);
+    assert.match(nobody.text, /no joint wrist \(joints: base, shoulder, elbow\)/);
+
+    await request(e.socket, 'estop');
+    const held = await ptyRun(['jog', '--joint', 'elbow', '--by', '0.1', ...sock]);
+    assert.equal(held.code, 1, held.text);
+    assert.match(held.text, /jog only while holding; the loop is in estop/);
+  } finally {
+    await e.stop();
+  }
+});

@@ -1,0 +1,55 @@
+// `reflex top` in a real pseudo-terminal against the daemon on the simulated robot: the screen
+// read back shows a joint's temperature and the loop's numbers, its keys e-stop and reset, q
+// leaves the alternate screen, and a small terminal still gets a screen that fits.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from '../src/api/index.js';
+import { startE2E } from '../tools/testkit/e2e.js';
+import { plain, ptyReflex } from './helpers/cli-pty.js';
+
+const ESC = '\x1b';
+
+test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset keys, q restores the terminal', async () => {
+  const e = await startE2E({ policy: { bundle: null } });
+  try {
+    await e.daemon.waitForLog((l) => l.msg === 'reflex is running', 30_000);
+    // The CAN base reports a temperature the technician must see.
+    await request(e.rigSocket, 'can.fault', { id: 1, temperatureC: 57 });
+    const top = ptyReflex(['top', '--socket', e.socket, '--interval', '200'], { rows: 40, cols: 150 });
+    await top.waitFor(new RegExp(`${ESC}\\[\\?1049h`), 20_000); // the alternate screen
+    await top.waitFor(/base +-?\d+\.\d{3} .* 57 +\d+\.\d ok/, 20_000);
+    const screen = plain(top.output());
+    assert.match(screen, /LOOP +lateness p50 \d+\.\d p99 \d+\.\d max \d+\.\d us +tick p50 \d+ p99 \d+ max \d+ us/);
+    assert.match(screen, /ticks \d+ +missed \d+ +overruns \d+/);
+    assert.match(screen, /shoulder +-?\d+\.\d{3}/);
+    // The loop's numbers on screen are the daemon's: the tick count grows between refreshes.
+    const ticks = () => [...plain(top.output()).matchAll(/ticks (\d+)/g)].map((m) => Number(m[1]));
+    await top.waitFor(/ticks \d+/);
+    const first = ticks().at(-1)!;
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.ok(ticks().at(-1)! > first, 'the view refreshes');
+
+    top.type('e');
+    await top.waitFor(/e-stop: the loop is in estop/);
+    assert.equal((await request(e.socket, 'status')).loop.mode, 'estop');
+    await top.waitFor(/FAULTS +e-stop engaged/);
+    top.type('r');
+    await top.waitFor(/reset: the loop is in hold/);
+    assert.equal((await request(e.socket, 'status')).loop.mode, 'hold');
+
+    top.type('q');
+    assert.equal(await top.exited, 0);
+    assert.ok(top.output().includes(`${ESC}[?1049l`), 'left the alternate screen');
+    assert.doesNotMatch(top.output().slice(top.output().lastIndexOf('\x1b[?1049l')), /LOOP/, 'nothing drawn after');
+
+    // A small terminal: a screen that fits, what did not fit said, the keys still shown.
+    const small = ptyReflex(['top', '--socket', e.socket], { rows: 12, cols: 60 });
+    await small.waitFor(/more lines: enlarge/);
+    await small.waitFor(/q quit/);
+    small.type('\x03'); // Ctrl-C
+    assert.equal(await small.exited, 0);
+    for (const line of plain(small.output()).split('\n')) assert.ok(line.length <= 60, `line wider than the terminal: ${line}`);
+  } finally {
+    await e.stop();
+  }
+});

@@ -1,0 +1,135 @@
+// The technician's verbs, each typed in a real pseudo-terminal against the daemon on the
+// simulated robot (rig + daemon as `npm start` runs them), checking what a technician reads and
+// the exit status a script acts on.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { request, type DaemonStatus } from '../src/api/index.js';
+import { startE2E } from '../tools/testkit/e2e.js';
+import { REPO } from '../tools/testkit/paths.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+import { ptyRun } from './helpers/cli-pty.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await sleep(100);
+  }
+}
+
+test('every daemon verb in a terminal: status, policy, estop, faults, reset, camera, log level, with --json and meaningful exit codes', async () => {
+  const e = await startE2E({ policy: { bundle: join(REPO, 'models', 'reach'), autostart: false } });
+  const sock = ['--socket', e.socket];
+  const status = () => request(e.socket, 'status');
+  try {
+    await e.daemon.waitForLog((l) => l.msg === 'policy ready', 30_000);
+
+    const st = await ptyRun(['status', ...sock]);
+    assert.equal(st.code, 0, st.text);
+    assert.match(st.text, /^loop\s+hold, /m);
+    assert.match(st.text, /^joint shoulder\s+at -?\d+\.\d{3} rad, command -?\d+\.\d{3}, \d+ C, \d+\.\d V, hardware ok$/m);
+    assert.match(st.text, /^versions\s+reflex \d+\.\d+\.\d+, Node\.js 26\.\d+\.\d+, ONNX Runtime 1\.\d+/m);
+    const json = JSON.parse((await ptyRun(['status', '--json', ...sock])).text) as DaemonStatus;
+    assert.equal(json.deviceId, 'test-01');
+    assert.deepEqual(json.joints.map((j) => j.joint), ['base', 'shoulder', 'elbow']);
+
+    const list = await ptyRun(['policy', 'list', ...sock]);
+    assert.match(list.text, /^active\s+reach \S+\s+.*models\/reach\s+\(cpu\)$/m);
+
+    // Started, it drives the arm; stopped, it holds.
+    const start = await ptyRun(['policy', 'start', ...sock]);
+    assert.equal(start.code, 0, start.text);
+    assert.match(start.text, /the policy drives the arm/);
+    const ps = JSON.parse((await ptyRun(['policy', 'status', '--json', ...sock])).text) as { mode: string; active: { name: string } };
+    assert.equal(ps.mode, 'policy');
+    assert.equal(ps.active.name, 'reach');
+
+    // A servo fault: the loop faults, `reflex faults` names the joint; reset clears it and says so.
+    await request(e.rigSocket, 'servo.fault', { id: 2, bits: 0x20 });
+    await until('the loop faults', async () => (await status()).loop.mode === 'fault', 5000);
+    await request(e.rigSocket, 'servo.clear', { id: 2 });
+    const faults = await ptyRun(['faults', ...sock]);
+    assert.equal(faults.code, 0, faults.text);
+    assert.match(faults.text, /FAULT +\[shoulder\] joint shoulder \(bus arm, motor 2\): overload/);
+    assert.match(faults.text, /HOLDING/);
+    const reset = await ptyRun(['reset', ...sock]);
+    assert.equal(reset.code, 0, reset.text);
+    assert.match(reset.text, /fault \(joint shoulder.*\) cleared: the loop is in hold/);
+    const after = await ptyRun(['faults', '--json', ...sock]);
+    const cleared = (JSON.parse(after.text) as { entries: { joint: string | null; cleared: { by: string } | null }[] }).entries.find((x) => x.joint === 'shoulder');
+    assert.match(cleared?.cleared?.by ?? '', /^reset by root \(uid 0\)$/);
+    // The audit trail: at info, with who.
+    await e.daemon.waitForLog((l) => l.msg === 'reset by root' && l.uid === 0 && l.cmd === 'reset', 5000);
+
+    // Nothing to reset is a refusal (1), not a usage error (64).
+    const again = await ptyRun(['reset', ...sock]);
+    assert.equal(again.code, 1, again.text);
+    assert.match(again.text, /nothing to reset: the loop is in hold/);
+
+    // E-stop, then a start refused until reset.
+    const es = await ptyRun(['estop', '--json', ...sock]);
+    assert.equal(es.code, 0, es.text);
+    assert.deepEqual(JSON.parse(es.text), { mode: 'estop' });
+    const refused = await ptyRun(['policy', 'start', ...sock]);
+    assert.equal(refused.code, 1, refused.text);
+    assert.match(refused.text, /the policy did not start: the loop is in estop \(`reflex reset` first\)/);
+    assert.match((await ptyRun(['faults', ...sock])).text, /E-STOP +e-stop by root \(uid 0\)/);
+    assert.equal((await ptyRun(['reset', ...sock])).code, 0);
+    const stop = await ptyRun(['policy', 'stop', ...sock]);
+    assert.match(stop.text, /holding: the loop is in hold/);
+
+    // Activate (a relative path means the technician's directory) and roll back.
+    const act = await ptyRun(['policy', 'activate', join(REPO, 'models', 'reach'), ...sock]);
+    assert.equal(act.code, 0, act.text);
+    assert.match(act.text, /^active: reach \S+ on cpu/m);
+    const back = await ptyRun(['policy', 'rollback', ...sock]);
+    assert.equal(back.code, 0, back.text);
+    assert.match(back.text, /rolled back/);
+    const noMore = await ptyRun(['policy', 'rollback', ...sock]);
+    assert.equal(noMore.code, 1, noMore.text);
+    assert.match(noMore.text, /no previous policy/);
+
+    const cams = await ptyRun(['camera', 'list', ...sock]);
+    assert.match(cams.text, /^ {2}top {2}streaming, \d+\.\d fps/m);
+    const shot = join(e.dir, 'top.jpg');
+    const snap = await ptyRun(['camera', 'snapshot', 'top', shot, ...sock, '--config', join(e.dir, 'reflex.yaml')]);
+    assert.equal(snap.code, 0, snap.text);
+    assert.ok(existsSync(shot) && statSync(shot).size > 1000, 'a JPEG was written');
+
+    const lvl = await ptyRun(['log', 'level', 'warn', '--module', 'policy', '--json', ...sock]);
+    assert.equal((JSON.parse(lvl.text) as Record<string, string>).policy, 'warn');
+  } finally {
+    await e.stop();
+  }
+});
+
+test('the command line: per-verb help, a suggestion for a typo, unknown options and missing daemons', async () => {
+  const help = await ptyRun(['policy', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.text, /Usage: reflex policy \[options\] \[command\]/);
+  assert.match(help.text, /activate \[options\] <path>/);
+
+  const typo = await ptyRun(['stauts']);
+  assert.equal(typo.code, 64);
+  assert.match(typo.text, /unknown command 'stauts'\n\(Did you mean status\?\)/);
+
+  const opt = await ptyRun(['status', '--jsno']);
+  assert.equal(opt.code, 64);
+  assert.match(opt.text, /unknown option '--jsno'\n\(Did you mean --json\?\)/);
+
+  const none = await ptyRun(['estop', '--socket', join(tempDir(), 'none.sock')]);
+  assert.equal(none.code, 69);
+  assert.match(none.text, /cannot reach the daemon at .*none\.sock/);
+  assert.match(none.text, /systemctl start reflex.*npm start.*--config FILE/s);
+
+  const version = await ptyRun(['--version']);
+  assert.equal(version.code, 0, version.text);
+  assert.match(version.text, /^reflex +\d+\.\d+\.\d+$/m);
+  assert.match(version.text, new RegExp(`^Node\\.js +${process.versions.node.replace(/\./g, '\\.')}$`, 'm'));
+  assert.match(version.text, /^ONNX Runtime +1\.\d+\.\d+$/m);
+  assert.match(version.text, /^OpenCV +\S+/m);
+});
