@@ -112,15 +112,29 @@ async function writeNew(path: string, bytes: Buffer): Promise<void> {
  * Unpacks a bundle archive (tar or tar.gz) into a fresh folder under `intoDir` (a temporary name,
  * every file fsynced, then renamed), refusing hostile archives while streaming, then verifies the
  * signature and every file. Throws BundleRefused with the reason; an I/O error (a full disk) is
- * thrown as it is. Either way nothing is left behind.
+ * thrown as it is. Either way nothing is left behind; the scratch folders of an unpack that a
+ * crash cut short are removed first (one unpack at a time per `intoDir`).
  */
 export async function unpackBundle(archive: string, intoDir: string, trust: Trust, limits?: ArchiveLimits): Promise<VerifiedBundle> {
   return unpackChecked(archive, intoDir, checksOf(trust), limits);
 }
 
+const UNPACK_PREFIX = '.unpack-';
+
+async function removeStale(intoDir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(intoDir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith(UNPACK_PREFIX)) await rm(join(intoDir, n), { recursive: true, force: true });
+}
+
 /** unpackBundle with explicit checks (what `reflex bundle verify` uses). */
 export async function unpackChecked(archive: string, intoDir: string, checks: Checks, limits?: ArchiveLimits): Promise<VerifiedBundle> {
-  const tmp = await tempDirIn(intoDir, '.unpack-');
+  await removeStale(intoDir);
+  const tmp = await tempDirIn(intoDir, UNPACK_PREFIX);
   try {
     let accepted: Accepted | null = null;
     const ex = await extractArchive(archive, tmp, limits, (bytes, sig, signer) => {
