@@ -2,9 +2,9 @@
 // in reverse (motors made safe first), and turns the outcome into an exit status. Status,
 // telemetry, the STATUS= line and the command surface are composed from what the parts report.
 import type { Config } from './config/index.js';
-import { EXIT, Lifecycle, Report, errorMessage, type Logging, type Part, type Reporter } from './core/index.js';
+import { EXIT, Lifecycle, Report, errorMessage, groupIdOf, versions, type Logging, type Part, type Reporter, type Versions } from './core/index.js';
 import { ControlLoop, controlConfigFrom } from './control/index.js';
-import { CATALOG, CommandRegistry, ControlSocketServer, type DaemonCatalog, type DaemonHandlers, type DaemonStatus } from './api/index.js';
+import { CATALOG, CommandRegistry, ControlSocketServer, FaultHistory, describeOrigin, type AccessOptions, type DaemonCatalog, type DaemonHandlers, type DaemonStatus } from './api/index.js';
 import { SystemdNotifier, nativeUnavailableReason, monoMs, type NotifySend } from './rt/index.js';
 import { PolicyRuntime, imageSpecs, loadBundle } from './policy/index.js';
 import { VisionRuntime, type ImageSpec } from './hardware/camera/index.js';
@@ -68,6 +68,9 @@ export class Daemon {
   private shuttingDown = false;
   /** policy.stop was asked: the boot policy does not start by itself after it. */
   private holdAsked = false;
+  /** Recent faults and e-stops, and what cleared them (`reflex faults`). */
+  readonly faultHistory = new FaultHistory();
+  private readonly versions: Versions = versions();
 
   constructor(private readonly deps: DaemonDeps) {
     const { config, logging } = deps;
@@ -92,8 +95,7 @@ export class Daemon {
         )
       : null;
     const boot = this.updater?.bootPolicies(config.policy.bundle) ?? { bundle: config.policy.bundle, previous: null };
-    // Raw frames (for the recorder's videos) are published only while it records.
-    this.vision = new VisionRuntime(config.cameras, startupSpecs(boot.bundle), logging.child('camera'), { raw: config.record.enabled });
+    this.vision = new VisionRuntime(config.cameras, startupSpecs(boot.bundle), logging.child('camera'));
     this.policy = new PolicyRuntime(
       {
         bundle: boot.bundle,
@@ -123,7 +125,8 @@ export class Daemon {
         .catch(() => undefined);
     });
     this.commands = new CommandRegistry(CATALOG, { debug: config.debug.faultInjection });
-    const socket = new ControlSocketServer(config.socket, this.commands, logging.child('socket'));
+    const socket = new ControlSocketServer({ ...config.socket, access: accessOptions(config.control.operatorGroup, logging) }, this.commands, logging.child('socket'));
+    this.loop.on('fault', (reason: string) => this.faultHistory.add('fault', reason));
     this.fleet = config.fleet.enabled && config.fleet.url !== null ? this.fleetLink(config.fleet.url) : null;
     this.updater?.attach({ runtime: this.policy, loop: this.loop });
     if (this.updater && this.fleet) this.followUpdates(this.updater, this.fleet);
@@ -241,34 +244,6 @@ export class Daemon {
     };
   }
 
-  /** The flywheel recorder: the loop's tick records and the recorded cameras' raw frames. */
-  private makeRecorder(): Recorder {
-    const { config, logging } = this.deps;
-    const r = config.record;
-    const wanted = r.cameras ?? config.cameras.map((c) => c.name);
-    return new Recorder(
-      {
-        dir: r.dir ?? defaultRecordDir(config.paths.stateDir),
-        fps: r.fps ?? config.control.rateHz,
-        rateHz: config.control.rateHz,
-        robotType: config.robot.name,
-        joints: config.robot.joints.map((j) => j.name),
-        cameras: this.vision.raw.filter((c) => wanted.includes(c.name)),
-        rawWanted: this.vision.rawWanted,
-        task: r.task,
-        maxDiskMb: r.maxDiskMb,
-        minFreeMb: r.minFreeMb,
-        disabled: r.enabled ? null : 'record.enabled is false in the config',
-      },
-      this.loop.ticks,
-      () => {
-        const active = this.policy.status().active;
-        return active === null ? null : { name: active.name, version: active.version };
-      },
-      logging.child('record'),
-    );
-  }
-
   private async camerasStreaming(timeoutMs: number): Promise<void> {
     const until = monoMs() + timeoutMs;
     while (this.vision.status().some((c) => c.state !== 'streaming') && monoMs() < until && !this.shuttingDown) {
@@ -286,6 +261,8 @@ export class Daemon {
       faults: this.report.faults(),
       nativeAddon: { available: reason === null, reason },
       logLevels: this.deps.logging.levels(),
+      versions: this.versions,
+      joints: this.loop.motors(),
     };
   }
 
@@ -331,6 +308,8 @@ export class Daemon {
     return {
       status: () => this.status(),
       ping: () => 'pong',
+      faults: ({ limit }) => this.faultHistory.view(limit),
+      logs: ({ since, limit }) => logging.recentLines(since, limit),
       'log.level': ({ level, module }) => {
         logging.setLevel(level, module);
         return logging.levels();
@@ -343,16 +322,43 @@ export class Daemon {
    * the autostart above), so the daemon notes it before the loop is asked.
    */
   private noteHolds(handlers: DaemonHandlers): DaemonHandlers {
-    const stop = handlers['policy.stop'];
-    if (stop === undefined) return handlers;
-    return {
-      ...handlers,
-      'policy.stop': (args) => {
+    const { 'policy.stop': stop, estop, reset } = handlers;
+    const out = { ...handlers };
+    if (stop !== undefined) {
+      out['policy.stop'] = (args, origin) => {
         this.holdAsked = true;
-        return stop(args);
-      },
-    };
+        return stop(args, origin);
+      };
+    }
+    // The fault history records who e-stopped and who cleared what.
+    if (estop !== undefined) {
+      out.estop = async (args, origin) => {
+        const r = await estop(args, origin);
+        this.faultHistory.add('estop', `e-stop by ${describeOrigin(origin)}`);
+        return r;
+      };
+    }
+    if (reset !== undefined) {
+      out.reset = async (args, origin) => {
+        const r = await reset(args, origin);
+        this.faultHistory.clear(`reset by ${describeOrigin(origin)}`);
+        return r;
+      };
+    }
+    return out;
   }
+}
+
+/** Who may move the robot through the socket: the operator group's gid, when it exists here. */
+function accessOptions(group: string | null, logging: Logging): AccessOptions {
+  let gid: number | null = null;
+  try {
+    gid = group === null ? null : groupIdOf(group);
+  } catch {
+    gid = null;
+  }
+  if (group !== null && gid === null) logging.child('socket').warn({ operatorGroup: group }, 'operator group does not exist: only root and the daemon\'s user may send commands that move the robot');
+  return { operatorGid: gid, operatorGroup: group, ownUid: process.getuid?.() ?? 0 };
 }
 
 /**

@@ -2,13 +2,24 @@
 // type of what it returns. The parts answer them (see each part's `api()`); the daemon wires
 // the answers in. README's "Commands" table lists the same.
 import { LOG_LEVELS } from '../core/index.js';
-import type { LoopStatus, ModeName } from '../control/index.js';
+import type { JogResult, LoopStatus, ModeName } from '../control/index.js';
 import type { PolicyInfo, PolicyStatus } from '../policy/index.js';
 import type { CameraStatus } from '../hardware/camera/index.js';
 import type { FleetStatus } from '../fleet/index.js';
 import type { JobReport, UpdaterStatus } from '../ota/index.js';
 import { NO_ARGS, command, num, oneOf, str, type ArgsIn, type Catalog, type Handlers, type ResultOf } from './command.js';
 import type { SocketStatus } from './server.js';
+import type { FaultHistoryView } from './faults.js';
+import type { Versions } from '../core/index.js';
+
+/** One joint's motor, as its last read left it (MotorHealth record). */
+export interface JointHealth {
+  joint: string;
+  temperatureC: number;
+  voltageV: number;
+  /** The motor's hardware error bits (Dynamixel Hardware Error Status; 0: none). */
+  hardwareError: number;
+}
 
 /** `reflex status --json`: the daemon's own numbers, then each part's status under its key. */
 export interface DaemonStatus {
@@ -27,6 +38,10 @@ export interface DaemonStatus {
   faults: string[];
   nativeAddon: { available: boolean; reason: string | null };
   logLevels: Record<string, string>;
+  /** Which reflex, Node.js, ONNX Runtime and OpenCV binding run, on which kernel. */
+  versions: Versions;
+  /** Every joint's motor health (temperature, voltage, hardware error) from the last tick. */
+  joints: JointHealth[];
 }
 
 /** What a command that changes the loop's mode answers: the mode it left the loop in. */
@@ -35,8 +50,22 @@ export interface ModeResult {
 }
 
 export const CATALOG = {
-  status: command<DaemonStatus>()({ summary: 'uptime, loop, policy, cameras, fleet link, faults', args: NO_ARGS, moves: false, fleet: true }),
-  ping: command<'pong'>()({ summary: 'answers pong', args: NO_ARGS, moves: false, fleet: false }),
+  status: command<DaemonStatus>()({ summary: 'uptime, loop, policy, cameras, fleet link, faults', args: NO_ARGS, moves: false, fleet: true, readOnly: true }),
+  faults: command<FaultHistoryView>()({
+    summary: 'the recent faults and e-stops: time, reason, joint, what cleared them (newest {limit}, default all kept)',
+    args: NO_ARGS.extend({ limit: num(1, 10_000).optional() }),
+    moves: false,
+    fleet: true,
+    readOnly: true,
+  }),
+  logs: command<{ lines: string[]; next: number; missed: number }>()({
+    summary: 'the newest lines of the daemon\'s own log (JSON lines) from sequence number {since}, at most {limit}; for hosts without journald',
+    args: NO_ARGS.extend({ since: num(0, Number.MAX_SAFE_INTEGER).optional(), limit: num(1, 2000).optional() }),
+    moves: false,
+    fleet: false,
+    readOnly: true,
+  }),
+  ping: command<'pong'>()({ summary: 'answers pong', args: NO_ARGS, moves: false, fleet: false, readOnly: true }),
   // Stops motion, never starts it: always allowed, even on a control socket that is full.
   estop: command<ModeResult>()({ summary: 'e-stop: hold (or torque off) where the arm is, latched until reset', args: NO_ARGS, moves: false, fleet: true }),
   // Re-enables motors that an e-stop or a fault turned off (torque on where they are).
@@ -63,12 +92,21 @@ export const CATALOG = {
     fleet: true,
   }),
   'policy.start': command<ModeResult>()({ summary: 'run the active policy (soft start from hold)', args: NO_ARGS, moves: true, fleet: true }),
+  // A technician's jog: moves one joint, so only an operator; never over the fleet link.
+  jog: command<JogResult>()({
+    summary: 'while holding, move joint {joint} to {to} or by {by} rad at {speed} rad/s; stops unless confirmed (sent again) within {ttlMs}',
+    args: NO_ARGS.extend({ joint: str(), to: num(-100, 100).optional(), by: num(-10, 10).optional(), speed: num(0.001, 10).optional(), ttlMs: num(50, 2000).optional() }),
+    moves: true,
+    fleet: false,
+  }),
+  'jog.stop': command<ModeResult>()({ summary: 'end a jog now: the joint holds where it got to', args: NO_ARGS, moves: false, fleet: false }),
   'policy.stop': command<ModeResult>()({ summary: 'stop acting on the policy: hold where the arm is', args: NO_ARGS, moves: false, fleet: true }),
   'camera.snapshot': command<{ jpeg: string }>()({
     summary: 'the newest frame of camera {name}, as base64 JPEG',
     args: NO_ARGS.extend({ name: str() }),
     moves: false,
     fleet: true,
+    readOnly: true,
   }),
   'log.level': command<Record<string, string>>()({
     summary: 'set the log level: {level, module?}',

@@ -145,6 +145,12 @@ export function configSchemaFor(registry: MotorRegistry) {
           spinUs: z.number().int().min(0).max(10_000).default(1500),
           /** The loop is unhealthy (no systemd watchdog ping) when it has not ticked for this long. */
           stallMs: z.number().int().min(20).max(60_000).default(500),
+          /**
+           * Group whose members may send the control socket commands that can move the robot
+           * (policy start, reset, jog...); root and the daemon's own user always may, anyone who
+           * can connect may read and e-stop. A group that does not exist admits nobody else.
+           */
+          operatorGroup: z.string().min(1).nullable().default('reflex-op'),
           /** What e-stop, a fault and shutdown do: hold position with torque on, or torque off. */
           estop: z.enum(['hold', 'torque_off']).default('hold'),
           /** Ramp from the measured pose into the policy over this long, at every policy start and after a reset. */
