@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { BundleRefused, compareVersions, unpackBundle, verifyBundleDir, type RefusalCode, type Trust } from '../src/ota/index.js';
@@ -90,6 +90,29 @@ test('reflex keys generate, bundle create, sign, verify: a robot that trusts the
   await assert.rejects(verifyBundleDir(v.dir, trust), (e: BundleRefused) => e.code === 'extra-file');
 });
 
+test('the operator tools refuse what a robot would: a policy folder with a link, a bundle whose files are not its manifest\'s', async () => {
+  const dir = tempDir('reflex-ota-cli-bad-');
+  const key = join(dir, 'k.key');
+  writeFileSync(key, release.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const linked = holdBundle('arm-linked');
+  symlinkSync('/etc/passwd', join(linked, 'notes.txt'));
+  const r = await runReflex(['bundle', 'create', '--policy', linked, '--robot', 'arm3', '--out', join(dir, 'l.tar')]);
+  assert.equal(r.code, 65);
+  assert.match(r.stderr, /notes\.txt is a symbolic link: a bundle holds only regular files/);
+  assert.equal(existsSync(join(dir, 'l.tar')), false);
+
+  const model = Buffer.from(files['model.onnx']!);
+  model[10]! ^= 1;
+  const tampered = join(dir, 't.tar');
+  writeFileSync(tampered, signedTar(files, { key: null, archiveFiles: { ...files, 'model.onnx': model } }));
+  const before = readFileSync(tampered);
+  const s = await runReflex(['bundle', 'sign', tampered, '--key', key]);
+  assert.equal(s.code, 65);
+  assert.match(s.stderr, /not signed: tampered: model\.onnx is not the file that was signed/);
+  assert.deepEqual(readFileSync(tampered), before, 'the archive is left as it was');
+  assert.deepEqual(readdirSync(dir).sort(), ['k.key', 't.tar']);
+});
+
 test('reflex bundle verify --config trusts what the robot config trusts, less its revoked keys', async () => {
   const dir = tempDir('reflex-ota-config-');
   mkdirSync(join(dir, 'keys'));
@@ -98,15 +121,20 @@ test('reflex bundle verify --config trusts what the robot config trusts, less it
   writeFileSync(tar, signedTar(files, { key: release }));
   const config = (ota: Record<string, unknown>, robot = 'arm3') => writeConfig(dir, testConfig(dir, { robot: { name: robot }, ota }), `${robot}-${Object.keys(ota).length}.yaml`);
   const trusted = { trustedKeys: [{ id: 'fleet', publicKeyFile: 'keys/fleet.pub' }] };
-  const ok = await runReflex(['bundle', 'verify', tar, '--config', config(trusted)]);
+  // Its scratch folder, accepted or refused, is gone when it exits.
+  const scratch = join(dir, 'tmp');
+  mkdirSync(scratch);
+  const env = { TMPDIR: scratch };
+  const ok = await runReflex(['bundle', 'verify', tar, '--config', config(trusted)], env);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /ok: arm-hold 1\.2\.0 for arm3 .*signed by fleet/);
-  const revoked = await runReflex(['bundle', 'verify', tar, '--json', '--config', config({ ...trusted, revokedKeys: ['fleet'] })]);
+  const revoked = await runReflex(['bundle', 'verify', tar, '--json', '--config', config({ ...trusted, revokedKeys: ['fleet'] })], env);
   assert.equal(revoked.code, 65);
   assert.deepEqual(JSON.parse(revoked.stdout), { ok: false, code: 'revoked-key', reason: 'signed by key fleet, which is revoked' });
-  const biped = await runReflex(['bundle', 'verify', tar, '--config', config(trusted, 'biped')]);
+  const biped = await runReflex(['bundle', 'verify', tar, '--config', config(trusted, 'biped')], env);
   assert.equal(biped.code, 65);
   assert.match(biped.stderr, /wrong-robot/);
+  assert.deepEqual(readdirSync(scratch), []);
   const noKeys = await runReflex(['bundle', 'verify', tar, '--config', config({})]);
   assert.equal(noKeys.code, 64);
   assert.match(noKeys.stderr, /no key to verify with/);

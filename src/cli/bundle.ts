@@ -144,9 +144,11 @@ async function bundleSign(file: string, opts: { key: string }): Promise<void> {
   const key = privateKeyFrom(opts.key);
   const pub = createPublicKey(key);
   const tmp = await bundleTools.tempDirIn(dirname(resolve(file)), '.sign-');
+  // Refusals exit after the scratch folder is gone (process.exit skips `finally`).
+  let refused: string | null = null;
   try {
     const ex = await bundleTools.extractArchive(file, tmp);
-    if (!ex.manifest) die(EX_DATAERR, `${file} has no manifest.json: make it with \`reflex bundle create\``);
+    if (!ex.manifest) throw new BundleRefused('bad-manifest', 'it has no manifest.json: make it with `reflex bundle create`');
     const m = bundleTools.parseManifest(ex.manifest);
     // Signing says "these files": a bundle whose files are not the manifest's is not signed.
     bundleTools.checkFiles(m, ex.files, ex.dirs);
@@ -161,11 +163,12 @@ async function bundleSign(file: string, opts: { key: string }): Promise<void> {
     ]);
     process.stdout.write(`${file}: ${m.name} ${m.version} signed with key ${bundleTools.defaultKeyId(pub)}${ex.sig ? ' (the previous signature replaced)' : ''}\n`);
   } catch (err) {
-    if (err instanceof BundleRefused) die(EX_DATAERR, `${file}: not signed: ${err.code}: ${err.message}`);
-    throw err;
+    if (!(err instanceof BundleRefused)) throw err;
+    refused = `${file}: not signed: ${err.code}: ${err.message}`;
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+  if (refused !== null) die(EX_DATAERR, refused);
 }
 
 interface VerifyOptions {
@@ -212,6 +215,7 @@ function checksFor(opts: VerifyOptions): Checks {
 async function bundleVerify(file: string, opts: VerifyOptions): Promise<void> {
   const checks = checksFor(opts);
   const scratch = await bundleTools.tempDirIn(tmpdir(), 'reflex-verify-');
+  let refused: string | null = null;
   try {
     const v = await bundleTools.unpackChecked(file, scratch, checks);
     const m = v.manifest;
@@ -220,10 +224,11 @@ async function bundleVerify(file: string, opts: VerifyOptions): Promise<void> {
   } catch (err) {
     if (!(err instanceof BundleRefused)) throw err;
     if (opts.json) process.stdout.write(`${JSON.stringify({ ok: false, code: err.code, reason: err.message }, null, 2)}\n`);
-    die(EX_DATAERR, `${file}: refused: ${err.code}: ${err.message}`);
+    refused = `${file}: refused: ${err.code}: ${err.message}`;
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+  if (refused !== null) die(EX_DATAERR, refused);
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
