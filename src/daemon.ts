@@ -10,6 +10,7 @@ import { PolicyRuntime, imageSpecs, loadBundle } from './policy/index.js';
 import { VisionRuntime, type ImageSpec } from './hardware/camera/index.js';
 import { FleetLink, LogShipper } from './fleet/index.js';
 import { Updater, parseDesired, topics } from './ota/index.js';
+import { Recorder, defaultRecordDir } from './record/index.js';
 
 export type { DaemonStatus } from './api/index.js';
 
@@ -48,6 +49,7 @@ export class Daemon {
   readonly vision: VisionRuntime;
   readonly fleet: FleetLink | null;
   readonly updater: Updater | null;
+  readonly recorder: Recorder;
   readonly commands: CommandRegistry<DaemonCatalog>;
   private readonly lifecycle: Lifecycle;
   private readonly report: Report<{
@@ -56,6 +58,7 @@ export class Daemon {
     cameras: VisionRuntime;
     fleet: FleetLink | typeof FLEET_DISABLED;
     ota: Updater | typeof OTA_DISABLED;
+    record: Recorder;
     socket: ControlSocketServer;
     systemd: HealthPart;
   }>;
@@ -95,7 +98,8 @@ export class Daemon {
         )
       : null;
     const boot = this.updater?.bootPolicies(config.policy.bundle) ?? { bundle: config.policy.bundle, previous: null };
-    this.vision = new VisionRuntime(config.cameras, startupSpecs(boot.bundle), logging.child('camera'));
+    // Raw frames (for the recorder's videos) are published only while it records.
+    this.vision = new VisionRuntime(config.cameras, startupSpecs(boot.bundle), logging.child('camera'), { raw: config.record.enabled });
     this.policy = new PolicyRuntime(
       {
         bundle: boot.bundle,
@@ -124,6 +128,7 @@ export class Daemon {
         .then(() => (undisturbed() && !this.shuttingDown ? this.loop.startPolicy() : undefined))
         .catch(() => undefined);
     });
+    this.recorder = this.makeRecorder();
     this.commands = new CommandRegistry(CATALOG, { debug: config.debug.faultInjection });
     const socket = new ControlSocketServer({ ...config.socket, access: accessOptions(config.control.operatorGroup, logging) }, this.commands, logging.child('socket'));
     this.loop.on('fault', (reason: string) => this.faultHistory.add('fault', reason));
@@ -132,12 +137,13 @@ export class Daemon {
     if (this.updater && this.fleet) this.followUpdates(this.updater, this.fleet);
     const health = this.healthPart();
     // Status shows the parts under these keys, in this order; STATUS= and telemetry follow it.
-    this.report = new Report({ loop: this.loop, policy: this.policy, cameras: this.vision, fleet: this.fleet ?? FLEET_DISABLED, ota: this.updater ?? OTA_DISABLED, socket, systemd: health });
+    this.report = new Report({ loop: this.loop, policy: this.policy, cameras: this.vision, fleet: this.fleet ?? FLEET_DISABLED, ota: this.updater ?? OTA_DISABLED, record: this.recorder, socket, systemd: health });
     this.commands.add(this.ownCommands());
     for (const part of [this.loop, this.policy, this.vision]) this.commands.add(this.noteHolds(this.throughUpdates(part.api())));
     this.commands.add(this.updateCommands());
+    this.commands.add(this.recorder.api());
     // The update engine recovers an interrupted update before the fleet can send a new one.
-    const parts: Part[] = [this.loop, this.vision, this.policy, ...(this.updater ? [this.updater] : []), socket, ...(this.fleet ? [this.fleet] : []), health];
+    const parts: Part[] = [this.loop, this.vision, this.policy, this.recorder, ...(this.updater ? [this.updater] : []), socket, ...(this.fleet ? [this.fleet] : []), health];
     this.lifecycle = new Lifecycle(parts, logging.child('lifecycle'), { stopTimeoutMs: deps.stopTimeoutMs ?? 3000 });
   }
 
@@ -242,6 +248,34 @@ export class Daemon {
       'policy.activate': ({ path }) => u.activateLocal(path),
       'policy.rollback': () => u.rollback(),
     };
+  }
+
+  /** The flywheel recorder: the loop's tick records and the recorded cameras' raw frames. */
+  private makeRecorder(): Recorder {
+    const { config, logging } = this.deps;
+    const r = config.record;
+    const wanted = r.cameras ?? config.cameras.map((c) => c.name);
+    return new Recorder(
+      {
+        dir: r.dir ?? defaultRecordDir(config.paths.stateDir),
+        fps: r.fps ?? config.control.rateHz,
+        rateHz: config.control.rateHz,
+        robotType: config.robot.name,
+        joints: config.robot.joints.map((j) => j.name),
+        cameras: this.vision.raw.filter((c) => wanted.includes(c.name)),
+        rawWanted: this.vision.rawWanted,
+        task: r.task,
+        maxDiskMb: r.maxDiskMb,
+        minFreeMb: r.minFreeMb,
+        disabled: r.enabled ? null : 'record.enabled is false in the config',
+      },
+      this.loop.ticks,
+      () => {
+        const active = this.policy.status().active;
+        return active === null ? null : { name: active.name, version: active.version };
+      },
+      logging.child('record'),
+    );
   }
 
   private async camerasStreaming(timeoutMs: number): Promise<void> {

@@ -6,6 +6,7 @@ import type { JogResult, LoopStatus, ModeName } from '../control/index.js';
 import type { PolicyInfo, PolicyStatus } from '../policy/index.js';
 import type { CameraStatus } from '../hardware/camera/index.js';
 import type { FleetStatus } from '../fleet/index.js';
+import type { RecordStatus } from '../record/index.js';
 import type { JobReport, UpdaterStatus } from '../ota/index.js';
 import { NO_ARGS, command, num, oneOf, str, type ArgsIn, type Catalog, type Handlers, type ResultOf } from './command.js';
 import type { SocketStatus } from './server.js';
@@ -32,6 +33,8 @@ export interface DaemonStatus {
   fleet: FleetStatus | { state: 'disabled' };
   /** The update engine: the job in progress (or the last), the committed policies, the floors. */
   ota: UpdaterStatus | { state: 'disabled' };
+  /** The flywheel recorder: recording or not, the episode being recorded, what was saved or dropped. */
+  record: RecordStatus;
   socket: SocketStatus;
   systemd: { watchdogMs: number | null };
   /** Every part's faults, in words. */
@@ -108,6 +111,21 @@ export const CATALOG = {
     fleet: true,
     readOnly: true,
   }),
+  // Recording never moves the arm: episodes follow the policy's own start and stop.
+  'record.start': command<RecordStatus>()({
+    summary: 'record episodes (LeRobotDataset v3.0) while the policy runs, with task {task?}; another task starts a new episode',
+    args: NO_ARGS.extend({ task: str().max(1000).optional() }),
+    moves: false,
+    fleet: true,
+  }),
+  'record.stop': command<RecordStatus>()({ summary: 'stop recording: the open episode is closed and saved', args: NO_ARGS, moves: false, fleet: true }),
+  'record.mark': command<RecordStatus>()({
+    summary: 'mark the episode {label}: success or failure (ends it), or intervention (flags it); with none open, the last saved one',
+    args: NO_ARGS.extend({ label: oneOf(['success', 'failure', 'intervention'] as const) }),
+    moves: false,
+    fleet: true,
+  }),
+  'record.status': command<RecordStatus>()({ summary: 'the recorder: state, episode being recorded, episodes saved, dropped, disk', args: NO_ARGS, moves: false, fleet: true, readOnly: true }),
   'log.level': command<Record<string, string>>()({
     summary: 'set the log level: {level, module?}',
     args: NO_ARGS.extend({ level: oneOf(LOG_LEVELS), module: str().optional() }),

@@ -118,6 +118,28 @@ const fleet = z
   })
   .strict();
 
+/** The flywheel recorder (src/record/): where, how often, which cameras, and the disk bounds. */
+const record = z
+  .object({
+    /** false: no recorder at all (record.* commands answer that recording is unavailable). */
+    enabled: z.boolean().default(true),
+    /** The dataset's directory; null: <paths.stateDir>/recordings/dataset. */
+    dir: z.string().min(1).nullable().default(null),
+    /** Dataset rows (and video frames) per second; null: the loop's rate (the policy's fps). Must divide control.rateHz. */
+    fps: z.number().int().min(1).max(1000).nullable().default(null),
+    /** Cameras recorded, by name; null: every camera. */
+    cameras: z.array(name).nullable().default(null),
+    /** Task of the episodes when record.start names none. */
+    task: z.string().min(1).max(1000).default('unspecified'),
+    /** The dataset stops growing (no new episode) past this many MB... */
+    maxDiskMb: z.number().int().min(1).default(20_000),
+    /** ... or when the disk has less free than this. */
+    minFreeMb: z.number().int().min(0).default(1024),
+    /** Seconds kept in the highlight ring while not recording (0: off). Not implemented yet: must be 0. */
+    highlightS: z.number().min(0).max(0).default(0),
+  })
+  .strict();
+
 const octalMode = z
   .string()
   .regex(/^0?[0-7]{3}$/, 'an octal file mode such as "0660"');
@@ -206,6 +228,7 @@ export function configSchemaFor(registry: MotorRegistry) {
       cameras: z.array(camera).default([]),
       policy: policy.default({}),
       fleet: fleet.default({}),
+      record: record.default({}),
       /** Over-the-air policy updates (src/ota/settings.ts). */
       ota: otaSettingsSchema.default({}),
       paths: z
@@ -270,6 +293,12 @@ export function configSchemaFor(registry: MotorRegistry) {
         const family = registry.get(b.kind);
         if (family !== undefined) checkFamily(family, b, i, c.robot.joints, ctx);
       });
+      if (c.record.fps !== null && c.control.rateHz % c.record.fps !== 0) {
+        ctx.addIssue({ code: 'custom', path: ['record', 'fps'], message: `a rate that divides control.rateHz (${c.control.rateHz})` });
+      }
+      for (const [i, cam] of (c.record.cameras ?? []).entries()) {
+        if (!c.cameras.some((x) => x.name === cam)) ctx.addIssue({ code: 'custom', path: ['record', 'cameras', i], message: `the name of a camera in cameras (${c.cameras.map((x) => x.name).join(', ') || 'none defined'})` });
+      }
       if (c.fleet.enabled && c.fleet.url === null) {
         ctx.addIssue({ code: 'custom', path: ['fleet', 'url'], message: 'a broker URL when fleet.enabled is true' });
       }

@@ -4,6 +4,7 @@ import { FrameSlot, SpscRing, WorkerHost, monoMs } from '../../rt/index.js';
 import { specLength, type ImageSpec, DEFAULT_SPEC } from './preprocess.js';
 import { CAMERA_METRICS, CAMERA_STATE_NAMES, TIMING_CAPACITY, TIMING_LENGTH, type CameraStateName } from './stats.js';
 import type { VisionProtocol, VisionWorkerData } from './vision-worker.js';
+import { rawSlotLength, type RawFrameSource } from './raw.js';
 import type { DaemonHandlers } from '../../api/index.js';
 
 export interface CameraStatus {
@@ -48,17 +49,23 @@ export class VisionRuntime implements Part {
   /** Per-frame FrameTiming records [camera index, capture-to-published ms], for whoever wants the distribution. */
   readonly timings = SpscRing.create(TIMING_CAPACITY, TIMING_LENGTH);
   private host: WorkerHost<VisionProtocol> | null = null;
+  /** Each camera's raw frames (BGR, as captured), when asked for at construction (`raw`); else empty. */
+  readonly raw: RawFrameSource[];
+  /** 1 while a reader of `raw` wants frames: the vision worker copies them only then. */
+  readonly rawWanted = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(
     private readonly cameras: readonly CameraConfig[],
     specs: ReadonlyMap<string, ImageSpec>,
     private readonly log: Logger,
+    opts: { raw?: boolean } = {},
   ) {
     this.sources = cameras.map((c) => {
       const spec = specs.get(c.name) ?? DEFAULT_SPEC;
       return { name: c.name, buffer: FrameSlot.create(specLength(spec)).buffer, spec, maxAgeMs: c.maxAgeMs };
     });
     this.stats = CAMERA_METRICS.alloc(cameras.length);
+    this.raw = opts.raw === true ? cameras.map((c) => ({ name: c.name, width: c.width, height: c.height, buffer: FrameSlot.create(rawSlotLength(c.width, c.height)).buffer })) : [];
   }
 
   start(): Promise<void> {
@@ -66,7 +73,8 @@ export class VisionRuntime implements Part {
     if (visionWorkerStarted) return Promise.reject(new ReflexError('START_FAILED', 'a vision worker already ran in this process: OpenCV cannot be loaded twice'));
     visionWorkerStarted = true;
     const data: VisionWorkerData = {
-      cameras: this.cameras.map((config, i) => ({ config, spec: this.sources[i]!.spec, frame: this.sources[i]!.buffer })),
+      cameras: this.cameras.map((config, i) => ({ config, spec: this.sources[i]!.spec, frame: this.sources[i]!.buffer, raw: this.raw[i]?.buffer ?? null })),
+      rawWanted: this.rawWanted.buffer,
       stats: this.stats,
       timings: this.timings.buffer,
       failureLimit: 10,

@@ -8,12 +8,15 @@ import { FrameSlot, SpscRing, hostPort, monoMs, type Counters } from '../../rt/i
 import { loadOpenCv, type Mat, type VideoCapture } from './opencv.js';
 import { openCapture } from './source.js';
 import { preprocess, specLength, type ImageSpec } from './preprocess.js';
+import { copyRaw, rawSlotLength } from './raw.js';
 import { CAMERA_METRICS, CameraState, FrameTiming, TIMING_CAPACITY, TIMING_LENGTH } from './stats.js';
 
 export interface VisionCamera {
   config: CameraConfig;
   spec: ImageSpec;
   frame: SharedArrayBuffer;
+  /** Raw BGR frames at the configured size (raw.ts), for the recorder; null when not wanted. */
+  raw: SharedArrayBuffer | null;
 }
 
 export interface VisionWorkerData {
@@ -24,6 +27,8 @@ export interface VisionWorkerData {
   timings: SharedArrayBuffer;
   /** Consecutive failed reads before a camera is declared stale and reopened. */
   failureLimit: number;
+  /** Int32 [1 while the raw frames are wanted]. */
+  rawWanted: SharedArrayBuffer;
 }
 
 export type CameraEvent = { type: 'camera'; camera: string; state: 'streaming' | 'stale'; reason: string };
@@ -45,6 +50,7 @@ const port = hostPort<VisionProtocol>();
 const cv = loadOpenCv();
 const timings = new SpscRing(data.timings, TIMING_CAPACITY, TIMING_LENGTH);
 const timing = FrameTiming.view(0);
+const rawWanted = new Int32Array(data.rawWanted);
 let running = true;
 const latest = new Map<string, Mat>();
 
@@ -57,6 +63,7 @@ class CameraLoop {
   private fps = { frames: 0, since: monoMs() };
   private readonly stats: CameraCounters;
   private readonly slot: FrameSlot;
+  private readonly raw: FrameSlot | null;
 
   constructor(
     private readonly index: number,
@@ -64,6 +71,7 @@ class CameraLoop {
   ) {
     this.stats = CAMERA_METRICS.view(data.stats, index).counters;
     this.slot = new FrameSlot(cam.frame, specLength(cam.spec));
+    this.raw = cam.raw === null ? null : new FrameSlot(cam.raw, rawSlotLength(cam.config.width, cam.config.height));
   }
 
   /** Reads one frame if the camera is open (or due for a retry); false when it has nothing. */
@@ -98,6 +106,8 @@ class CameraLoop {
     const t0 = monoMs();
     this.slot.write(captured, (into) => preprocess(cv, frame, this.cam.spec, into));
     const ms = monoMs() - t0;
+    const { width, height } = this.cam.config;
+    if (this.raw !== null && Atomics.load(rawWanted, 0) === 1) this.raw.write(captured, (into) => copyRaw(cv, frame, width, height, into));
     timing.camera = this.index;
     timing.publishMs = monoMs() - captured;
     timings.push(timing.data);

@@ -1,0 +1,151 @@
+// The flywheel recorder against the loop it must never disturb: the 50 Hz loop on the simulated
+// servo bus with a scripted policy, a 640x480 camera at 30 fps (synthetic frames published in a
+// raw FrameSlot, as the vision worker does), and the recorder off then on in the same run.
+// Reports the loop's wake lateness both ways (goal: p99 and max within 1.1x), the recorder's
+// CPU per camera (reflex's own threads plus the ffmpeg it spawns), bytes per recorded minute,
+// the time from an episode's end to its files closed and committed, and frames dropped.
+import { execFileSync, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { ControlLoop, type ControlConfig } from '../src/control/index.js';
+import { FrameSlot } from '../src/rt/index.js';
+import { rawSlotLength, type RawFrameSource } from '../src/hardware/camera/index.js';
+import { Recorder, dataPath, videoKey, videoPath } from '../src/record/index.js';
+import { CLI } from '../tools/testkit/paths.js';
+import { ScriptedChunks } from '../tools/testkit/chunks.js';
+import { armConfig } from '../tools/testkit/control.js';
+import { argNumber, machine, progress, result, round } from './_util.js';
+
+const SECONDS = argNumber('seconds', 60, 4);
+const FPS = argNumber('fps', 50);
+const SERVOS = 6;
+const RATE = 50;
+const W = 640;
+const H = 480;
+const CAMERA_FPS = 30;
+
+async function startSim(): Promise<{ link: string; stop: () => void }> {
+  const link = join(mkdtempSync(join(tmpdir(), 'reflex-bench-')), 'dxl');
+  const proc = spawn(process.execPath, [CLI, 'sim', 'dynamixel', '--link', link, '--ids', `1-${SERVOS}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: proc.stdout }).once('line', () => resolve());
+    proc.once('exit', (c) => reject(new Error(`simulator exited ${c}`)));
+  });
+  return { link, stop: () => proc.kill('SIGTERM') };
+}
+
+/** A camera at 30 fps: a moving gradient, so the encoder has real work. */
+function syntheticCamera(): { source: RawFrameSource; stop: () => void } {
+  const length = rawSlotLength(W, H);
+  const slot = FrameSlot.create(length);
+  let k = 0;
+  const timer = setInterval(() => {
+    k++;
+    slot.write(performance.now(), (into) => {
+      const px = new Uint8Array(into.buffer, into.byteOffset, W * H * 3);
+      for (let y = 0; y < H; y++) px.fill((y + k * 4) & 0xff, y * W * 3, (y + 1) * W * 3);
+    });
+  }, 1000 / CAMERA_FPS);
+  return { source: { name: 'top', buffer: slot.buffer, width: W, height: H }, stop: () => clearInterval(timer) };
+}
+
+/** This process's CPU seconds: its own threads, and its reaped children (ffmpeg). */
+function cpuSeconds(): { self: number; children: number } {
+  const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  const hz = 100;
+  return { self: (Number(f[11]) + Number(f[12])) / hz, children: (Number(f[13]) + Number(f[14])) / hz };
+}
+
+const sim = await startSim();
+const config: ControlConfig = armConfig(
+  sim.link,
+  { softStartTicks: 50, firstChunkTicks: 100, realtime: { priority: 80, cpu: null, lockMemory: false } },
+  Array.from({ length: SERVOS }, (_, i) => ({ name: `j${i + 1}`, bus: 'arm', id: i + 1, min: -1.5, max: 1.5, maxVelocity: 3, offset: 0, direction: 1 as const })),
+);
+const log = pino({ level: 'warn' }, pino.destination(2));
+const loop = new ControlLoop(config, { stallMs: 500 }, log);
+await loop.start(new AbortController().signal);
+const source = new ScriptedChunks(loop, SERVOS, (obsTick, i, out) => out.fill(0.5 * Math.sin((2 * Math.PI * (obsTick + i)) / (RATE * 4))), 50, 40);
+await loop.startPolicy();
+const camera = syntheticCamera();
+const dir = join(mkdtempSync(join(tmpdir(), 'reflex-bench-record-')), 'dataset');
+const recorder = new Recorder(
+  {
+    dir,
+    fps: FPS,
+    rateHz: RATE,
+    robotType: 'bench',
+    joints: config.joints.map((j) => j.name),
+    cameras: [camera.source],
+    rawWanted: null,
+    task: 'bench',
+    maxDiskMb: 100_000,
+    minFreeMb: 100,
+  },
+  loop.ticks,
+  () => ({ name: 'scripted', version: '1' }),
+  log,
+);
+await recorder.start();
+await new Promise((r) => setTimeout(r, 2000));
+
+async function phase(name: string): Promise<{ p99: number; max: number; cpu: { self: number; children: number }; missed: number }> {
+  const s0 = loop.status();
+  const wake0 = loop.shared.lateness.snapshot();
+  const c0 = cpuSeconds();
+  progress(`${name}: ${SECONDS} s...`);
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const wake = loop.shared.lateness.since(wake0);
+  const c1 = cpuSeconds();
+  return { p99: wake.p99, max: wake.max, cpu: { self: c1.self - c0.self, children: c1.children - c0.children }, missed: loop.status().missedDeadlines - s0.missedDeadlines };
+}
+
+const off = await phase('recorder off');
+recorder.startRecording('bench');
+const c0 = cpuSeconds();
+const on = await phase('recorder on');
+const endAt = performance.now();
+recorder.stopRecording();
+await recorder.settled();
+const closeMs = performance.now() - endAt;
+const c1 = cpuSeconds();
+const st = recorder.status();
+await recorder.stop();
+camera.stop();
+await source.stop();
+await loop.safe();
+await loop.stop();
+sim.stop();
+
+// The recorder's CPU: what the process spent above the recorder-off phase, plus ffmpeg (reaped at the episode's end).
+const extraSelf = Math.max(0, on.cpu.self - off.cpu.self);
+const ffmpegCpu = c1.children - c0.children;
+const cpuPct = ((extraSelf + ffmpegCpu) / SECONDS) * 100;
+const rows = st.frames;
+const videoBytes = st.episodes > 0 ? statSync(join(dir, videoPath(videoKey('top'), 0))).size + statSync(join(dir, dataPath(0))).size : 0;
+const videoFrames = st.episodes > 0 ? Number(execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-count_packets', '-show_entries', 'stream=nb_read_packets', '-of', 'csv=p=0', join(dir, videoPath(videoKey('top'), 0))], { encoding: 'utf8' }).trim()) : 0;
+progress(`episode: ${rows} rows, ${round(st.diskMb, 2)} MB, data ${dataPath(0)}, video ${videoPath(videoKey('top'), 0)}`);
+result({
+  seconds: SECONDS,
+  machine: machine(),
+  dataset_fps: FPS,
+  camera: { width: W, height: H, fps: CAMERA_FPS },
+  wake_lateness_us: { off: { p99: off.p99, max: off.max }, on: { p99: on.p99, max: on.max } },
+  ratio: { p99: round(on.p99 / Math.max(off.p99, 1), 2), max: round(on.max / Math.max(off.max, 1), 2) },
+  missed_deadlines: { off: off.missed, on: on.missed },
+  recorder_cpu_pct_per_camera: round(cpuPct, 1),
+  ffmpeg_cpu_pct: round((ffmpegCpu / SECONDS) * 100, 1),
+  bytes_per_minute: Math.round((videoBytes / Math.max(rows / FPS, 1e-9)) * 60),
+  episode_close_ms: round(st.lastCloseMs ?? closeMs, 0),
+  // Rows lost to ticks the recorder never saw, and rows whose video frame is missing from the file.
+  dropped_frames: Math.ceil(st.lostTicks / (RATE / FPS)) + Math.max(0, rows - videoFrames),
+  video_frames: videoFrames,
+  dropped_episodes: st.dropped.episodes,
+  repeated_frames: st.repeatedFrames,
+  rows,
+  episodes: st.episodes,
+});
+process.exit(0);

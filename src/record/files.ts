@@ -1,0 +1,91 @@
+// Crash-safe file writes for the dataset: every file is written under a temporary name in its
+// own directory, synced, renamed over its final name, and the directory synced, so that after a
+// kill -9 or a power cut a reader sees either the old file or the whole new one, never a torn one.
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+/** Suffix of a file being written; a restart removes any it finds (see `sweepTemporaries`). */
+export const TMP_SUFFIX = '.reflex-tmp';
+
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes `bytes` to `path` atomically: temporary name, fsync, rename, fsync of the directory. */
+export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${path}${TMP_SUFFIX}`;
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    const buf = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+    let at = 0;
+    while (at < buf.byteLength) at += writeSync(fd, buf, at, buf.byteLength - at);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  fsyncDir(dir);
+}
+
+/** Renames a finished file (already synced) into place and syncs the directory it lands in. */
+export function moveIntoPlace(from: string, to: string): void {
+  mkdirSync(dirname(to), { recursive: true });
+  const fd = openSync(from, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(from, to);
+  fsyncDir(dirname(to));
+}
+
+/** Removes temporary files a crash left under `dir` (recursively); returns how many. */
+export function sweepTemporaries(dir: string): number {
+  let n = 0;
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) n += sweepTemporaries(p);
+    else if (e.name.endsWith(TMP_SUFFIX)) {
+      rmSync(p, { force: true });
+      n++;
+    }
+  }
+  return n;
+}
+
+/** Bytes of the regular files under `dir` (recursively); 0 when it does not exist. */
+export function diskBytes(dir: string): number {
+  let total = 0;
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) total += diskBytes(p);
+    else if (e.isFile()) {
+      try {
+        total += statSync(p).size;
+      } catch {
+        // removed meanwhile
+      }
+    }
+  }
+  return total;
+}

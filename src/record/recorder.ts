@@ -1,0 +1,469 @@
+// The recorder: a part of the daemon, on the main thread, that reads the loop's tick records
+// (its own consumer of the tick ring: the loop never waits for it) and the cameras' raw frames,
+// and writes LeRobotDataset v3.0 episodes. An episode runs while recording is on and the
+// policy drives the arm: it opens when the policy starts, and closes when it stops, when the
+// loop e-stops or faults (flagged so), when the task or the policy changes, or when a
+// technician marks it a success or a failure. A recorder that falls behind (ticks lost, the
+// encoder's queue full, the disk failing) drops the whole episode, counts it and says why;
+// it never slows the tick.
+import { rmSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ReflexError, errorMessage, type Logger, type Part } from '../core/index.js';
+import { Intervention, monoMs, type TickReader, type TickRecord, type TickRing } from '../rt/index.js';
+import { MODE_NAMES } from '../control/index.js';
+import type { RawFrameSource } from '../hardware/camera/index.js';
+import type { DaemonHandlers } from '../api/index.js';
+import { Dataset, type EpisodeFlag, type Outcome } from './dataset.js';
+import { LiveEpisode, finishStaged, stagedEpisodes, type Tools } from './episode.js';
+import { FrameFeed } from './frames.js';
+import { ROW, rowLayout, type RowLayout } from './row.js';
+import { checkEncoder } from './video.js';
+import type { DatasetShape } from './format.js';
+
+const POLICY = MODE_NAMES.indexOf('policy');
+const ESTOP = MODE_NAMES.indexOf('estop');
+const FAULT = MODE_NAMES.indexOf('fault');
+const CLAMPS = Intervention.LIMIT | Intervention.DELTA | Intervention.NON_FINITE;
+
+export interface RecorderOptions {
+  /** The dataset's directory. */
+  dir: string;
+  /** Dataset rows per second; divides the loop's rate. */
+  fps: number;
+  rateHz: number;
+  robotType: string;
+  joints: readonly string[];
+  /** The recorded cameras' raw frames, and the flag that asks the vision worker for them. */
+  cameras: readonly RawFrameSource[];
+  rawWanted: Int32Array | null;
+  /** Task of an episode when record.start names none. */
+  task: string;
+  maxDiskMb: number;
+  minFreeMb: number;
+  tools?: Tools;
+  /** How often the tick ring is drained, ms. */
+  pumpMs?: number;
+  /** Frame buffers per camera between the recorder and its encoder; all in use = the encoder is behind. */
+  poolFrames?: number;
+  /** Bound on finishing an episode's videos. */
+  finishTimeoutMs?: number;
+  /** Why the recorder is turned off (config), or null. */
+  disabled?: string | null;
+}
+
+export type RecordState = 'unavailable' | 'starting' | 'idle' | 'armed' | 'recording';
+
+export interface RecordStatus {
+  state: RecordState;
+  /** Why recording is unavailable or paused (no encoder, the disk, a refused dataset). */
+  reason: string | null;
+  dir: string;
+  fps: number;
+  task: string | null;
+  episode: { frames: number; seconds: number; flags: EpisodeFlag[]; outcome: Outcome | null; task: string } | null;
+  /** Committed episodes and their frames. */
+  episodes: number;
+  /** Episodes ended and being saved (their files closed, then committed). */
+  saving: number;
+  frames: number;
+  /** Episodes finished after a crash from what was on disk, and partial ones with nothing usable. */
+  recovered: number;
+  discarded: number;
+  dropped: { episodes: number; last: string | null };
+  repeatedFrames: number;
+  lostTicks: number;
+  diskMb: number;
+  freeMb: number | null;
+  /** Episode end to files closed and committed, ms (the last one). */
+  lastCloseMs: number | null;
+}
+
+export class Recorder implements Part {
+  readonly name = 'recorder';
+  private dataset: Dataset | null = null;
+  private reader: TickReader | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly layout: RowLayout;
+  private readonly row: Float64Array;
+  private readonly feeds: FrameFeed[];
+  private readonly decimation: number;
+  private readonly tools: Tools;
+  private readonly shape: DatasetShape;
+  private armed = false;
+  private task: string | null = null;
+  private episode: LiveEpisode | null = null;
+  private due = 0;
+  private startedMs = 0;
+  private seq = 0;
+  private lostSeen = 0;
+  private unavailable: string | null = null;
+  private paused: string | null = null;
+  private starting = true;
+  /** Episodes finishing, one after another (their index is given at commit). */
+  private finishing: Promise<void> = Promise.resolve();
+  private pendingCloses = 0;
+  private lastDiskCheckMs = 0;
+  private freeMb: number | null = null;
+  private readonly counts = { recovered: 0, discarded: 0, dropped: 0, repeated: 0, lost: 0 };
+  private lastDrop: string | null = null;
+  private lastCloseMs: number | null = null;
+
+  constructor(
+    private readonly o: RecorderOptions,
+    private readonly ticks: TickRing,
+    private readonly activePolicy: () => { name: string; version: string } | null,
+    private readonly log: Logger,
+  ) {
+    if (!Number.isInteger(o.rateHz / o.fps)) throw new ReflexError('CONFIG_INVALID', `record.fps ${o.fps} must divide the loop's rate ${o.rateHz}`);
+    this.decimation = o.rateHz / o.fps;
+    this.layout = rowLayout(o.joints.length, o.cameras.length);
+    this.row = new Float64Array(this.layout.length);
+    this.feeds = o.cameras.map((c) => new FrameFeed(c, o.poolFrames ?? 16));
+    this.tools = o.tools ?? { ffmpeg: 'ffmpeg', ffprobe: 'ffprobe' };
+    this.shape = { fps: o.fps, robotType: o.robotType, joints: o.joints, cameras: o.cameras.map((c) => ({ name: c.name, width: c.width, height: c.height })) };
+  }
+
+  /** Opens the dataset and starts reading ticks; crash leftovers are finished in the background. */
+  async start(): Promise<void> {
+    if (this.o.disabled != null) {
+      this.unavailable = this.o.disabled;
+      this.starting = false;
+      return;
+    }
+    try {
+      this.dataset = Dataset.open(this.o.dir, this.shape);
+    } catch (err) {
+      this.unavailable = errorMessage(err);
+      this.log.error({ dir: this.o.dir, err: this.unavailable }, 'recording unavailable');
+    }
+    const noEncoder = this.o.cameras.length > 0 ? await checkEncoder(this.tools.ffmpeg) : null;
+    if (noEncoder !== null) {
+      this.unavailable ??= `no video encoder: ${noEncoder}`;
+      this.log.error({ err: noEncoder }, 'recording unavailable: no video encoder');
+    }
+    this.reader = this.ticks.reader();
+    this.timer = setInterval(() => this.pump(), this.o.pumpMs ?? 10);
+    const ds = this.dataset;
+    if (ds !== null && this.unavailable === null) this.finishing = this.recover(ds).finally(() => (this.starting = false));
+    else this.starting = false;
+  }
+
+  async stop(): Promise<void> {
+    this.armed = false;
+    this.pump();
+    this.endEpisode(null);
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.wantFrames(false);
+    await this.finishing;
+  }
+
+  /** Finishes what a crash left in staging: up to the last complete frame, or discarded. */
+  private async recover(ds: Dataset): Promise<void> {
+    for (const dir of stagedEpisodes(this.o.dir)) {
+      try {
+        const r = await finishStaged(dir, ds, this.layout, this.tools, true);
+        if (r.entry !== null) {
+          this.counts.recovered++;
+          this.log.warn({ episode: r.entry.episodeIndex, rows: r.kept, journalled: r.journalled }, 'recovered an episode a crash interrupted');
+        } else {
+          this.counts.discarded++;
+          this.log.warn({ dir }, 'discarded an interrupted episode with no complete frame');
+        }
+      } catch (err) {
+        this.counts.discarded++;
+        this.log.error({ dir, err: errorMessage(err) }, 'could not recover an interrupted episode; discarded');
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  }
+
+  // --- The tick side: runs every pumpMs on the main thread. ---
+
+  private pump(): void {
+    const r = this.reader;
+    if (r === null) return;
+    while (r.next()) {
+      if (r.lost !== this.lostSeen) {
+        const lost = r.lost - this.lostSeen;
+        this.lostSeen = r.lost;
+        this.counts.lost += lost;
+        if (this.episode !== null) this.drop(`the recorder fell behind the loop: ${lost} ticks lost`);
+      }
+      this.onTick(r.record);
+    }
+    const ep = this.episode;
+    if (ep === null) return;
+    try {
+      ep.flush();
+    } catch (err) {
+      this.drop(`the journal could not be written: ${errorMessage(err)}`);
+      return;
+    }
+    const failure = ep.failure;
+    if (failure !== null) this.drop(failure);
+    else this.checkDisk(false);
+  }
+
+  private onTick(t: TickRecord): void {
+    let ep = this.episode;
+    if (ep !== null) {
+      if (t.mode !== POLICY) {
+        this.endEpisode(t.mode === ESTOP ? 'estop' : t.mode === FAULT ? 'fault' : null);
+        ep = null;
+      } else if (t.generation >= 0 && ep.generation >= 0 && t.generation !== ep.generation) {
+        this.endEpisode(null); // another policy: its own episode
+        ep = null;
+      }
+    }
+    if (ep === null) {
+      if (!this.armed || t.mode !== POLICY || this.paused !== null) return;
+      ep = this.openEpisode(t);
+      if (ep === null) return;
+    }
+    if ((t.interventions & Intervention.STARVED) !== 0) addFlag(ep.info.flags, 'starvation', ep);
+    if ((t.interventions & CLAMPS) !== 0) addFlag(ep.info.flags, 'safety_clamp', ep);
+    while (t.tick >= this.due && this.episode !== null) {
+      this.emitRow(t, ep);
+      this.due += this.decimation;
+    }
+  }
+
+  private emitRow(t: TickRecord, ep: LiveEpisode): void {
+    const row = this.row;
+    const L = this.layout;
+    const J = L.joints;
+    const hasAction = Number.isFinite(t.action[0] ?? Number.NaN) ? 1 : 0;
+    row[ROW.tick] = t.tick;
+    row[ROW.timeMs] = t.timeMs;
+    row[ROW.mode] = t.mode;
+    row[ROW.safety] = t.interventions;
+    row[ROW.faults] = t.faults;
+    row[ROW.hasAction] = hasAction;
+    const overridden = t.mode !== POLICY || hasAction === 0 || (t.interventions & (CLAMPS | Intervention.STARVED)) !== 0 || ep.interventionMarked;
+    row[ROW.intervention] = overridden ? 1 : 0;
+    for (let j = 0; j < J; j++) {
+      row[L.q + j] = t.q[j]!;
+      row[L.command + j] = t.command[j]!;
+      row[L.action + j] = t.action[j]!;
+    }
+    const frames: Uint8Array[] = [];
+    for (let c = 0; c < this.feeds.length; c++) {
+      const frame = this.feeds[c]!.next(row, L.camera(c));
+      if (frame === null) {
+        for (const [i, f] of frames.entries()) this.feeds[i]!.release(f);
+        this.drop(`the video encoder of camera ${this.feeds[c]!.name} is not keeping up (${ep.backlog} frames queued)`);
+        return;
+      }
+      if (row[L.camera(c)] === 1) this.counts.repeated++;
+      frames.push(frame);
+    }
+    ep.append(row, frames);
+  }
+
+  private openEpisode(t: TickRecord): LiveEpisode | null {
+    if (this.dataset === null || this.unavailable !== null || this.starting) return null;
+    if (!this.checkDisk(true)) return null;
+    for (const f of this.feeds) f.reset();
+    this.seq++;
+    const seq = `${Date.now().toString().padStart(15, '0')}-${String(this.seq).padStart(6, '0')}`;
+    try {
+      this.episode = new LiveEpisode(
+        this.o.dir,
+        seq,
+        this.layout,
+        this.feeds,
+        { task: this.task ?? this.o.task, policy: this.activePolicy(), startedAt: new Date().toISOString(), flags: [], outcome: null },
+        t.generation,
+        this.tools,
+        this.o.fps,
+      );
+    } catch (err) {
+      this.paused = `cannot start an episode: ${errorMessage(err)}`;
+      this.log.error({ err: errorMessage(err) }, 'recording paused');
+      return null;
+    }
+    this.due = t.tick;
+    this.startedMs = monoMs();
+    this.log.info({ task: this.episode.info.task, policy: this.episode.info.policy }, 'episode started');
+    return this.episode;
+  }
+
+  /** Closes the open episode (flagged `flag`), and finishes it in the background. */
+  private endEpisode(flag: EpisodeFlag | null, outcome: Outcome | null = null): void {
+    const ep = this.episode;
+    if (ep === null) return;
+    this.episode = null;
+    if (flag !== null && !ep.info.flags.includes(flag)) ep.info.flags.push(flag);
+    if (outcome !== null) ep.info.outcome = outcome;
+    const endedMs = monoMs();
+    this.pendingCloses++;
+    this.finishing = this.finishing.then(async () => {
+      try {
+        ep.saveInfo();
+        await ep.close(this.o.finishTimeoutMs ?? 60_000);
+        const r = await finishStaged(ep.dir, this.dataset!, this.layout, this.tools, false, ep.rows);
+        this.lastCloseMs = Math.round(monoMs() - endedMs);
+        if (r.entry === null) this.log.warn({ rows: r.journalled }, 'an episode ended with no complete frame; nothing kept');
+        else this.log.info({ episode: r.entry.episodeIndex, frames: r.entry.length, flags: r.entry.flags, outcome: r.entry.outcome, closeMs: this.lastCloseMs }, 'episode saved');
+      } catch (err) {
+        this.counts.dropped++;
+        this.lastDrop = `the episode could not be saved: ${errorMessage(err)}`;
+        this.log.error({ err: errorMessage(err) }, 'episode dropped');
+        await ep.abort().catch(() => undefined);
+      } finally {
+        this.pendingCloses--;
+      }
+    });
+  }
+
+  /** Drops the open episode whole (it could not be recorded completely), counting it. */
+  private drop(reason: string): void {
+    const ep = this.episode;
+    if (ep === null) return;
+    this.episode = null;
+    this.counts.dropped++;
+    this.lastDrop = reason;
+    this.log.error({ reason, frames: ep.rows }, 'episode dropped');
+    this.finishing = this.finishing.then(() => ep.abort()).catch(() => undefined);
+  }
+
+  /**
+   * The disk bounds: below the free-space floor or past the byte bound, no new episode starts
+   * (and an open one is closed, keeping what it has). Checked at most once a second unless `now`.
+   */
+  private checkDisk(now: boolean): boolean {
+    if (!now && monoMs() - this.lastDiskCheckMs < 1000) return this.paused === null;
+    this.lastDiskCheckMs = monoMs();
+    let reason: string | null = null;
+    try {
+      const fs = statfsSync(this.o.dir);
+      this.freeMb = Math.floor((fs.bavail * fs.bsize) / 1024 ** 2);
+      if (this.freeMb < this.o.minFreeMb) reason = `free space ${this.freeMb} MB is below record.minFreeMb ${this.o.minFreeMb} MB`;
+    } catch (err) {
+      reason = `cannot read the free space of ${this.o.dir}: ${errorMessage(err)}`;
+    }
+    const usedMb = (this.dataset?.bytes ?? 0) / 1024 ** 2;
+    if (reason === null && usedMb >= this.o.maxDiskMb) reason = `the dataset holds ${Math.round(usedMb)} MB, record.maxDiskMb is ${this.o.maxDiskMb} MB`;
+    if (reason !== this.paused) {
+      if (reason !== null) this.log.warn({ reason }, 'recording paused');
+      else this.log.info('recording resumed: disk bounds met');
+    }
+    this.paused = reason;
+    if (reason !== null && this.episode !== null) this.endEpisode(null);
+    return reason === null;
+  }
+
+  private wantFrames(on: boolean): void {
+    if (this.o.rawWanted !== null) Atomics.store(this.o.rawWanted, 0, on ? 1 : 0);
+  }
+
+  // --- Commands ---
+
+  /** Recording on (with `task`); a different task ends the open episode and starts the next with it. */
+  startRecording(task?: string): RecordStatus {
+    if (this.unavailable !== null) throw new ReflexError('REFUSED', `recording is unavailable: ${this.unavailable}`);
+    const next = task ?? this.task ?? this.o.task;
+    if (this.armed && next !== (this.task ?? this.o.task)) this.endEpisode(null);
+    this.task = next;
+    this.armed = true;
+    this.wantFrames(true);
+    return this.status();
+  }
+
+  stopRecording(): RecordStatus {
+    this.armed = false;
+    this.endEpisode(null);
+    this.wantFrames(false);
+    return this.status();
+  }
+
+  /**
+   * A technician's mark: success or failure ends the open episode with that outcome (the next
+   * one starts while the policy keeps running); intervention flags it and marks its rows from
+   * now on. With no episode open, the mark goes to the last one saved.
+   */
+  async mark(label: Outcome | 'intervention'): Promise<RecordStatus> {
+    const ep = this.episode;
+    if (ep !== null) {
+      if (label === 'intervention') {
+        ep.interventionMarked = true;
+        addFlag(ep.info.flags, 'intervention', ep);
+      } else this.endEpisode(null, label);
+      return this.status();
+    }
+    await this.finishing;
+    const ds = this.dataset;
+    if (ds === null || ds.episodes.length === 0) throw new ReflexError('REFUSED', 'no episode to mark: none is being recorded and none was saved');
+    ds.mark(ds.episodes.length - 1, label === 'intervention' ? { flag: 'intervention' } : { outcome: label });
+    return this.status();
+  }
+
+  status(): RecordStatus {
+    const ds = this.dataset;
+    const ep = this.episode;
+    const state: RecordState = this.unavailable !== null ? 'unavailable' : this.starting ? 'starting' : ep !== null ? 'recording' : this.armed ? 'armed' : 'idle';
+    return {
+      state,
+      reason: this.unavailable ?? this.paused,
+      dir: this.o.dir,
+      fps: this.o.fps,
+      task: this.armed ? (this.task ?? this.o.task) : null,
+      episode: ep === null ? null : { frames: ep.rows, seconds: Math.round((monoMs() - this.startedMs) / 100) / 10, flags: [...ep.info.flags], outcome: ep.info.outcome, task: ep.info.task },
+      episodes: ds?.episodes.length ?? 0,
+      saving: this.pendingCloses,
+      frames: ds?.totalFrames ?? 0,
+      recovered: this.counts.recovered,
+      discarded: this.counts.discarded,
+      dropped: { episodes: this.counts.dropped, last: this.lastDrop },
+      repeatedFrames: this.counts.repeated,
+      lostTicks: this.counts.lost,
+      diskMb: Math.round(((ds?.bytes ?? 0) / 1024 ** 2) * 10) / 10,
+      freeMb: this.freeMb,
+      lastCloseMs: this.lastCloseMs,
+    };
+  }
+
+  /** Resolves once every ended episode is saved (or dropped): for tests and a clean stop. */
+  async settled(): Promise<void> {
+    while (this.pendingCloses > 0) await this.finishing;
+    await this.finishing;
+  }
+
+  faults(): string[] {
+    const out: string[] = [];
+    if (this.unavailable !== null) out.push(`recording unavailable: ${this.unavailable}`);
+    else if (this.paused !== null && this.armed) out.push(`recording paused: ${this.paused}`);
+    return out;
+  }
+
+  headline(): string {
+    const s = this.status();
+    return s.state === 'recording' ? `recording ep ${s.episodes}` : s.state === 'unavailable' ? 'recording unavailable' : `${s.episodes} episodes recorded`;
+  }
+
+  telemetry(): Record<string, unknown> {
+    const s = this.status();
+    return { record: { state: s.state, episodes: s.episodes, dropped: s.dropped.episodes, diskMb: s.diskMb } };
+  }
+
+  api(): DaemonHandlers {
+    return {
+      'record.start': ({ task }) => this.startRecording(task),
+      'record.stop': () => this.stopRecording(),
+      'record.mark': ({ label }) => this.mark(label),
+      'record.status': () => this.status(),
+    };
+  }
+}
+
+function addFlag(flags: EpisodeFlag[], flag: EpisodeFlag, ep: LiveEpisode): void {
+  if (flags.includes(flag)) return;
+  flags.push(flag);
+  ep.saveInfo();
+}
+
+/** Where a recording goes by default: under the state directory. */
+export function defaultRecordDir(stateDir: string): string {
+  return join(stateDir, 'recordings', 'dataset');
+}
