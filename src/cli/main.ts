@@ -15,6 +15,7 @@ import { registerRecord } from './record.js';
 import { printVersions } from './versions.js';
 import { registerFleet } from './fleet.js';
 import { registerBundle } from './bundle.js';
+import { registerPolicyImport } from './policy-import.js';
 
 const program = createProgram();
 program.option('-V, --version', 'print the versions of reflex, Node.js, ONNX Runtime and OpenCV');
@@ -31,6 +32,7 @@ registerSim(program);
 registerRecord(program);
 registerFleet(program);
 registerBundle(program);
+registerPolicyImport(program);
 
 async function main(argv: string[]): Promise<void> {
   // Before the verbs: `reflex --version` has no verb, and commander's own --version takes only a string.

@@ -29,7 +29,28 @@ const stats = z
   })
   .strict();
 
-const feature = z.object({ shape: z.array(z.number().int().positive()).nonempty(), normalization: normalization.default('mean_std') }).strict();
+const feature = z
+  .object({
+    shape: z.array(z.number().int().positive()).nonempty(),
+    normalization: normalization.default('mean_std'),
+    /**
+     * The model's width when it is wider than the feature (π0-family models pad state and action
+     * to 32): the state is fed zero-padded to it, and only the first values of each action are used.
+     */
+    padTo: z.number().int().positive().max(4096).optional(),
+  })
+  .strict();
+
+/** How camera frames become the model's pixels (beyond the normalization statistics). */
+const imagePrep = z
+  .object({
+    /** stretch: resize to the input size; pad: keep the aspect ratio and pad with black (π0, SmolVLA). */
+    resize: z.enum(['stretch', 'pad']).default('stretch'),
+    /** The range a pixel of 0..255 is mapped to before normalization: [0, 1], or [-1, 1] for SigLIP-style encoders. */
+    pixels: z.tuple([z.number(), z.number()]).default([0, 1]),
+  })
+  .strict()
+  .refine((p) => p.pixels[1] > p.pixels[0], { message: 'pixels must be [low, high] with high > low' });
 
 export const policySchema = z
   .object({
@@ -47,6 +68,9 @@ export const policySchema = z
     features: z.record(z.string(), feature),
     /** Normalization statistics by feature (LeRobot's stats.json). Image stats are per channel. */
     stats: z.record(z.string(), stats).default({}),
+    images: imagePrep.default({}),
+    /** Where the bundle came from (e.g. a LeRobot checkpoint: its policy type and path), for people. */
+    source: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
     runtime: z
       .object({
         /** An inference slower than this is an error: its chunk is dropped. */
@@ -68,6 +92,8 @@ export interface Feature {
   /** Per-element (or per-channel for images) scale and offset: normalized = (x - offset) / scale. */
   offset: Float32Array;
   scale: Float32Array;
+  /** The model's width of the last dimension (padTo, else the feature's own). */
+  width: number;
 }
 
 export interface PolicyBundle {
@@ -110,7 +136,9 @@ function affine(dir: string, name: string, f: z.output<typeof feature>, s: z.out
       scale[i] = (max[i]! - min[i]! + 1e-8) / 2;
     }
   }
-  return { name, shape: [...f.shape], normalization: f.normalization, offset, scale };
+  const own = f.shape[f.shape.length - 1]!;
+  if (f.padTo !== undefined && f.padTo < own) fail(dir, `${name}.padTo is ${f.padTo}, narrower than the feature's ${own}`);
+  return { name, shape: [...f.shape], normalization: f.normalization, offset, scale, width: f.padTo ?? own };
 }
 
 /** Reads and checks a bundle directory. Throws BAD_REQUEST naming what is wrong. */
@@ -187,7 +215,14 @@ export function imageSpecs(b: PolicyBundle): Map<string, { height: number; width
   const out = new Map<string, { height: number; width: number; mean: [number, number, number]; std: [number, number, number] }>();
   for (const f of b.images) {
     const cam = f.name.slice('observation.images.'.length);
-    out.set(cam, { height: f.shape[1]!, width: f.shape[2]!, mean: [f.offset[0]!, f.offset[1]!, f.offset[2]!], std: [f.scale[0]!, f.scale[1]!, f.scale[2]!] });
+    // The pixel range folds into the normalization: x = lo + (hi - lo) * p/255, then (x - mean) / std.
+    const [lo, hi] = b.spec.images.pixels;
+    const k = hi - lo;
+    const ch = (i: number): [number, number] => [(f.offset[i]! - lo) / k, f.scale[i]! / k];
+    const [m0, s0] = ch(0);
+    const [m1, s1] = ch(1);
+    const [m2, s2] = ch(2);
+    out.set(cam, { height: f.shape[1]!, width: f.shape[2]!, mean: [m0, m1, m2], std: [s0, s1, s2] });
   }
   return out;
 }

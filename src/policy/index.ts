@@ -3,3 +3,5 @@ export { loadBundle, mismatches, imageSpecs, policySchema, BUNDLE_FORMAT, POLICY
 export { openSession, loadOrt, ioMismatches, providerEntry, type ProviderName, type SessionOptions, type Ort } from './session.js';
 export { PolicyRunner } from './runner.js';
 export type { PolicyInfo, ShadowReport } from './worker.js';
+export { importCheckpoint, type ImportOptions, type ImportResult } from './import.js';
+export { readSafetensors, parseSafetensors, SAFETENSORS_MAX_BYTES, type SafeTensor, type Dtype } from './safetensors.js';

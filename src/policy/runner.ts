@@ -27,8 +27,9 @@ export class PolicyRunner {
     this.session = opened.session;
     this.provider = opened.provider;
     this.fallbacks = opened.fallbacks;
-    this.stateData = new Float32Array(bundle.dof);
-    this.feeds[bundle.state.name] = new ort.Tensor('float32', this.stateData, [1, bundle.dof]);
+    // A model wider than the robot (padTo) sees zeros past the robot's joints.
+    this.stateData = new Float32Array(bundle.state.width);
+    this.feeds[bundle.state.name] = new ort.Tensor('float32', this.stateData, [1, bundle.state.width]);
     for (const f of bundle.images) {
       const data = new Float32Array(f.shape[0]! * f.shape[1]! * f.shape[2]!);
       this.images.set(f.name.slice('observation.images.'.length), data);
@@ -47,13 +48,15 @@ export class PolicyRunner {
     const action = result.action;
     if (!action) throw new ReflexError('COMMAND_FAILED', `${b.spec.name}: the model returned no action`);
     const data = action.data as Float32Array;
-    const n = b.horizon * b.dof;
-    if (data.length < n) throw new ReflexError('COMMAND_FAILED', `${b.spec.name}: the model returned ${data.length} action values, ${n} expected`);
     const a = b.action;
+    const n = b.horizon * b.dof;
+    if (data.length < b.horizon * a.width) throw new ReflexError('COMMAND_FAILED', `${b.spec.name}: the model returned ${data.length} action values, ${b.horizon * a.width} expected`);
     for (let i = 0; i < n; i++) {
-      const v = data[i]!;
-      if (!Number.isFinite(v)) throw new ReflexError('COMMAND_FAILED', `${b.spec.name}: the model returned ${v} at action ${Math.floor(i / b.dof)}, joint ${b.spec.joints[i % b.dof]}`);
       const j = i % b.dof;
+      const k = Math.floor(i / b.dof);
+      // A padded action (padTo) carries the robot's joints first; the rest is padding.
+      const v = data[k * a.width + j]!;
+      if (!Number.isFinite(v)) throw new ReflexError('COMMAND_FAILED', `${b.spec.name}: the model returned ${v} at action ${k}, joint ${b.spec.joints[j]}`);
       out[i] = v * a.scale[j]! + a.offset[j]!;
     }
     for (const t of Object.values(result)) t.dispose();

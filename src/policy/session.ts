@@ -97,7 +97,7 @@ export async function openSession(ort: Ort, model: string | Uint8Array, o: Sessi
 /** Differences between what the bundle names and what the model has; empty when they agree. */
 export function ioMismatches(session: Session, b: PolicyBundle): string[] {
   const out: string[] = [];
-  const want = new Map<string, number[]>([[b.state.name, b.state.shape], ...b.images.map((f): [string, number[]] => [f.name, f.shape])]);
+  const want = new Map<string, number[]>([[b.state.name, [b.state.width]], ...b.images.map((f): [string, number[]] => [f.name, f.shape])]);
   const inputs = new Map(session.inputMetadata.map((m) => [m.name, m]));
   for (const [name, shape] of want) {
     const m = inputs.get(name);
@@ -110,8 +110,8 @@ export function ioMismatches(session: Session, b: PolicyBundle): string[] {
   for (const name of inputs.keys()) if (!want.has(name)) out.push(`the model wants an input ${name} the bundle does not provide`);
   const action = session.outputMetadata.find((m) => m.name === 'action');
   if (!action) out.push(`the model has no output action (it has ${session.outputNames.join(', ')})`);
-  else if (action.isTensor && !shapeFits(action.shape, b.action.shape)) {
-    out.push(`output action has shape [${action.shape.join(', ')}], the bundle says [1, ${b.action.shape.join(', ')}]`);
+  else if (action.isTensor && !shapeFits(action.shape, [b.horizon, b.action.width])) {
+    out.push(`output action has shape [${action.shape.join(', ')}], the bundle says [1, ${b.horizon}, ${b.action.width}]`);
   }
   return out;
 }

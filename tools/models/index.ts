@@ -3,3 +3,4 @@
 // load. Not part of the daemon: nothing under src/ imports this.
 export { buildModel, weights, DataType, type GraphInit, type NodeInit } from './onnx-builder.js';
 export { writeBundle, offsetModel, imageOffsetModel, actModel, writeActBundle, writeHomeBundle, writeReachBundle, reachModel, ACT_BENCH, type ReachOptions, type ActOptions } from './models.js';
+export { safetensorsBytes, writeLeRobotCheckpoint, LEROBOT_FILES, type CheckpointOptions, type FeatureStats, type TensorOut } from './lerobot.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { BUNDLE_FORMAT, type PolicySpec } from '../../src/policy/index.js';
 import { buildModel, weights, DataType, type NodeInit, type TensorInit } from './onnx-builder.js';
 
-type PolicyJson = Omit<PolicySpec, 'format' | 'model' | 'runtime' | 'stats' | 'cameras'> & Partial<Pick<PolicySpec, 'model' | 'runtime' | 'stats' | 'cameras'>>;
+type PolicyJson = Omit<PolicySpec, 'format' | 'model' | 'runtime' | 'stats' | 'cameras' | 'images'> & Partial<Pick<PolicySpec, 'model' | 'runtime' | 'stats' | 'cameras' | 'images'>>;
 
 export function writeBundle(dir: string, spec: PolicyJson, model: Uint8Array): void {
   mkdirSync(dir, { recursive: true });
