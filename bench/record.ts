@@ -37,17 +37,34 @@ async function startSim(): Promise<{ link: string; stop: () => void }> {
   return { link, stop: () => proc.kill('SIGTERM') };
 }
 
-/** A camera at 30 fps: a moving gradient, so the encoder has real work. */
+/**
+ * A camera at 30 fps: a second of frames made up front (a gradient, a moving disc, and sensor
+ * noise of a few levels, so the encoder has the work a real camera gives it), played in a loop.
+ */
 function syntheticCamera(): { source: RawFrameSource; stop: () => void } {
   const length = rawSlotLength(W, H);
   const slot = FrameSlot.create(length);
+  let seed = 1;
+  const noise = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) >> 16) % 9;
+  const frames = Array.from({ length: CAMERA_FPS }, (_, k) => {
+    const px = new Uint8Array(W * H * 3);
+    const cx = W / 2 + (W / 4) * Math.cos((2 * Math.PI * k) / CAMERA_FPS);
+    const cy = H / 2 + (H / 4) * Math.sin((2 * Math.PI * k) / CAMERA_FPS);
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const inDisc = (x - cx) ** 2 + (y - cy) ** 2 < 40 ** 2;
+        const i = (y * W + x) * 3;
+        px[i] = inDisc ? 30 : (x >> 2) + noise();
+        px[i + 1] = inDisc ? 200 : (y >> 2) + noise();
+        px[i + 2] = inDisc ? 40 : 90 + noise();
+      }
+    }
+    return px;
+  });
   let k = 0;
   const timer = setInterval(() => {
-    k++;
-    slot.write(performance.now(), (into) => {
-      const px = new Uint8Array(into.buffer, into.byteOffset, W * H * 3);
-      for (let y = 0; y < H; y++) px.fill((y + k * 4) & 0xff, y * W * 3, (y + 1) * W * 3);
-    });
+    const frame = frames[k++ % frames.length]!;
+    slot.write(performance.now(), (into) => new Uint8Array(into.buffer, into.byteOffset, W * H * 3).set(frame));
   }, 1000 / CAMERA_FPS);
   return { source: { name: 'top', buffer: slot.buffer, width: W, height: H }, stop: () => clearInterval(timer) };
 }

@@ -43,7 +43,11 @@ export interface RecorderOptions {
   tools?: Tools;
   /** How often the tick ring is drained, ms. */
   pumpMs?: number;
-  /** Frame buffers per camera between the recorder and its encoder; all in use = the encoder is behind. */
+  /**
+   * Frame buffers per camera between the recorder and its encoder (a repeated frame takes none);
+   * all in use = the encoder is behind. The default holds about a second of a 30 fps camera,
+   * which also covers ffmpeg's start at the beginning of an episode (0.9 MB each at 640x480).
+   */
   poolFrames?: number;
   /** Bound on finishing an episode's videos. */
   finishTimeoutMs?: number;
@@ -118,7 +122,7 @@ export class Recorder implements Part {
     this.decimation = o.rateHz / o.fps;
     this.layout = rowLayout(o.joints.length, o.cameras.length);
     this.row = new Float64Array(this.layout.length);
-    this.feeds = o.cameras.map((c) => new FrameFeed(c, o.poolFrames ?? 16));
+    this.feeds = o.cameras.map((c) => new FrameFeed(c, o.poolFrames ?? 32));
     this.tools = o.tools ?? { ffmpeg: 'ffmpeg', ffprobe: 'ffprobe' };
     this.shape = { fps: o.fps, robotType: o.robotType, joints: o.joints, cameras: o.cameras.map((c) => ({ name: c.name, width: c.width, height: c.height })) };
   }

@@ -35,7 +35,9 @@ export class VideoEncoder {
       [
         '-hide_banner', '-loglevel', 'error', '-nostdin',
         '-f', 'rawvideo', '-pix_fmt', 'bgr24', '-s', `${o.width}x${o.height}`, '-framerate', String(o.fps), '-i', 'pipe:0',
-        '-an', '-c:v', 'libx264', '-preset', 'veryfast',
+        // ultrafast: a Jetson Orin Nano has no hardware encoder, and the robot's cores matter more
+        // than bytes on its disk (about 2x the size of veryfast).
+        '-an', '-c:v', 'libx264', '-preset', 'ultrafast',
         // No B-frames and no lookahead: frames reach the file about as soon as they are encoded,
         // so a kill loses at most the fragment being written (one GOP, about a second).
         '-tune', 'zerolatency', '-g', gop, '-keyint_min', gop, '-pix_fmt', 'yuv420p',
