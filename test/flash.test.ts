@@ -1,16 +1,12 @@
 // flash.sh: a release, installed into a directory shaped like a minimal root filesystem.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO } from '../tools/testkit/paths.js';
 import { tempDir } from '../tools/testkit/daemon.js';
-
-const FLASH = join(REPO, 'flash.sh');
-const run = promisify(execFile);
-const NODE_PIN = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { reflex: { node: string } }).reflex.node;
+import { buildReleases, fetchNode, FLASH, NODE_PIN, releasePath } from './helpers/releases.js';
 
 function flash(...args: string[]): SpawnSyncReturns<string> {
   return spawnSync(FLASH, args, { encoding: 'utf8', timeout: 120_000 });
@@ -45,17 +41,6 @@ function snapshot(dir: string): Map<string, string> {
   return out;
 }
 
-/** Why these tests cannot run here, or null. */
-function fetchNode(arch: 'x64' | 'arm64'): string | null {
-  const cache = join(REPO, '.cache', 'node');
-  if (existsSync(join(cache, `node-linux-${arch}-${NODE_PIN}.tgz`))) return null;
-  mkdirSync(cache, { recursive: true });
-  const r = spawnSync('npm', ['pack', '--loglevel', 'error', `node-linux-${arch}@${NODE_PIN}`], { cwd: cache, encoding: 'utf8', timeout: 180_000 });
-  if (r.status === 0) return null;
-  const why = (r.stderr ?? '').split('\n').find((l) => l.trim() !== '' && !l.includes('complete log')) || r.error?.message || `npm pack exited ${r.status ?? r.signal}`;
-  return `cannot fetch node-linux-${arch}@${NODE_PIN} from the npm registry (offline?): ${why}`;
-}
-
 describe('flash.sh', () => {
   const work = tempDir('reflex-flash-');
   const releases = join(work, 'releases');
@@ -67,9 +52,9 @@ describe('flash.sh', () => {
     skip = fetchNode('x64');
     if (skip) return;
     // Two versions of the same tree, built side by side.
-    await Promise.all(['1.0.0-test', '1.1.0-test'].map((v) => run(FLASH, ['release', '--arch', 'x64', '--version', v, releases], { timeout: 120_000 })));
-    rel1 = join(releases, 'reflex-1.0.0-test-linux-x64');
-    rel2 = join(releases, 'reflex-1.1.0-test-linux-x64');
+    await buildReleases(releases, ['1.0.0-test', '1.1.0-test']);
+    rel1 = releasePath(releases, '1.0.0-test');
+    rel2 = releasePath(releases, '1.1.0-test');
   });
   after(() => rmSync(work, { recursive: true, force: true }));
 
