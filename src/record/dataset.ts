@@ -91,6 +91,8 @@ export class Dataset {
       }
     } else if (existsSync(join(dir, INFO_PATH))) {
       throw new ReflexError('CONFIG_INVALID', `${dir} holds a dataset reflex did not write (no ${STATE_FILE}); choose another record.dir`);
+    } else {
+      writeFileAtomic(file, JSON.stringify(state));
     }
     const ds = new Dataset(dir, state);
     sweepTemporaries(dir);

@@ -1,0 +1,189 @@
+// The recorder on its own, fed like the daemon feeds it: a tick ring written here as the
+// control thread writes it, a raw camera FrameSlot written as the vision worker writes it, real
+// ffmpeg and real files. What a technician or a bad day would notice: the rate and the repeated
+// frames, a full disk, a missing encoder, an encoder that cannot keep up, a dataset of another
+// robot in the way, a mark that comes after the episode ended.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parquetReadObjects } from 'hyparquet';
+import { pino } from 'pino';
+import { FrameSlot, Tick, TickRing } from '../src/rt/index.js';
+import { rawSlotLength } from '../src/hardware/camera/index.js';
+import { Recorder, type RecorderOptions } from '../src/record/index.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+
+const HOLD = 0;
+const POLICY = 1;
+const log = pino({ level: 'silent' });
+
+function rig(width: number, height: number, over: Partial<RecorderOptions> = {}) {
+  const dir = tempDir('reflex-record-');
+  const ring = new TickRing(3, 512);
+  const t = Tick.view(3);
+  const slot = FrameSlot.create(rawSlotLength(width, height));
+  let tick = 0;
+  const recorder = new Recorder(
+    {
+      dir: join(dir, 'dataset'),
+      fps: 10,
+      rateHz: 50,
+      robotType: 'test',
+      joints: ['a', 'b', 'c'],
+      cameras: [{ name: 'top', buffer: slot.buffer, width, height }],
+      rawWanted: null,
+      task: 'test task',
+      maxDiskMb: 1000,
+      minFreeMb: 0,
+      ...over,
+    },
+    ring,
+    () => ({ name: 'scripted', version: '7' }),
+    log,
+  );
+  return {
+    dir,
+    recorder,
+    /** n ticks in `mode`, as the loop writes them. */
+    ticks(mode: number, n: number) {
+      for (let i = 0; i < n; i++) {
+        t.tick = tick++;
+        t.timeMs = performance.now();
+        t.mode = mode;
+        t.interventions = 0;
+        t.generation = 1;
+        t.q.fill(tick / 100);
+        t.action.fill(0.5);
+        t.command.fill(0.25);
+        ring.push(t);
+      }
+    },
+    frame(value: number) {
+      slot.write(performance.now(), (into) => new Uint8Array(into.buffer, into.byteOffset, width * height * 3).fill(value));
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await sleep(20);
+  }
+}
+
+async function readParquet(file: string): Promise<Record<string, unknown>[]> {
+  const b = readFileSync(file);
+  return (await parquetReadObjects({ file: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) })) as Record<string, unknown>[];
+}
+
+test('rows at the dataset rate (50 Hz ticks at 10 fps), a camera with no new frame repeated and marked; a mark after the episode goes to the last saved one', async () => {
+  const r = rig(64, 48);
+  await r.recorder.start();
+  try {
+    await until('recovery done', () => r.recorder.status().state === 'idle');
+    r.recorder.startRecording('stack the cups');
+    r.frame(100);
+    r.ticks(POLICY, 1);
+    await until('an episode opens', () => r.recorder.status().episode !== null);
+    r.ticks(POLICY, 99); // 100 ticks = 2 s = 20 rows; the camera sent one frame
+    r.ticks(HOLD, 1); // the policy stops: the episode ends
+    await until('the episode is saved', () => r.recorder.status().episodes === 1);
+    await r.recorder.mark('failure');
+    const ds = join(r.dir, 'dataset');
+    const rows = await readParquet(join(ds, 'data/chunk-000/file-000.parquet'));
+    assert.equal(rows.length, 20);
+    assert.deepEqual(
+      rows.map((x) => (x['complementary_info.frame_repeated'] as boolean[])[0]),
+      [false, ...Array<boolean>(19).fill(true)],
+    );
+    assert.equal(r.recorder.status().repeatedFrames, 19);
+    const eps = await readParquet(join(ds, 'meta/episodes/chunk-000/file-000.parquet'));
+    assert.equal(eps[0]!['reflex/outcome'], 'failure');
+    assert.ok((eps[0]!['reflex/flags'] as string[]).includes('frames_repeated'));
+    assert.equal(eps[0]!['reflex/policy_version'], '7');
+    assert.deepEqual(eps[0]!.tasks, ['stack the cups']);
+  } finally {
+    await r.recorder.stop();
+  }
+});
+
+test('below the free-space floor no episode starts, and status and faults say why; the ticks are still taken', async () => {
+  const r = rig(64, 48, { minFreeMb: 1e12 });
+  await r.recorder.start();
+  try {
+    await until('recovery done', () => r.recorder.status().state === 'idle');
+    r.recorder.startRecording();
+    r.frame(10);
+    r.ticks(POLICY, 50);
+    await sleep(300);
+    const s = r.recorder.status();
+    assert.equal(s.episode, null);
+    assert.match(s.reason ?? '', /below record\.minFreeMb/);
+    assert.ok(r.recorder.faults().some((f) => /recording paused/.test(f)), JSON.stringify(r.recorder.faults()));
+    assert.equal(s.lostTicks, 0);
+  } finally {
+    await r.recorder.stop();
+  }
+});
+
+test('no ffmpeg: recording is unavailable and record.start is refused with the reason', async () => {
+  const r = rig(64, 48, { tools: { ffmpeg: '/nonexistent/ffmpeg', ffprobe: '/nonexistent/ffprobe' } });
+  await r.recorder.start();
+  try {
+    assert.equal(r.recorder.status().state, 'unavailable');
+    assert.throws(() => r.recorder.startRecording(), (err: Error & { code?: string }) => err.code === 'REFUSED' && /no video encoder/.test(err.message));
+  } finally {
+    await r.recorder.stop();
+  }
+});
+
+test('an encoder that cannot keep up drops the whole episode, counts it and says why', async () => {
+  // An "ffmpeg" that reads nothing, as one starved of CPU: the pipe fills, the frame buffers run out.
+  const dir = tempDir('reflex-slow-ffmpeg-');
+  const slow = join(dir, 'ffmpeg');
+  writeFileSync(slow, '#!/bin/sh\nif [ "$2" = "-encoders" ]; then echo " V..... libx264"; exit 0; fi\nexec sleep 60\n');
+  chmodSync(slow, 0o755);
+  const r = rig(640, 480, { tools: { ffmpeg: slow, ffprobe: 'ffprobe' }, poolFrames: 3 });
+  await r.recorder.start();
+  try {
+    await until('recovery done', () => r.recorder.status().state === 'idle');
+    r.recorder.startRecording();
+    r.ticks(POLICY, 1);
+    await until('an episode opens', () => r.recorder.status().episode !== null);
+    for (let i = 0; i < 20 && r.recorder.status().dropped.episodes === 0; i++) {
+      r.frame(i); // a new frame for every row
+      r.ticks(POLICY, 5);
+      await sleep(30);
+    }
+    const s = r.recorder.status();
+    assert.equal(s.dropped.episodes, 1);
+    assert.match(s.dropped.last ?? '', /not keeping up/);
+    r.ticks(HOLD, 1);
+    r.recorder.stopRecording();
+    await r.recorder.settled();
+    assert.equal(r.recorder.status().episodes, 0, 'nothing half-recorded was saved');
+  } finally {
+    await r.recorder.stop();
+  }
+});
+
+test('a dataset recorded with other joints is refused, saying so, rather than mixed', async () => {
+  const a = rig(64, 48);
+  await a.recorder.start();
+  await a.recorder.stop();
+  const other = join(a.dir, 'dataset');
+  const b = rig(64, 48, { dir: other, joints: ['a', 'b'] });
+  mkdirSync(other, { recursive: true });
+  await b.recorder.start();
+  try {
+    const s = b.recorder.status();
+    assert.equal(s.state, 'unavailable');
+    assert.match(s.reason ?? '', /other features or rate/);
+  } finally {
+    await b.recorder.stop();
+  }
+});
