@@ -97,7 +97,7 @@ test('rows at the dataset rate (50 Hz ticks at 10 fps), a camera with no new fra
     const rows = await readParquet(join(ds, 'data/chunk-000/file-000.parquet'));
     assert.equal(rows.length, 20);
     assert.deepEqual(
-      rows.map((x) => (x['complementary_info.frame_repeated'] as boolean[])[0]),
+      rows.map((x) => x['complementary_info.frame_repeated'] as boolean),
       [false, ...Array<boolean>(19).fill(true)],
     );
     assert.equal(r.recorder.status().repeatedFrames, 19);
@@ -162,6 +162,22 @@ test('an encoder that cannot keep up drops the whole episode, counts it and says
     const s = r.recorder.status();
     assert.equal(s.dropped.episodes, 1);
     assert.match(s.dropped.last ?? '', /not keeping up/);
+    // No new episode at once (no thrashing), then one after the back-off, with the frame
+    // buffers of the dropped one back in the pool: it is dropped for a full queue again.
+    r.ticks(POLICY, 5);
+    await sleep(200);
+    assert.equal(r.recorder.status().episode, null);
+    await until('the next episode after the back-off', () => {
+      r.ticks(POLICY, 1);
+      return r.recorder.status().episode !== null;
+    });
+    for (let i = 0; i < 20 && r.recorder.status().dropped.episodes === 1; i++) {
+      r.frame(i);
+      r.ticks(POLICY, 5);
+      await sleep(30);
+    }
+    assert.equal(r.recorder.status().dropped.episodes, 2);
+    assert.match(r.recorder.status().dropped.last ?? '', /\([1-9]\d* frames queued\)/);
     r.ticks(HOLD, 1);
     r.recorder.stopRecording();
     await r.recorder.settled();

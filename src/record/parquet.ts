@@ -31,14 +31,19 @@ export function stringColumn(values: readonly string[]): Column {
   return vectorFromArray(values, new Utf8());
 }
 
-/** fixed_size_list<float32>[width]: `flat` holds the rows one after another. */
+/**
+ * fixed_size_list<float32>[width]: `flat` holds the rows one after another. Width 1 is a plain
+ * float32 column: LeRobot's loader takes a feature of shape (1,) as a scalar Value.
+ */
 export function fixedFloat32Column(flat: Float32Array, width: number): Column {
+  if (width === 1) return makeVector(flat);
   const child = makeData({ type: new Float32(), length: flat.length, nullCount: 0, data: flat });
   return makeVector(makeData({ type: new FixedSizeList(width, new Field('item', new Float32(), true)), length: flat.length / width, nullCount: 0, child }));
 }
 
-/** fixed_size_list<bool>[width]. */
+/** fixed_size_list<bool>[width] (width 1: a plain bool column, as for float32). */
 export function fixedBoolColumn(rows: readonly boolean[][], width: number): Column {
+  if (width === 1) return boolColumn(rows.map((r) => r[0]!));
   const child = vectorFromArray(rows.flat(), new Bool()).data[0]!;
   return makeVector(makeData({ type: new FixedSizeList(width, new Field('item', new Bool(), true)), length: rows.length, nullCount: 0, child }));
 }

@@ -24,6 +24,8 @@ const POLICY = MODE_NAMES.indexOf('policy');
 const ESTOP = MODE_NAMES.indexOf('estop');
 const FAULT = MODE_NAMES.indexOf('fault');
 const CLAMPS = Intervention.LIMIT | Intervention.DELTA | Intervention.NON_FINITE;
+/** How long after a dropped episode the next may start. */
+const DROP_BACKOFF_MS = 5000;
 
 export interface RecorderOptions {
   /** The dataset's directory. */
@@ -110,6 +112,8 @@ export class Recorder implements Part {
   private freeMb: number | null = null;
   private readonly counts = { recovered: 0, discarded: 0, dropped: 0, repeated: 0, lost: 0 };
   private lastDrop: string | null = null;
+  /** After a drop, no new episode before this (monoMs): a recorder that cannot keep up does not thrash. */
+  private resumeAtMs = 0;
   private lastCloseMs: number | null = null;
 
   constructor(
@@ -266,7 +270,7 @@ export class Recorder implements Part {
   }
 
   private openEpisode(t: TickRecord): LiveEpisode | null {
-    if (this.dataset === null || this.unavailable !== null || this.starting) return null;
+    if (this.dataset === null || this.unavailable !== null || this.starting || monoMs() < this.resumeAtMs) return null;
     if (!this.checkDisk(true)) return null;
     for (const f of this.feeds) f.reset();
     this.seq++;
@@ -328,7 +332,8 @@ export class Recorder implements Part {
     this.episode = null;
     this.counts.dropped++;
     this.lastDrop = reason;
-    this.log.error({ reason, frames: ep.rows }, 'episode dropped');
+    this.resumeAtMs = monoMs() + DROP_BACKOFF_MS;
+    this.log.error({ reason, frames: ep.rows, nextInMs: DROP_BACKOFF_MS }, 'episode dropped');
     this.finishing = this.finishing.then(() => ep.abort()).catch(() => undefined);
   }
 

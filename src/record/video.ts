@@ -26,6 +26,8 @@ export class VideoEncoder {
   private stderr = '';
   /** Frames handed to ffmpeg and not yet taken by the pipe. */
   pending = 0;
+  /** Their release callbacks: each called once, when the pipe took the frame or ffmpeg is gone. */
+  private readonly outstanding = new Set<() => void>();
   failed: string | null = null;
 
   constructor(private readonly o: EncoderOptions) {
@@ -55,6 +57,7 @@ export class VideoEncoder {
       });
       this.proc.once('exit', (code) => {
         if (code !== 0 && this.failed === null) this.failed = `ffmpeg exited with ${code}: ${this.stderr.trim()}`;
+        this.releaseAll();
         resolve(code);
       });
     });
@@ -67,10 +70,18 @@ export class VideoEncoder {
       return;
     }
     this.pending++;
-    this.proc.stdin!.write(frame, () => {
+    const release = () => {
+      if (!this.outstanding.delete(release)) return;
       this.pending--;
       done();
-    });
+    };
+    this.outstanding.add(release);
+    this.proc.stdin!.write(frame, release);
+  }
+
+  /** A killed ffmpeg never takes what was queued: its buffers go back to the pool all the same. */
+  private releaseAll(): void {
+    for (const release of [...this.outstanding]) release();
   }
 
   /** Ends the input and waits for ffmpeg to finish the file. */
@@ -87,6 +98,7 @@ export class VideoEncoder {
     this.proc.stdin!.destroy();
     this.proc.kill('SIGKILL');
     await this.exited;
+    this.releaseAll();
   }
 }
 
