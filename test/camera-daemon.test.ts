@@ -59,6 +59,7 @@ test('a camera feeds the policy through the vision worker; camera list and snaps
   assert.match(list.stdout, /^ {2}top {2}videotestsrc .* 640x480 MJPG @ 30 fps$/m);
 
   const d = spawnReflex(['run', '--config', file]);
+  let checked = false;
   try {
     await d.waitForLog((l) => l.msg === 'policy ready', 15_000);
     // The policy starts once the camera streams; a loaded machine may take a while to get there.
@@ -80,8 +81,11 @@ test('a camera feeds the policy through the vision worker; camera list and snaps
     assert.equal(viaDaemon.code, 0, viaDaemon.stderr);
     assert.match(viaDaemon.stdout, /from the running daemon/);
     assert.ok(existsSync(join(dir, 'daemon.jpg')));
+    checked = true;
   } finally {
     d.proc.kill('SIGTERM');
-    assert.equal((await d.exited).code, 0);
+    const { code } = await d.exited;
+    // Only after the checks above passed: their own failure must not be masked by this one.
+    if (checked) assert.equal(code, 0, `the daemon exited ${code} on SIGTERM: ${d.stderr.join('\n')}\n${d.logs.slice(-8).map((l) => JSON.stringify(l)).join('\n')}`);
   }
 });
