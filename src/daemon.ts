@@ -109,6 +109,8 @@ export class Daemon {
         stateDir: config.paths.stateDir,
         robot: { rateHz: config.control.rateHz, joints: config.robot.joints.map((j) => j.name), cameras: config.cameras.map((c) => c.name) },
         frames: this.vision.sources.map((f) => ({ name: f.name, buffer: f.buffer, height: f.spec.height, width: f.spec.width, maxAgeMs: f.maxAgeMs })),
+        task: config.policy.task,
+        seed: config.policy.seed,
       },
       this.loop.buffers,
       logging.child('policy'),

@@ -32,7 +32,7 @@ test('the daemon answers every command of the catalog, and only those (fault inj
 
 test('each command says whether it moves the arm: starting, swapping or re-enabling does; stopping, holding and looking do not', () => {
   const moving = names.filter((n) => CATALOG[n].moves).sort();
-  assert.deepEqual(moving, ['policy.activate', 'policy.rollback', 'policy.start', 'reset']);
+  assert.deepEqual(moving, ['policy.activate', 'policy.rollback', 'policy.start', 'policy.task', 'reset']);
   for (const n of names) assert.ok(CATALOG[n].summary.length > 0, `${n} has a summary`);
 });
 
@@ -110,7 +110,7 @@ test('the fleet refuses every catalog command not marked fleet-allowed, and runs
     }
     await until('every reply', () => replies.size === asked.length, 10_000);
     const allowed: string[] = names.filter((n) => CATALOG[n].fleet).sort();
-    assert.deepEqual(allowed, ['camera.snapshot', 'estop', 'log.level', 'ota.cancel', 'ota.status', 'policy.activate', 'policy.rollback', 'policy.start', 'policy.stop', 'reset', 'status']);
+    assert.deepEqual(allowed, ['camera.snapshot', 'estop', 'log.level', 'ota.cancel', 'ota.status', 'policy.activate', 'policy.rollback', 'policy.start', 'policy.stop', 'policy.task', 'reset', 'status']);
     for (const n of asked) {
       const r = replies.get(n);
       if (allowed.includes(n)) assert.equal(r?.ok, true, `${n} runs from the fleet`);

@@ -86,6 +86,13 @@ export const CATALOG = {
     moves: true,
     fleet: true,
   }),
+  // A running VLA policy does what the task says: a new task changes how the arm moves.
+  'policy.task': command<{ task: string; seed: number }>()({
+    summary: 'set the task instruction {text} VLA policies are given (tokenized once on the robot) and/or the noise {seed} (same seed, same chunk)',
+    args: NO_ARGS.extend({ text: str().max(2000).optional(), seed: num(0, 2 ** 32 - 1).int().optional() }),
+    moves: true,
+    fleet: true,
+  }),
   'ota.status': command<UpdaterStatus | { state: 'disabled' }>()({ summary: 'the policy update in progress (or the last), the committed active and previous policy, version floors', args: NO_ARGS, moves: false, fleet: true }),
   // Only before activation; past it the trial decides (commit or roll back).
   'ota.cancel': command<JobReport | null>()({

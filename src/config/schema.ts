@@ -88,6 +88,10 @@ const policy = z
     onnxruntimePath: z.string().min(1).nullable().default(null),
     /** Start acting on the policy (soft start from hold) as soon as it is loaded and warmed up. */
     autostart: z.boolean().default(true),
+    /** The task instruction VLA policies are given at start (`reflex policy task` changes it). */
+    task: z.string().max(2000).default(''),
+    /** The seed of VLA policies' initial noise; null: a random one (reported in status, to replay a run). */
+    seed: z.number().int().min(0).max(2 ** 32 - 1).nullable().default(null),
   })
   .strict();
 
@@ -183,8 +187,12 @@ export function configSchemaFor(registry: MotorRegistry) {
           firstChunkMs: z.number().int().min(20).max(60_000).default(3000),
           chunk: z
             .object({
-              /** How a new chunk joins the running one: crossfade, or ACT's temporal ensembling. */
-              blend: z.enum(['crossfade', 'ensemble']).default('crossfade'),
+              /**
+               * How a new chunk joins the running one: crossfade, ACT's temporal ensembling, or rtc
+               * (real-time chunking: the policy gets the committed prefix and the delay, its chunk is
+               * spliced in after the prefix; for bundles that declare rtc inputs).
+               */
+              blend: z.enum(['crossfade', 'ensemble', 'rtc']).default('crossfade'),
               overlapTicks: z.number().int().min(0).max(200).default(10),
               ensembleDecay: z.number().min(0).max(10).default(0.01),
               /** Ask the policy for the next chunk when this many actions are left. */

@@ -354,6 +354,10 @@ export class ControlCore {
     o.q.set(this.q);
     o.dq.set(this.dq);
     o.effort.set(this.effort);
+    // Real-time chunking: what the policy must continue from, counted in actions, not ms.
+    const rtc = this.mode === Mode.POLICY && this.cfg.chunk.blend === 'rtc';
+    o.prefixLen = rtc ? this.executor.prefix(k, o.prefix) : 0;
+    o.delay = rtc ? this.executor.delayTicks : 0;
     this.shared.observation.write(o.data);
   }
 
@@ -369,7 +373,7 @@ export class ControlCore {
       this.executor.stats.rejectedChunks++;
       return;
     }
-    this.executor.ingest(k, c.obsTick, c.actions, horizon, c.generation);
+    this.executor.ingest(k, c.obsTick, c.actions, horizon, c.generation, c.delay);
   }
 
   private writeBuses(): void {

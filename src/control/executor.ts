@@ -2,7 +2,15 @@
 // observation of one tick) into one action per tick, without ever waiting for the policy.
 // Actions live in a ring indexed by absolute tick, so aligning a late chunk is arithmetic.
 
-export type BlendMode = 'crossfade' | 'ensemble';
+/**
+ * crossfade and ensemble blend a new chunk into the running one; rtc (real-time chunking) does
+ * not blend: the policy was conditioned on the running chunk's committed prefix, so its chunk
+ * is spliced in after that prefix.
+ */
+export type BlendMode = 'crossfade' | 'ensemble' | 'rtc';
+
+/** Measured delays the estimate is taken over (the most of them). */
+const DELAY_WINDOW = 8;
 
 export interface ExecutorOptions {
   dof: number;
@@ -44,6 +52,11 @@ export class ChunkExecutor {
   private requestedAt = -1;
   /** The policy (generation) whose chunks are queued. */
   private generation = -1;
+  /** Recent delays (ticks from a chunk's observation to its arrival), a ring. */
+  private readonly delays = new Int32Array(DELAY_WINDOW);
+  private delayCount = 0;
+  /** Chunks taken since a reset or a swap: the first is a warm-up and says nothing of the delay. */
+  private sinceStart = 0;
 
   constructor(private readonly opts: ExecutorOptions) {
     this.cap = opts.capacity ?? 512;
@@ -56,6 +69,37 @@ export class ChunkExecutor {
   /** The policy generation whose chunks are queued (-1: none). */
   get queuedGeneration(): number {
     return this.generation;
+  }
+
+  /**
+   * The delay, in ticks, a chunk requested now is expected to arrive after: the most of the
+   * recent delays counted in actions actually consumed (tick of arrival minus tick of the
+   * observation), never a latency guess. The first chunk after a start or a swap is left out,
+   * so a slow warm-up inference does not inflate it. 0 until a delay is known.
+   */
+  get delayTicks(): number {
+    let d = 0;
+    const n = Math.min(this.delayCount, DELAY_WINDOW);
+    for (let i = 0; i < n; i++) if (this.delays[i]! > d) d = this.delays[i]!;
+    return d;
+  }
+
+  /**
+   * The committed prefix for an observation of tick `now`: the queued actions for ticks now ..
+   * now + delayTicks - 1 (they execute while the policy computes), into `out` (action i, joint
+   * j at out[i * dof + j]). Returns how many: fewer when the running chunk ends sooner.
+   */
+  prefix(now: number, out: Float64Array): number {
+    const d = Math.min(this.delayTicks, this.remaining(now), Math.floor(out.length / this.dof));
+    const ensemble = this.opts.blend === 'ensemble';
+    for (let i = 0; i < d; i++) {
+      const slot = (now + i) % this.cap;
+      const w = this.weight[slot]!;
+      if (w <= 0) return i;
+      const v = slot * this.dof;
+      for (let j = 0; j < this.dof; j++) out[i * this.dof + j] = ensemble ? this.value[v + j]! / w : this.value[v + j]!;
+    }
+    return d;
   }
 
   /** Actions queued from tick `now` on. */
@@ -76,8 +120,10 @@ export class ChunkExecutor {
    * Takes a chunk of `horizon` actions computed from the observation of tick `obsTick`: action i
    * is for tick obsTick + i. Actions for ticks before `now` are dropped (latency alignment).
    * Refused (false) when it holds a NaN or Inf, does not fit, or is entirely in the past.
+   * `delay`: the prefix length the policy was conditioned on (rtc), its first actions reproduce
+   * the running chunk's there, so the running chunk is kept up to obsTick + delay.
    */
-  ingest(now: number, obsTick: number, actions: Float64Array, horizon: number, generation = 0): boolean {
+  ingest(now: number, obsTick: number, actions: Float64Array, horizon: number, generation = 0, delay = 0): boolean {
     const d = this.dof;
     if (horizon <= 0 || horizon > this.cap - 1 || actions.length < horizon * d || obsTick > now) {
       this.stats.rejectedChunks++;
@@ -95,6 +141,12 @@ export class ChunkExecutor {
     // starts where the running chunk ends, so no tick mixes two policies.
     const swap = generation !== this.generation && this.generation >= 0;
     if (swap && this.end > from) from = this.end;
+    const rtc = this.opts.blend === 'rtc' && !swap;
+    // The splice point: after the committed prefix, where the running chunk still has it.
+    if (rtc && delay > 0) {
+      const afterPrefix = Math.min(obsTick + delay, this.end);
+      if (afterPrefix > from) from = afterPrefix;
+    }
     if (from >= to) {
       this.stats.rejectedChunks++;
       this.stats.staleActions += horizon;
@@ -102,6 +154,12 @@ export class ChunkExecutor {
     }
     this.clearBefore(now);
     this.stats.staleActions += Math.max(0, (now > obsTick ? now : obsTick) - obsTick);
+    if (swap || this.generation < 0) this.sinceStart = 0;
+    if (this.sinceStart > 0) {
+      this.delays[this.delayCount % DELAY_WINDOW] = now - obsTick;
+      this.delayCount++;
+    }
+    this.sinceStart++;
     this.generation = generation;
     const crossfade = this.opts.blend === 'crossfade' && !swap;
     const overlap = this.opts.overlapTicks;
@@ -115,7 +173,7 @@ export class ChunkExecutor {
         const w = old && k < overlap ? (k + 1) / (overlap + 1) : 1;
         for (let j = 0; j < d; j++) this.value[v + j] = old ? (1 - w) * this.value[v + j]! + w * actions[a + j]! : actions[a + j]!;
         this.weight[slot] = 1;
-      } else if (swap) {
+      } else if (swap || rtc) {
         for (let j = 0; j < d; j++) this.value[v + j] = actions[a + j]!;
         this.weight[slot] = 1;
         this.count[slot] = 1;
@@ -126,7 +184,14 @@ export class ChunkExecutor {
         this.count[slot] = this.count[slot]! + 1;
       }
     }
-    if (to > this.end) this.end = to;
+    if (rtc) {
+      // The new chunk replaces the running one's tail: nothing of the old plan plays after it.
+      for (let t = to; t < this.end; t++) {
+        this.weight[t % this.cap] = 0;
+        this.count[t % this.cap] = 0;
+      }
+      this.end = to;
+    } else if (to > this.end) this.end = to;
     this.requestedAt = -1;
     this.stats.chunks++;
     return true;
@@ -158,6 +223,8 @@ export class ChunkExecutor {
     this.cleared = -1;
     this.requestedAt = -1;
     this.consecutiveStarved = 0;
+    this.delayCount = 0;
+    this.sinceStart = 0;
   }
 
   /** Frees the slots of ticks before `now`, so the ring can hold later ticks there. */

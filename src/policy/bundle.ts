@@ -52,6 +52,30 @@ const imagePrep = z
   .strict()
   .refine((p) => p.pixels[1] > p.pixels[0], { message: 'pixels must be [low, high] with high > low' });
 
+/** A task instruction, tokenized on the robot: int64 token ids [1, maxLength] (and a 1/0 mask). */
+const taskInput = z
+  .object({
+    input: z.string().min(1),
+    mask: z.string().min(1).optional(),
+    /** A Hugging Face tokenizer.json in the bundle. */
+    tokenizer: z.string().min(1).default('tokenizer.json'),
+    maxLength: z.number().int().positive().max(4096),
+    padId: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+/** The initial noise of a flow-matching or diffusion policy, Gaussian from a seeded generator. */
+const noiseInput = z.object({ input: z.string().min(1), shape: z.array(z.number().int().positive()).nonempty() }).strict();
+
+/**
+ * Real-time chunking (training-time RTC): the committed prefix [1, horizon, action width],
+ * normalized, zero past its length, and the delay in steps (int64 [1]).
+ */
+const rtcInputs = z.object({ prefix: z.string().min(1), delay: z.string().min(1) }).strict();
+
+/** Bound on a tokenizer.json (a large vocabulary is a few MB). */
+export const TOKENIZER_MAX_BYTES = 32 * 1024 * 1024;
+
 export const policySchema = z
   .object({
     format: z.literal(BUNDLE_FORMAT),
@@ -69,6 +93,9 @@ export const policySchema = z
     /** Normalization statistics by feature (LeRobot's stats.json). Image stats are per channel. */
     stats: z.record(z.string(), stats).default({}),
     images: imagePrep.default({}),
+    task: taskInput.optional(),
+    noise: noiseInput.optional(),
+    rtc: rtcInputs.optional(),
     /** Where the bundle came from (e.g. a LeRobot checkpoint: its policy type and path), for people. */
     source: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
     runtime: z
@@ -105,6 +132,8 @@ export interface PolicyBundle {
   action: Feature;
   horizon: number;
   dof: number;
+  /** The tokenizer.json of a bundle with a task input, else null. */
+  tokenizerPath: string | null;
 }
 
 function fail(dir: string, why: string): never {
@@ -177,6 +206,15 @@ export function loadBundle(dir: string, limits: BundleLimits = {}): PolicyBundle
     if (f.shape.length !== 3 || f.shape[0] !== 3) fail(dir, `${name} has shape [${f.shape.join(', ')}], want [3, height, width]`);
     return affine(dir, name, f, spec.stats[name], 3);
   });
+  let tokenizerPath: string | null = null;
+  if (spec.task) {
+    tokenizerPath = join(dir, spec.task.tokenizer);
+    try {
+      checkRegularFile(tokenizerPath, TOKENIZER_MAX_BYTES);
+    } catch (err) {
+      fail(dir, `${spec.task.tokenizer}: ${errorMessage(err)}`);
+    }
+  }
   const known = new Set(['observation.state', 'action', ...spec.cameras.map((c) => `observation.images.${c}`)]);
   for (const name of Object.keys(spec.features)) if (!known.has(name)) fail(dir, `feature ${name} is neither the state, an action, nor a listed camera`);
   return {
@@ -188,6 +226,7 @@ export function loadBundle(dir: string, limits: BundleLimits = {}): PolicyBundle
     action: affine(dir, 'action', act, spec.stats.action, dof),
     horizon: act.shape[0],
     dof,
+    tokenizerPath,
   };
 }
 

@@ -4,6 +4,7 @@
 import { ReflexError } from '../core/index.js'; // not core's index: see worker.ts
 import type { PolicyBundle } from './bundle.js';
 import type { Ort, OpenedSession, Session } from './session.js';
+import { VlaInputs } from './vla.js';
 
 type Tensor = import('onnxruntime-node').Tensor;
 
@@ -18,11 +19,14 @@ export class PolicyRunner {
   private readonly feeds: Record<string, Tensor> = {};
   /** ONNX Runtime's own time of the last run, ms. */
   lastOrtMs = 0;
+  /** Task tokens, noise, RTC prefix and delay: the inputs beyond state and images the bundle declares. */
+  readonly vla: VlaInputs;
 
   constructor(
     ort: Ort,
     readonly bundle: PolicyBundle,
     opened: OpenedSession,
+    vla: { task: string; seed: number } = { task: '', seed: 0 },
   ) {
     this.session = opened.session;
     this.provider = opened.provider;
@@ -35,13 +39,19 @@ export class PolicyRunner {
       this.images.set(f.name.slice('observation.images.'.length), data);
       this.feeds[f.name] = new ort.Tensor('float32', data, [1, ...f.shape]);
     }
+    this.vla = new VlaInputs(ort, bundle, this.feeds, vla.task, vla.seed);
   }
 
-  /** Runs the policy on `state` (joint space) and writes horizon x dof actions into `out`. */
-  async run(state: Float64Array, out: Float64Array): Promise<void> {
+  /**
+   * Runs the policy on `state` (joint space) and writes horizon x dof actions into `out`. For a
+   * bundle with RTC inputs, `prefix` holds the committed actions (joint space, prefixLen of
+   * them) and `delay` the steps the loop expects the answer after.
+   */
+  async run(state: Float64Array, out: Float64Array, prefix: Float64Array | null = null, prefixLen = 0, delay = 0): Promise<void> {
     const b = this.bundle;
     const s = b.state;
     for (let i = 0; i < b.dof; i++) this.stateData[i] = (state[i]! - s.offset[i]!) / s.scale[i]!;
+    this.vla.fill(prefix, prefixLen, delay);
     const t0 = performance.now();
     const result = await this.session.run(this.feeds);
     this.lastOrtMs = performance.now() - t0;

@@ -18,6 +18,9 @@ export interface PolicyRuntimeOptions {
   robot: RobotShape;
   warmUpRuns?: number;
   frames?: InferenceWorkerData['frames'];
+  /** VLA bundles: the task instruction at start (config policy.task) and the noise seed (null: random). */
+  task?: string;
+  seed?: number | null;
   /** Largest model file a bundle may hold (default MODEL_MAX_BYTES). */
   maxModelBytes?: number;
   /**
@@ -38,6 +41,9 @@ export interface PolicyStatus {
   inference: { count: number; errors: number; overBudget: number; lastMs: number; meanMs: number; meanOrtMs: number; maxMs: number; p50Ms: number; p99Ms: number };
   /** Age of the camera frames the policy used, ms. */
   frameAgeMs: { p50: number; p99: number };
+  /** The task instruction and noise seed fed to VLA bundles (a replay sets the same seed). */
+  task: string;
+  seed: number;
 }
 
 /** Why a policy became active: the configured bundle at start, an activation, or a rollback. */
@@ -85,6 +91,7 @@ export class PolicyRuntime implements Part {
   /** Every worker not yet ended: the three above, and any being released. */
   private readonly live = new Set<Slot>();
   private nextLoadDelayMs = 0;
+  private readonly vla: { task: string; seed: number };
   private error: string | null = null;
   private stopping = false;
   /** Activations and rollbacks run one at a time, in the order asked. */
@@ -97,6 +104,7 @@ export class PolicyRuntime implements Part {
     private readonly log: Logger,
   ) {
     this.request = new Doorbell(loop.request);
+    this.vla = { task: opts.task ?? '', seed: opts.seed ?? Math.floor(Math.random() * 2 ** 32) };
   }
 
   /** Called each time a policy becomes active, with why. */
@@ -300,6 +308,8 @@ export class PolicyRuntime implements Part {
       warmUpRuns: this.opts.warmUpRuns ?? 3,
       loadDelayMs: this.nextLoadDelayMs,
       frames: this.opts.frames ?? [],
+      task: this.vla.task,
+      seed: this.vla.seed,
     };
     this.nextLoadDelayMs = 0;
     // No bound on the ready handshake: a load may take minutes (a TensorRT engine build); the
@@ -367,7 +377,23 @@ export class PolicyRuntime implements Part {
         p99Ms: r(latencyUs.quantile(0.99) / 1000),
       },
       frameAgeMs: { p50: r(frameAgeUs.quantile(0.5) / 1000), p99: r(frameAgeUs.quantile(0.99) / 1000) },
+      task: this.vla.task,
+      seed: this.vla.seed,
     };
+  }
+
+  /**
+   * Sets the task instruction (tokenized once, in each worker) and, given, the noise seed, for
+   * the running policy and every one loaded later.
+   */
+  setVla(text: string | undefined, seed: number | undefined): { task: string; seed: number } {
+    if (text !== undefined) this.vla.task = text;
+    if (seed !== undefined) this.vla.seed = seed >>> 0;
+    for (const slot of this.live) {
+      if (text !== undefined) slot.host.post({ type: 'task', text });
+      if (seed !== undefined) slot.host.post({ type: 'seed', seed: this.vla.seed });
+    }
+    return { ...this.vla };
   }
 
   /** Fault injection: the policy answers nothing for `ms`. */
@@ -412,6 +438,7 @@ export class PolicyRuntime implements Part {
       'policy.rollback': () => this.rollback(),
       'debug.policy.slowLoad': ({ ms }) => (this.slowNextLoad(ms), null),
       'debug.policy.stall': ({ ms }) => (this.stall(ms), null),
+      'policy.task': ({ text, seed }) => this.setVla(text, seed),
     };
   }
 }

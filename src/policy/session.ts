@@ -98,6 +98,16 @@ export async function openSession(ort: Ort, model: string | Uint8Array, o: Sessi
 export function ioMismatches(session: Session, b: PolicyBundle): string[] {
   const out: string[] = [];
   const want = new Map<string, number[]>([[b.state.name, [b.state.width]], ...b.images.map((f): [string, number[]] => [f.name, f.shape])]);
+  // The VLA inputs the worker feeds (task tokens, noise, the RTC prefix and delay).
+  if (b.spec.task) {
+    want.set(b.spec.task.input, [b.spec.task.maxLength]);
+    if (b.spec.task.mask) want.set(b.spec.task.mask, [b.spec.task.maxLength]);
+  }
+  if (b.spec.noise) want.set(b.spec.noise.input, b.spec.noise.shape);
+  if (b.spec.rtc) {
+    want.set(b.spec.rtc.prefix, [b.horizon, b.action.width]);
+    want.set(b.spec.rtc.delay, []);
+  }
   const inputs = new Map(session.inputMetadata.map((m) => [m.name, m]));
   for (const [name, shape] of want) {
     const m = inputs.get(name);

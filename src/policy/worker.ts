@@ -32,6 +32,9 @@ export interface InferenceWorkerData {
   warmUpRuns: number;
   /** Fault injection: block this thread for this long before opening the model, as a slow load does. */
   loadDelayMs: number;
+  /** The task instruction and the noise seed at start (VLA bundles; others ignore them). */
+  task: string;
+  seed: number;
   /** Pre-processed camera frames, by camera name, from the vision worker. */
   frames: { name: string; buffer: SharedArrayBuffer; height: number; width: number; maxAgeMs: number }[];
 }
@@ -41,6 +44,9 @@ export interface InferenceStall {
   type: 'stall';
   ms: number;
 }
+
+/** A new task instruction (tokenized once, here) or noise seed, for every worker alike. */
+export type VlaSetting = { type: 'task'; text: string } | { type: 'seed'; seed: number };
 
 /**
  * A shadow run: a preloaded (inactive) policy runs on the live observation, its chunks going
@@ -80,7 +86,7 @@ export interface PolicyInfo {
 export interface InferenceProtocol {
   ready: PolicyInfo;
   event: { type: 'inferenceError'; message: string };
-  post: InferenceStall;
+  post: InferenceStall | VlaSetting;
   request: ShadowRequest;
   reply: ShadowReport;
 }
@@ -101,8 +107,15 @@ port.onStop(() => {
   running = false;
   link.request.wake();
 });
+let loaded: PolicyRunner | null = null;
+let vlaSetting: { task: string; seed: number } = { task: data.task, seed: data.seed };
 port.onPost((m) => {
   if (m.type === 'stall') stalledUntil = monoMs() + m.ms;
+  else if (m.type === 'task') vlaSetting = { ...vlaSetting, task: m.text };
+  else vlaSetting = { ...vlaSetting, seed: m.seed };
+  // A setting that comes while the policy loads is taken when it is ready.
+  if (loaded && m.type === 'task') loaded.vla.setTask(m.text);
+  if (loaded && m.type === 'seed') loaded.vla.setSeed(m.seed);
 });
 
 async function load(): Promise<PolicyRunner> {
@@ -121,7 +134,7 @@ async function load(): Promise<PolicyRunner> {
     await opened.session.release();
     throw new Error(`policy ${bundle.spec.name}: ${io.join('; ')}`);
   }
-  return new PolicyRunner(ort, bundle, opened);
+  return new PolicyRunner(ort, bundle, opened, vlaSetting);
 }
 
 /** Copies each camera's newest frame into the runner's input; refuses missing or stale ones. */
@@ -182,7 +195,7 @@ async function serve(runner: PolicyRunner): Promise<void> {
     try {
       takeFrames(runner, t0);
       // Straight into the chunk record: it is written to the loop only if it is still wanted.
-      await runner.run(obs.q, rec.actions);
+      await runner.run(obs.q, rec.actions, obs.prefix, obs.prefixLen, obs.delay);
     } catch (err) {
       if (!active()) continue;
       stats.add('errors');
@@ -211,6 +224,8 @@ async function serve(runner: PolicyRunner): Promise<void> {
       }
       rec.obsTick = obsTick;
       rec.horizon = b.horizon;
+      // The loop splices an RTC chunk after the prefix it was conditioned on.
+      rec.delay = b.spec.rtc ? obs.delay : 0;
       rec.generation = Atomics.load(ownGeneration, 0);
       link.chunk.write(rec.data);
     } finally {
@@ -266,6 +281,10 @@ async function main(): Promise<void> {
   try {
     runner = await load();
     const warmUpMs = await runner.warmUp(data.warmUpRuns);
+    // Warm-up drew noise: the first real run starts from the seed, as a replay does.
+    runner.vla.setTask(vlaSetting.task);
+    runner.vla.setSeed(vlaSetting.seed);
+    loaded = runner;
     const spec = runner.bundle.spec;
     port.ready({ name: spec.name, version: spec.version, dir: data.bundle.dir, provider: runner.provider, fallbacks: runner.fallbacks, warmUpMs, generation: 0 });
   } catch (err) {

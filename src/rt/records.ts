@@ -81,17 +81,20 @@ export function defineRecord<S extends string, V extends string>(name: string, s
 /**
  * What the control loop saw at one tick, in joint space: the policy's input. Tick index, its
  * wake-up time (monoMs), the loop's mode then; joint positions (rad), velocities (rad/s),
- * efforts (motor current, A).
+ * efforts (motor current, A). For real-time chunking: the committed prefix (prefixLen actions of
+ * the running chunk, joint space, for ticks tick.., laid out as Chunk's actions) and the delay in
+ * ticks the loop expects the answer after.
  */
-export const Observation = defineRecord('observation', ['tick', 'timeMs', 'mode'] as const, { q: 1, dq: 1, effort: 1 });
+export const Observation = defineRecord('observation', ['tick', 'timeMs', 'mode', 'prefixLen', 'delay'] as const, { q: 1, dq: 1, effort: 1, prefix: MAX_HORIZON });
 export type ObservationRecord = ReturnType<typeof Observation.view>;
 
 /**
  * A chunk of actions from the policy: action i is for tick obsTick + i, joint j at
  * actions[i * joints + j]; horizon actions of MAX_HORIZON are used. The generation changes
- * when the policy is swapped, so the loop switches at a chunk boundary.
+ * when the policy is swapped, so the loop switches at a chunk boundary. delay: the prefix length
+ * the policy was conditioned on (real-time chunking), else 0.
  */
-export const Chunk = defineRecord('chunk', ['obsTick', 'horizon', 'generation'] as const, { actions: MAX_HORIZON });
+export const Chunk = defineRecord('chunk', ['obsTick', 'horizon', 'generation', 'delay'] as const, { actions: MAX_HORIZON });
 export type ChunkRecord = ReturnType<typeof Chunk.view>;
 
 /** Per joint, the health of its motor from the last read: temperature (C), voltage (V), hardware error bits. */
