@@ -155,6 +155,8 @@ export class Daemon {
     try {
       await this.lifecycle.start();
     } catch (err) {
+      // Stopped while starting (SIGTERM, `systemctl stop`): that is a stop, with its exit status.
+      if (this.shuttingDown) return this.done;
       log.fatal({ err: errorMessage(err) }, 'start failed');
       return EXIT.FAILURE;
     }

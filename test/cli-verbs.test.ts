@@ -11,6 +11,9 @@ import { REPO } from '../tools/testkit/paths.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { ptyRun } from './helpers/cli-pty.js';
 
+/** A loaded 2-core machine may stall the loop past the servos' 100 ms bus watchdog (they then refuse goals) or the bus's error budget: looser bounds, so only the faults the tests inject happen. */
+const LOADED = { bus: { errorBudgetMs: 2000, watchdogMs: 2000 }, starvationLimitMs: 5000, firstChunkMs: 20_000 };
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
@@ -22,11 +25,15 @@ async function until(what: string, check: () => Promise<boolean>, ms: number): P
 }
 
 test('every daemon verb in a terminal: status, policy, estop, faults, reset, camera, log level, with --json and meaningful exit codes', async () => {
-  const e = await startE2E({ policy: { bundle: join(REPO, 'models', 'reach'), autostart: false } });
+  const e = await startE2E({ policy: { bundle: join(REPO, 'models', 'reach'), autostart: false }, control: LOADED });
   const sock = ['--socket', e.socket];
   const status = () => request(e.socket, 'status');
   try {
     await e.daemon.waitForLog((l) => l.msg === 'policy ready', 30_000);
+    await until('the camera streams', async () => (await status()).cameras[0]?.state === 'streaming', 20_000);
+    // A loaded machine can make the simulated CAN motor miss its first replies: a fault the
+    // technician would reset, as this does (the verbs are checked from a loop that holds).
+    if ((await status()).loop.mode === 'fault') await request(e.socket, 'reset', {}, 20_000);
 
     const st = await ptyRun(['status', ...sock]);
     assert.equal(st.code, 0, st.text);
@@ -82,7 +89,7 @@ test('every daemon verb in a terminal: status, policy, estop, faults, reset, cam
     const stop = await ptyRun(['policy', 'stop', ...sock]);
     assert.match(stop.text, /holding: the loop is in hold/);
 
-    // Activate (a relative path means the technician's directory) and roll back.
+    // Activate and roll back.
     const act = await ptyRun(['policy', 'activate', join(REPO, 'models', 'reach'), ...sock]);
     assert.equal(act.code, 0, act.text);
     assert.match(act.text, /^active: reach \S+ on cpu/m);

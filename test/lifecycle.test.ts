@@ -62,3 +62,24 @@ test('stop is idempotent: a second call neither stops parts twice nor waits agai
   assert.equal(y, true);
   assert.deepEqual(events, ['start a', 'stop a']);
 });
+
+test('a stop that comes while a part is starting stops that part too, once it has started', async () => {
+  const events: string[] = [];
+  let opened!: () => void;
+  const slow: Part = {
+    name: 'camera',
+    status: () => null,
+    start: () => (events.push('start camera'), new Promise<void>((resolve) => (opened = resolve))),
+    stop: () => (events.push('stop camera'), Promise.resolve()),
+  };
+  const fast: Part = { name: 'motors', status: () => null, start: () => Promise.resolve(), stop: () => (events.push('stop motors'), Promise.resolve()), safe: () => (events.push('safe motors'), Promise.resolve()) };
+  const never: Part = { name: 'fleet', status: () => null, start: () => (events.push('start fleet'), Promise.resolve()), stop: () => Promise.resolve() };
+  const lc = new Lifecycle([fast, slow, never], silent, { stopTimeoutMs: 1000 });
+  const starting = lc.start();
+  await new Promise((r) => setImmediate(r));
+  const stopping = lc.stop();
+  opened(); // the camera comes up after the stop began
+  await assert.rejects(starting, /start cancelled/);
+  assert.equal(await stopping, true);
+  assert.deepEqual(events.sort(), ['safe motors', 'start camera', 'stop camera', 'stop motors']);
+});

@@ -50,11 +50,16 @@ export function hardwareErrorText(bits: number): string {
   return `0x${bits.toString(16)}${set.length > 0 ? ` (${set.join(', ')})` : ''}`;
 }
 
+/** A number as text; '-' for what the motor does not report (NaN travels as null in JSON). */
+function fixed(x: number | null, digits: number): string {
+  return x === null || !Number.isFinite(x) ? '-' : x.toFixed(digits);
+}
+
 function jointRows(s: DaemonStatus): [string, string][] {
   const last = s.loop.lastTick?.joints ?? [];
   return (s.joints ?? []).map((h) => {
     const j = last.find((x) => x.name === h.joint);
-    const pos = j === undefined ? '' : `at ${j.position.toFixed(3)} rad, command ${j.command.toFixed(3)}, `;
-    return [`joint ${h.joint}`, `${pos}${h.temperatureC.toFixed(0)} C, ${h.voltageV.toFixed(1)} V, hardware ${hardwareErrorText(h.hardwareError)}`];
+    const pos = j === undefined ? '' : `at ${fixed(j.position, 3)} rad, command ${fixed(j.command, 3)}, `;
+    return [`joint ${h.joint}`, `${pos}${fixed(h.temperatureC, 0)} C, ${fixed(h.voltageV, 1)} V, hardware ${hardwareErrorText(h.hardwareError ?? 0)}`];
   });
 }

@@ -115,20 +115,12 @@ export function topLines(t: TopInput): string[] {
     body = [[`reflex top: ${t.problem ?? 'waiting for the daemon...'}`]];
   } else {
     const s = t.status;
-    // In the order they are given up when the terminal is short: the last ones first.
+    // Most needed first: a short terminal loses the last ones.
     body = [header(s), ...(t.problem ? [[`(${t.problem})`]] : []), loop(s, t.latenessHistory), joints(s), safety(s), policy(s), faults(s, t.faults), cameras(s), fleet(s)];
   }
   const room = height - footer.length;
-  const lines: string[] = [];
-  for (const section of body) {
-    if (lines.length + section.length <= room) {
-      lines.push(...section);
-      continue;
-    }
-    // The first section that does not fit is cut (the joints table keeps its header), the rest dropped.
-    const left = room - lines.length;
-    if (left > 1) lines.push(...section.slice(0, left - 1), `... ${section.length - left + 1} more lines: enlarge the terminal`);
-    break;
-  }
-  return [...lines, ...footer].slice(0, height).map((l) => (l.length > width ? l.slice(0, width) : l));
+  const all = body.flat();
+  // What does not fit is cut from the end (the least needed sections), and the cut is said.
+  const lines = all.length <= room ? all : [...all.slice(0, Math.max(0, room - 1)), `... ${all.length - room + 1} more lines: enlarge the terminal`];
+  return [...lines, ...footer].slice(-height).map((l) => (l.length > width ? l.slice(0, width) : l));
 }

@@ -65,6 +65,13 @@ export class Lifecycle {
         await this.stop();
         throw new ReflexError('START_FAILED', `${part.name}: ${errorMessage(err)}`, { cause: err });
       }
+      if (this.abort.signal.aborted) {
+        // A stop came while this part was starting: the stop did not see it, so it is made
+        // safe and stopped here, or it would run on after the daemon says it has stopped.
+        if (part.safe) await this.bounded(part, 'safe', () => part.safe!());
+        await this.bounded(part, 'stop', () => part.stop());
+        throw new ReflexError('START_FAILED', 'start cancelled');
+      }
       this.started.push(part);
       this.log.info({ part: part.name }, 'started');
     }

@@ -17,7 +17,9 @@ export interface PtyRun {
   output(): string;
   /** Types into the terminal. */
   type(text: string): void;
-  /** Resolves once the output matches; rejects after `timeoutMs` with what was seen. */
+  /** Ends it (and what runs in it) if it still runs. */
+  kill(): void;
+  /** Resolves once the output (escape sequences removed) matches; rejects after `timeoutMs` with what was seen. */
   waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   exited: Promise<number | null>;
 }
@@ -31,9 +33,13 @@ export function ptyReflex(args: string[], opts: PtyOptions = {}): PtyRun {
   const inner = `stty rows ${opts.rows ?? 40} cols ${opts.cols ?? 160}; exec ${asUser}${quote(process.execPath)} ${quote(CLI)} ${args.map(quote).join(' ')}`;
   const proc = spawn('script', ['-qfec', inner, '/dev/null'], { env: { ...process.env, TERM: 'xterm-256color', ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
+  /** What the terminal showed, escape sequences removed (what a reader of the screen sees). */
+  let shown = '';
   let waiters: (() => void)[] = [];
   const onData = (d: Buffer) => {
-    out += d.toString('utf8');
+    const text = d.toString('utf8');
+    out += text;
+    shown += plain(text);
     for (const w of waiters) w();
   };
   proc.stdout.on('data', onData);
@@ -43,11 +49,15 @@ export function ptyReflex(args: string[], opts: PtyOptions = {}): PtyRun {
     proc,
     output: () => out,
     type: (text) => proc.stdin.write(text),
+    kill: () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    },
     exited,
     waitFor: (re, timeoutMs = 20_000) =>
       new Promise((resolve, reject) => {
         const check = () => {
-          const m = out.match(re);
+          // A full-screen view redraws everything each refresh: the newest screens are enough.
+          const m = shown.slice(-65536).match(re);
           if (m === null) return false;
           clearTimeout(timer);
           waiters = waiters.filter((w) => w !== check);
@@ -56,7 +66,7 @@ export function ptyReflex(args: string[], opts: PtyOptions = {}): PtyRun {
         };
         const timer = setTimeout(() => {
           waiters = waiters.filter((w) => w !== check);
-          reject(new Error(`${re} not seen in ${timeoutMs} ms; the terminal showed:\n${plain(out).slice(-3000)}`));
+          reject(new Error(`${re} not seen in ${timeoutMs} ms; the terminal showed:\n${shown.slice(-3000)}`));
         }, timeoutMs);
         if (!check()) waiters.push(check);
       }),
