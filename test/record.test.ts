@@ -114,7 +114,7 @@ test('recorder: episodes from the simulated robot read back as LeRobotDataset v3
   const root = join(e.dir, 'state', 'recordings', 'dataset');
   const rec = async () => await request(e.socket, 'record.status');
   const mode = async () => (await request(e.socket, 'status')).loop.mode;
-  const explain = async () => `recorder ${JSON.stringify(await rec())}; log ${JSON.stringify(e.daemon.logs.filter((l) => l.mod !== 'socket').slice(-25).map((l) => `${String(l.time).slice(-5)} ${String(l.mod)} ${String(l.msg)} ${JSON.stringify({ ...l, time: undefined, msg: undefined, mod: undefined, level: undefined, pid: undefined, hostname: undefined })}`).join('\n'))}`;
+  const explain = async () => `recorder ${await rec().then((s) => JSON.stringify(s), (err: Error) => err.message)}; stderr ${e.daemon.stderr.slice(-10).join('\n')}; log ${JSON.stringify(e.daemon.logs.filter((l) => l.mod !== 'socket').slice(-25).map((l) => `${String(l.time).slice(-5)} ${String(l.mod)} ${String(l.msg)} ${JSON.stringify({ ...l, time: undefined, msg: undefined, mod: undefined, level: undefined, pid: undefined, hostname: undefined })}`).join('\n'))}`;
   const saved = (n: number) => until(`${n} episodes saved`, async () => (await rec()).episodes >= n && (await rec()), 60_000, explain);
   // The simulated rig on a loaded machine can fault by itself (a CAN read missing its budget):
   // the loop is brought back to running the policy before each step, and a step whose episode

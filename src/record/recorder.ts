@@ -304,6 +304,7 @@ export class Recorder implements Part {
     this.episode = null;
     if (flag !== null && !ep.info.flags.includes(flag)) ep.info.flags.push(flag);
     if (outcome !== null) ep.info.outcome = outcome;
+    ep.info.policy ??= this.activePolicy();
     const endedMs = monoMs();
     this.pendingCloses++;
     this.finishing = this.finishing.then(async () => {
