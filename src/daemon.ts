@@ -259,6 +259,9 @@ export class Daemon {
     const { config, logging } = this.deps;
     const r = config.record;
     const wanted = r.cameras ?? config.cameras.map((c) => c.name);
+    // The policy an episode is recorded under: the active one, else the last that became ready.
+    let ready: { name: string; version: string } | null = null;
+    this.policy.onReady((info) => (ready = { name: info.name, version: info.version }));
     return new Recorder(
       {
         dir: r.dir ?? defaultRecordDir(config.paths.stateDir),
@@ -276,7 +279,7 @@ export class Daemon {
       this.loop.ticks,
       () => {
         const active = this.policy.status().active;
-        return active === null ? null : { name: active.name, version: active.version };
+        return active === null ? ready : { name: active.name, version: active.version };
       },
       logging.child('record'),
     );
