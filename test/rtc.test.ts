@@ -38,10 +38,10 @@ test('the delay is the actions consumed between a request and its answer: the mo
   assert.ok(e.ingest(72, 70, chunk(0, 100), 100));
   assert.equal(e.delayTicks, 5, 'the most of 3, 5 and 2');
   // Eight later answers at 2 push the 5 out of the window.
-  for (let k = 0; k < 8; k++) assert.ok(e.ingest(82 + k, 80 + k, chunk(0, 100), 100));
+  for (let k = 0; k < 8; k++) assert.ok(e.ingest(82 + 10 * k, 80 + 10 * k, chunk(0, 100), 100));
   assert.equal(e.delayTicks, 2);
   // A swap to another policy is a new warm-up; so is a reset.
-  assert.ok(e.ingest(130, 100, chunk(0, 100), 100, 1));
+  assert.ok(e.ingest(190, 160, chunk(0, 100), 100, 1));
   assert.equal(e.delayTicks, 2, 'a swapped-in policy\'s first (slow) chunk is not counted');
   e.reset();
   assert.equal(e.delayTicks, 0);
@@ -86,4 +86,29 @@ test('crossfade, for comparison, blends the new chunk into the running one', () 
   assert.ok(e.ingest(11, 10, chunk(100), H, 0, 2));
   const [first] = played(e, 11, 12);
   assert.ok(first! > 11 && first! < 101, `a blend, not a splice: ${first}`);
+});
+
+test('a chunk observed before the last splice is refused: its prefix is of a plan that no longer runs', () => {
+  const e = exec();
+  e.ingest(0, 0, chunk(0), H);
+  e.ingest(2, 0, chunk(0), H);
+  assert.ok(e.ingest(12, 10, chunk(100), H, 0, 2), 'spliced from tick 12');
+  const before = e.stats.rejectedChunks;
+  assert.equal(e.ingest(13, 11, chunk(200), H, 0, 2), false);
+  assert.equal(e.stats.rejectedChunks, before + 1);
+  assert.deepEqual(played(e, 13, 14), [103], 'the spliced chunk keeps playing');
+});
+
+test('rtc asks again only once the answer cannot come any more (twice the delay), not at the plain timeout', () => {
+  const e = exec({ requestTimeoutTicks: 3, refillTicks: 19 });
+  e.ingest(0, 0, chunk(0), H);
+  e.ingest(4, 0, chunk(0), H); // a delay of 4
+  assert.ok(e.wantsRefill(5));
+  for (let t = 6; t < 5 + 9; t++) assert.equal(e.wantsRefill(t), false, `tick ${t}: the answer may still come`);
+  assert.ok(e.wantsRefill(14), 'after 2 x 4 + 1 ticks without an answer');
+  const plain = exec({ blend: 'crossfade', requestTimeoutTicks: 3, refillTicks: 19 });
+  plain.ingest(0, 0, chunk(0), H);
+  plain.ingest(4, 0, chunk(0), H);
+  assert.ok(plain.wantsRefill(5));
+  assert.ok(plain.wantsRefill(8), 'crossfade keeps its plain timeout');
 });

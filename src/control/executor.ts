@@ -57,6 +57,8 @@ export class ChunkExecutor {
   private delayCount = 0;
   /** Chunks taken since a reset or a swap: the first is a warm-up and says nothing of the delay. */
   private sinceStart = 0;
+  /** rtc: the tick the last chunk was spliced in from. */
+  private splicedFrom = -1;
 
   constructor(private readonly opts: ExecutorOptions) {
     this.cap = opts.capacity ?? 512;
@@ -110,7 +112,10 @@ export class ChunkExecutor {
   /** True when the policy should be asked for a chunk now (and marks it asked). */
   wantsRefill(now: number): boolean {
     if (this.remaining(now) > this.opts.refillTicks) return false;
-    if (this.requestedAt >= 0 && now - this.requestedAt < this.opts.requestTimeoutTicks) return false;
+    // rtc: a request is not asked again while its answer can still come (the delay, twice over):
+    // a second one would carry a prefix that the first answer is about to replace.
+    const timeout = this.opts.blend === 'rtc' ? Math.max(this.opts.requestTimeoutTicks, 2 * this.delayTicks + 1) : this.opts.requestTimeoutTicks;
+    if (this.requestedAt >= 0 && now - this.requestedAt < timeout) return false;
     this.requestedAt = now;
     this.stats.refillRequests++;
     return true;
@@ -142,6 +147,11 @@ export class ChunkExecutor {
     const swap = generation !== this.generation && this.generation >= 0;
     if (swap && this.end > from) from = this.end;
     const rtc = this.opts.blend === 'rtc' && !swap;
+    // Observed before the last splice: its prefix is of a plan that no longer runs.
+    if (rtc && obsTick < this.splicedFrom) {
+      this.stats.rejectedChunks++;
+      return false;
+    }
     // The splice point: after the committed prefix, where the running chunk still has it.
     if (rtc && delay > 0) {
       const afterPrefix = Math.min(obsTick + delay, this.end);
@@ -154,7 +164,10 @@ export class ChunkExecutor {
     }
     this.clearBefore(now);
     this.stats.staleActions += Math.max(0, (now > obsTick ? now : obsTick) - obsTick);
-    if (swap || this.generation < 0) this.sinceStart = 0;
+    if (swap || this.generation < 0) {
+      this.sinceStart = 0;
+      this.splicedFrom = -1;
+    }
     if (this.sinceStart > 0) {
       this.delays[this.delayCount % DELAY_WINDOW] = now - obsTick;
       this.delayCount++;
@@ -185,6 +198,7 @@ export class ChunkExecutor {
       }
     }
     if (rtc) {
+      this.splicedFrom = from;
       // The new chunk replaces the running one's tail: nothing of the old plan plays after it.
       for (let t = to; t < this.end; t++) {
         this.weight[t % this.cap] = 0;
@@ -225,6 +239,7 @@ export class ChunkExecutor {
     this.consecutiveStarved = 0;
     this.delayCount = 0;
     this.sinceStart = 0;
+    this.splicedFrom = -1;
   }
 
   /** Frees the slots of ticks before `now`, so the ring can hold later ticks there. */
