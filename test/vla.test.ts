@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { request } from '../src/api/index.js';
 import { ioMismatches, imageSpecs, loadBundle, loadOrt, openSession, PolicyRunner, type SessionOptions } from '../src/policy/index.js';
 import { writeVlaBundle } from '../tools/models/index.js';
-import { spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
+import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 import { SimHandle } from './helpers/sim.js';
 import { ARM, armDaemonConfig } from './helpers/policy.js';
 
@@ -149,6 +149,12 @@ test('through the daemon: the task from config, then from the control socket, ch
     assert.deepEqual(await request(sock, 'policy.task', { text: BLUE }), { task: BLUE, seed: 42 });
     s = await reaches('the new task', 0.85);
     assert.equal(s.policy.task, BLUE);
+    // The technician's CLI: back to the red cube, and a seed to replay.
+    const cli = await runReflex(['policy', 'task', RED, '--seed', '9', '--socket', sock]);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.equal(cli.stdout, `task  ${JSON.stringify(RED)}\nseed  9\n`);
+    s = await reaches('the task from the CLI', 0.75);
+    assert.equal(s.policy.seed, 9);
     assert.equal(s.loop.safety.faults, 0);
   } finally {
     d.proc.kill('SIGTERM');

@@ -4,7 +4,8 @@
 import type { Command } from 'commander';
 import { EXIT, ReflexError, errorMessage } from '../core/index.js';
 import { importCheckpoint, type ImportResult } from '../policy/index.js';
-import { print, readConfig } from './program.js';
+import { request } from '../api/index.js';
+import { daemonOptions, print, readConfig, socketPath, type DaemonOptions } from './program.js';
 
 /** sysexits.h EX_DATAERR: the checkpoint or the model was refused. */
 const EX_DATAERR = 65;
@@ -61,4 +62,19 @@ export function registerPolicyImport(program: Command): void {
       }
       print(opts, r, () => text(r));
     });
+
+  // The task a VLA policy is given, changed on a running robot (tokenized once, on the robot).
+  daemonOptions(
+    policy
+      .command('task')
+      .description('set the task instruction VLA policies are given, and/or their noise seed (the same seed replays the same chunks)')
+      .argument('[text]', 'the instruction, e.g. "pick up the red cube"')
+      .option('--seed <n>', 'the seed of the initial noise (0 to 4294967295)'),
+  ).action(async (textArg: string | undefined, opts: DaemonOptions & { seed?: string }) => {
+    const seed = opts.seed === undefined ? undefined : Number(opts.seed);
+    if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 32)) throw new ReflexError('BAD_REQUEST', `--seed ${opts.seed}: an integer from 0 to 4294967295`);
+    if (textArg === undefined && seed === undefined) throw new ReflexError('BAD_REQUEST', 'give the task text, --seed, or both');
+    const r = await request(socketPath(opts), 'policy.task', { ...(textArg !== undefined ? { text: textArg } : {}), ...(seed !== undefined ? { seed } : {}) });
+    print(opts, r, () => `task  ${JSON.stringify(r.task)}\nseed  ${r.seed}\n`);
+  });
 }
