@@ -4,7 +4,7 @@
 // compressed, with the Arrow schema in the file's key-value metadata as pyarrow does. Chosen
 // over a pure-JS writer because it is the reference Arrow/Parquet implementation, so the types
 // and encodings are exactly those the Python side reads back.
-import { Bool, Field, FixedSizeList, Float32, Float64, Int64, List, Table, Utf8, makeData, makeVector, tableToIPC, vectorFromArray, type Vector } from 'apache-arrow';
+import { Bool, Field, FixedSizeList, Float32, Float64, Int64, List, Schema, Table, Utf8, makeData, makeVector, tableToIPC, vectorFromArray, type Vector } from 'apache-arrow';
 import { Compression, Table as WasmTable, WriterPropertiesBuilder, writeParquet } from 'parquet-wasm/node';
 
 export type Column = Vector;
@@ -69,7 +69,10 @@ export function int64ListColumn(rows: readonly number[][]): Column {
 
 /** Writes the columns (in order) as one parquet file, snappy compressed, with `metadata` as key-value metadata; returns its bytes. */
 export function parquetBytes(columns: Record<string, Column>, metadata?: Map<string, string>): Uint8Array {
-  const table = new Table(columns);
+  const plain = new Table(columns);
+  // pyarrow takes the schema's metadata from the Arrow schema stored in the file (ARROW:schema),
+  // not from the file's own key-value pairs: it goes in both.
+  const table = metadata === undefined ? plain : new Table(new Schema(plain.schema.fields, metadata), plain.batches);
   const wasm = WasmTable.fromIPCStream(tableToIPC(table, 'stream'));
   let builder = new WriterPropertiesBuilder().setCompression(Compression.SNAPPY).setCreatedBy('reflex');
   if (metadata !== undefined) builder = builder.setKeyValueMetadata(metadata);
