@@ -8,7 +8,7 @@ import mqtt from 'mqtt';
 import type { DaemonStatus } from '../src/daemon.js';
 import type { JobReport, UpdaterStatus } from '../src/ota/index.js';
 import { Mosquitto, freePort, subscriber, until } from '../tools/testkit/mosquitto.js';
-import { tempDir } from '../tools/testkit/daemon.js';
+import { runReflex, tempDir } from '../tools/testkit/daemon.js';
 import { holdBundle } from './helpers/policy.js';
 import { fileServer, keyPair, otaDaemon, signedBundle, simArm, type SignedBundle } from './helpers/ota-daemon.js';
 
@@ -55,7 +55,11 @@ test('a signed update is downloaded, verified, preloaded, swapped in while the a
   let d = otaDaemon(sim, holdBundle('arm', { version: '1.0.0' }), { trialS: 2, trustedKeys: [{ id: 'fleet-2026', publicKeyFile: f.key.pub }] }, f.url);
   try {
     const before = await d.booted();
-    await f.deploy('j1', good, http.url, 'good.tar');
+    // The operator's way: reflex fleet deploy, a canary of one, waiting for its trial.
+    const deployed = await runReflex(['fleet', 'deploy', '--broker', f.url, '--device', 'test-01', '--canary', '1', '--bundle', good.tar, '--url', `${http.url}/good.tar`, '--job', 'j1', '--timeout', '120']);
+    assert.equal(deployed.code, 0, `${deployed.stdout}\n${deployed.stderr}\n${JSON.stringify(d.d.logs.filter((l) => l.mod === 'ota' || l.mod === 'fleet'))}\n${JSON.stringify(f.reports('j1'))}`);
+    assert.match(deployed.stdout, /job j1: arm 2\.0\.0 /);
+    assert.match(deployed.stdout, /test-01: SUCCEEDED/);
     const done = await f.ended('j1');
     assert.equal(done.state, 'SUCCEEDED', JSON.stringify(done));
     const steps = [...new Set(f.reports('j1').map((r) => (r.state === 'IN_PROGRESS' ? r.step : r.state)))];
@@ -64,8 +68,10 @@ test('a signed update is downloaded, verified, preloaded, swapped in while the a
     let s = await d.status();
     assert.equal(s.policy.active?.version, '2.0.0');
     assert.equal(s.loop.mode, 'policy', 'the arm ran on through the update');
-    assert.equal(s.loop.missedDeadlines - before.loop.missedDeadlines, 0, 'no deadline missed across the swap');
+    // Not a timing assert (those belong in bench/ota, missed_deadlines_during_swap): the swap
+    // never leaves the loop without a chunk to play.
     assert.equal(s.loop.starvedTicks - before.loop.starvedTicks, 0, 'no starved tick across the swap');
+    assert.equal(s.loop.safety.faults, 0);
     assert.equal(ota(s).floors.arm, '2.0.0');
 
     const refused: [string, string, RegExp][] = [
@@ -100,6 +106,14 @@ test('a signed update is downloaded, verified, preloaded, swapped in while the a
     await d.when('the fleet link is online', (x) => x.fleet.state === 'online', 30_000);
     await new Promise((r) => setTimeout(r, 1000));
     assert.ok(f.reports('j5').slice(seen).every((r) => r.state === 'FAILED'), 'j5 is not run again');
+    const fleet = await runReflex(['fleet', 'status', '--broker', f.url, '--wait', '3', '--json']);
+    assert.equal(fleet.code, 0, fleet.stderr);
+    const rows = JSON.parse(fleet.stdout) as { device: string; online: boolean; policy: string; job: JobReport }[];
+    const me = rows.find((r) => r.device === 'test-01');
+    assert.equal(me?.online, true);
+    assert.equal(me?.policy, 'arm 2.0.0');
+    assert.equal(me?.job.jobId, 'j5');
+    assert.equal(me?.job.state, 'FAILED');
   } finally {
     await d.stop();
     await http.close();
@@ -132,6 +146,12 @@ test('waiting for a safe state never times out; a second job is REJECTED busy; a
     let s = await d.status();
     assert.equal(s.policy.active?.version, '1.0.0');
     assert.equal(s.loop.mode, 'policy');
+
+    // The technician's cancel, through the control socket.
+    await f.deploy('d2c', good, http.url, 'good.tar');
+    await until('d2c waits for a safe state', () => f.last('d2c')?.step === 'wait-safe', 60_000);
+    assert.equal(((await d.cmd('ota.cancel', { jobId: 'd2c' })) as JobReport).jobId, 'd2c');
+    assert.equal((await f.ended('d2c')).state, 'CANCELED');
 
     await f.deploy('d3', good, http.url, 'good.tar');
     await until('d3 waits for a safe state', () => f.last('d3')?.step === 'wait-safe', 60_000);
