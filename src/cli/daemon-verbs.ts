@@ -1,11 +1,9 @@
 // `reflex run` (the daemon), `config check`, `status` and `log level`.
 import { Argument, type Command } from 'commander';
-import { DEFAULT_CONFIG_PATH } from '../config/index.js';
 import { EXIT, Logging, acquireInstanceLock, errorMessage, lockPathFor, LOG_LEVELS } from '../core/index.js';
 import { request } from '../api/index.js';
-import { exitAfter } from '../rt/index.js';
 import { formatStatus } from './format.js';
-import { daemonOptions, fail, jsonOption, print, readConfig, socketPath, type DaemonOptions } from './program.js';
+import { DEFAULT_CONFIG_PATH, daemonOptions, fail, jsonOption, print, readConfig, socketPath, type DaemonOptions } from './program.js';
 
 async function runDaemon(configFile: string): Promise<never> {
   const config = readConfig(configFile, true);
@@ -18,6 +16,7 @@ async function runDaemon(configFile: string): Promise<never> {
   }
   // Loaded here, not at the top: every other verb starts without the daemon's dependencies.
   const { Daemon } = await import('../daemon.js');
+  const { exitAfter } = await import('../rt/index.js');
   const logging = new Logging({ level: config.log.level, pretty: config.log.pretty });
   const daemon = new Daemon({ config, logging, env: process.env });
   const log = logging.child('daemon');

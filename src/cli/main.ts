@@ -1,50 +1,54 @@
 // The `reflex` command: `reflex run` is the daemon itself; the other verbs are the technician's
 // tools, which talk to a running daemon through its control socket or, with it stopped, to the
 // devices. Parsing, per-verb help, typo suggestions and usage errors are commander's; each verb
-// group lives in its own file and registers itself here (one import, one call).
+// group lives in its own file and registers itself (`register(program)`): add a group with one
+// line in GROUPS below.
+//
+// Only the group of the verb typed is loaded (a group's file pulls in what its verbs need:
+// zod, the config schema, serialport, mqtt, OpenCV's binding...), so `reflex status` starts in
+// a fraction of the time; help, a typo or no verb at all load every group.
+import type { Command } from 'commander';
 import { createProgram, exitFor, fail } from './program.js';
-import { registerDaemonVerbs } from './daemon-verbs.js';
-import { registerControl } from './control.js';
-import { registerInspect } from './inspect.js';
-import { registerTop } from './top.js';
-import { registerJog } from './jog.js';
-import { registerLogs } from './logs.js';
-import { registerHardware } from './hardware.js';
-import { registerDiag } from './diag.js';
-import { registerCompletion } from './completion.js';
-import { registerMotors } from './motors-verbs.js';
-import { registerCamera } from './camera.js';
-import { registerSim } from './sim.js';
-import { registerRecord } from './record.js';
 import { printVersions } from './versions.js';
-import { registerFleet } from './fleet.js';
-import { registerBundle } from './bundle.js';
-import { registerPolicyImport } from './policy-import.js';
 
-const program = createProgram();
-program.option('-V, --version', 'print the versions of reflex, Node.js, ONNX Runtime and OpenCV');
-// The program's own options only before a verb: `reflex bundle create --version 1.4.0` is the bundle's.
-program.enablePositionalOptions();
-registerDaemonVerbs(program);
-registerControl(program);
-registerInspect(program);
-registerTop(program);
-registerJog(program);
-registerHardware(program);
-registerLogs(program);
-registerDiag(program);
-registerMotors(program);
-registerCamera(program);
-registerSim(program);
-registerCompletion(program);
-registerRecord(program);
-registerFleet(program);
-registerBundle(program);
-registerPolicyImport(program);
+type Register = (program: Command) => void;
+
+/** Each group: the top-level verbs it adds, and how to load its register function. */
+const GROUPS: { verbs: readonly string[]; load: () => Promise<Register> }[] = [
+  { verbs: ['run', 'config', 'status', 'log'], load: async () => (await import('./daemon-verbs.js')).registerDaemonVerbs },
+  { verbs: ['estop', 'reset', 'policy'], load: async () => (await import('./control.js')).registerControl },
+  { verbs: ['faults'], load: async () => (await import('./inspect.js')).registerInspect },
+  { verbs: ['top'], load: async () => (await import('./top.js')).registerTop },
+  { verbs: ['jog'], load: async () => (await import('./jog.js')).registerJog },
+  { verbs: ['hardware'], load: async () => (await import('./hardware.js')).registerHardware },
+  { verbs: ['logs'], load: async () => (await import('./logs.js')).registerLogs },
+  { verbs: ['diag'], load: async () => (await import('./diag.js')).registerDiag },
+  { verbs: ['motors'], load: async () => (await import('./motors-verbs.js')).registerMotors },
+  { verbs: ['camera'], load: async () => (await import('./camera.js')).registerCamera },
+  { verbs: ['sim'], load: async () => (await import('./sim.js')).registerSim },
+  { verbs: ['completion'], load: async () => (await import('./completion.js')).registerCompletion },
+  { verbs: ['record'], load: async () => (await import('./record.js')).registerRecord },
+  { verbs: ['fleet'], load: async () => (await import('./fleet.js')).registerFleet },
+  { verbs: ['bundle', 'keys'], load: async () => (await import('./bundle.js')).registerBundle },
+  // After control: it adds `policy import` to the policy verb.
+  { verbs: ['policy'], load: async () => (await import('./policy-import.js')).registerPolicyImport },
+];
+
+/** The groups a command line needs: the typed verb's, or all (help, a typo, completion, none). */
+function groupsFor(argv: readonly string[]): typeof GROUPS {
+  const verb = argv.find((a) => !a.startsWith('-'));
+  const mine = GROUPS.filter((g) => verb !== undefined && verb !== 'completion' && g.verbs.includes(verb));
+  return mine.length > 0 ? mine : GROUPS;
+}
 
 async function main(argv: string[]): Promise<void> {
   // Before the verbs: `reflex --version` has no verb, and commander's own --version takes only a string.
   if (argv[0] === '--version' || argv[0] === '-V') return printVersions(argv.includes('--json'));
+  const program = createProgram();
+  program.option('-V, --version', 'print the versions of reflex, Node.js, ONNX Runtime and OpenCV');
+  // The program's own options only before a verb: `reflex bundle create --version 1.4.0` is the bundle's.
+  program.enablePositionalOptions();
+  for (const register of await Promise.all(groupsFor(argv).map((g) => g.load()))) register(program);
   await program.parseAsync(argv, { from: 'user' });
 }
 

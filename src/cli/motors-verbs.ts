@@ -1,10 +1,9 @@
 // `reflex motors ...`: the verbs over the Dynamixel tools (motors.ts) and `motors safe` (safe.ts).
 import { Argument, type Command } from 'commander';
-import { DEFAULT_CONFIG_PATH } from '../config/index.js';
 import { EXIT } from '../core/index.js';
 import { motors, type MotorArgs } from './motors.js';
 import { motorsSafe } from './safe.js';
-import { jsonOption, print, readConfig } from './program.js';
+import { DEFAULT_CONFIG_PATH, jsonOption, print, readConfig } from './program.js';
 
 type Opts = MotorArgs & { json?: boolean };
 

@@ -2,9 +2,21 @@
 // config, printing text or JSON, and turning a failure into a sysexits status with a message a
 // technician can act on. Each verb group registers itself on the program (`register(program)`).
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
-import { DEFAULT_CONFIG_PATH, loadConfig, ConfigError, type Config } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import { EXIT, ReflexError, errorMessage } from '../core/index.js';
+
+/** config/load.ts's DEFAULT_CONFIG_PATH, spelt here so that no verb loads the config schema to print its help. */
+export const DEFAULT_CONFIG_PATH = '/etc/reflex/reflex.yaml';
+
+/**
+ * The config room, loaded when a verb first reads a config (zod and every family's schema: the
+ * slowest part of starting the command), synchronously so the helpers below stay plain functions.
+ */
+function configRoom(): typeof import('../config/index.js') {
+  return createRequire(import.meta.url)('../config/index.js') as typeof import('../config/index.js');
+}
 
 /** Exit statuses of the command (sysexits.h), beyond the daemon's own. */
 export const CLI_EXIT = {
@@ -42,6 +54,7 @@ export function fail(code: number, message: string): never {
 
 /** The config; `host`: also what it names on this machine (for the daemon and `config check`). */
 export function readConfig(file: string, host = false): Config {
+  const { loadConfig, ConfigError } = configRoom();
   try {
     return loadConfig(file, process.env, { host });
   } catch (err) {
