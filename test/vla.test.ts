@@ -40,7 +40,7 @@ test('a VLA bundle declares its inputs; the model\'s inputs are checked against 
   try {
     assert.deepEqual(ioMismatches(opened.session, b), []);
     // Images padded and in [-1, 1]: the pixel range folds into the camera's pre-processing.
-    assert.deepEqual(imageSpecs(b).get('top'), { height: 8, width: 8, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+    assert.deepEqual(imageSpecs(b).get('top'), { height: 8, width: 8, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], pad: true });
     const spec = JSON.parse(readFileSync(join(dir, 'policy.json'), 'utf8')) as Record<string, unknown>;
     delete spec.task;
     writeFileSync(join(dir, 'policy.json'), JSON.stringify(spec));

@@ -250,8 +250,8 @@ export function mismatches(b: PolicyBundle, robot: RobotShape): string[] {
 }
 
 /** How each camera's frames must be pre-processed for this policy: size and channel normalization. */
-export function imageSpecs(b: PolicyBundle): Map<string, { height: number; width: number; mean: [number, number, number]; std: [number, number, number] }> {
-  const out = new Map<string, { height: number; width: number; mean: [number, number, number]; std: [number, number, number] }>();
+export function imageSpecs(b: PolicyBundle): Map<string, { height: number; width: number; mean: [number, number, number]; std: [number, number, number]; pad: boolean }> {
+  const out = new Map<string, { height: number; width: number; mean: [number, number, number]; std: [number, number, number]; pad: boolean }>();
   for (const f of b.images) {
     const cam = f.name.slice('observation.images.'.length);
     // The pixel range folds into the normalization: x = lo + (hi - lo) * p/255, then (x - mean) / std.
@@ -261,7 +261,7 @@ export function imageSpecs(b: PolicyBundle): Map<string, { height: number; width
     const [m0, s0] = ch(0);
     const [m1, s1] = ch(1);
     const [m2, s2] = ch(2);
-    out.set(cam, { height: f.shape[1]!, width: f.shape[2]!, mean: [m0, m1, m2], std: [s0, s1, s2] });
+    out.set(cam, { height: f.shape[1]!, width: f.shape[2]!, mean: [m0, m1, m2], std: [s0, s1, s2], pad: b.spec.images.resize === 'pad' });
   }
   return out;
 }
