@@ -170,7 +170,7 @@ export async function extractArchive(archive: string, dir: string, limits: Archi
       else {
         if (accepted === null && accept && out.manifest && out.sig) accepted = accept(out.manifest, out.sig, out.signer);
         if (accepted) {
-          const want = accepted.files[name];
+          const want = Object.hasOwn(accepted.files, name) ? accepted.files[name] : undefined;
           if (!want) throw new BundleRefused('extra-file', `${name} is not in the signed manifest`);
           if (want.size !== size) throw new BundleRefused('tampered', `${name} is ${size} bytes, the signed manifest says ${want.size}`);
         }

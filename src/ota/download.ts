@@ -45,8 +45,13 @@ export interface DownloadOptions {
   onProgress?(bytes: number, total: number): void;
   /** Attempts after the first one, for failures a retry may fix (default 5). */
   maxRetries?: number;
-  /** No byte for this long ends an attempt (default 30 s). */
+  /** No byte for this long ends an attempt (default 30 s); so do response headers not all in by then. */
   timeoutMs?: number;
+  /**
+   * Fewer body bytes than this per second, averaged over each timeoutMs, ends an attempt too
+   * (default 1024): a server that trickles a byte now and then is never idle, and never done.
+   */
+  minBytesPerS?: number;
 }
 
 /** What a .part file is the beginning of. */
@@ -91,9 +96,17 @@ const MAX_REDIRECTS = 5;
 function get(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined, timeoutMs: number): Promise<IncomingMessage> {
   const mod = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.get(url, { headers, ...(signal ? { signal } : {}) }, resolve);
+    // Headers trickled a byte at a time never leave the socket idle: they get timeoutMs in all.
+    const deadline = setTimeout(() => req.destroy(new Retry(`${url.host} sent no whole answer in ${timeoutMs} ms`, 'timeout')), timeoutMs);
+    const req = mod.get(url, { headers, ...(signal ? { signal } : {}) }, (res) => {
+      clearTimeout(deadline);
+      resolve(res);
+    });
     req.setTimeout(timeoutMs, () => req.destroy(new Retry(`no answer from ${url.host} for ${timeoutMs} ms`, 'timeout')));
-    req.on('error', reject);
+    req.on('error', (err) => {
+      clearTimeout(deadline);
+      reject(err);
+    });
   });
 }
 
@@ -277,6 +290,12 @@ async function attemptOnce(target: URL, part: string, meta: PartMeta, metaPath: 
   const fh = await local(open(part, offset === 0 ? 'w' : 'r+'));
   let pos = offset;
   let unsynced = 0;
+  const minPerWindow = ((opts.minBytesPerS ?? 1024) * timeoutMs) / 1000;
+  let windowStart = pos;
+  const slow = setInterval(() => {
+    if (pos - windowStart < minPerWindow) res.destroy(new Retry(`${url.host} sent ${pos - windowStart} bytes in ${timeoutMs} ms (fewer than ${opts.minBytesPerS ?? 1024} a second)`, 'timeout'));
+    windowStart = pos;
+  }, timeoutMs);
   try {
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
@@ -301,6 +320,7 @@ async function attemptOnce(target: URL, part: string, meta: PartMeta, metaPath: 
     }
     await local(fh.sync());
   } finally {
+    clearInterval(slow);
     await fh.close();
   }
   if (pos < size) throw new Retry(`${url.host}: the body ended at byte ${pos} of ${size}`, 'network');

@@ -31,6 +31,14 @@ export function isVersion(v: string): boolean {
   return v.length <= 128 && VERSION.test(v);
 }
 
+/** Two digit strings by value, however long (Number() would round past 2^53 and call them equal). */
+function compareDigits(x: string, y: string): number {
+  const a = x.replace(/^0+(?=\d)/, '');
+  const b = y.replace(/^0+(?=\d)/, '');
+  if (a.length !== b.length) return a.length < b.length ? -1 : 1;
+  return a === b ? 0 : a < b ? -1 : 1;
+}
+
 /** Negative when a < b, 0 when they are the same version, positive when a > b. Throws on a string that is not a version. */
 export function compareVersions(a: string, b: string): number {
   const ma = VERSION.exec(a);
@@ -54,8 +62,8 @@ export function compareVersions(a: string, b: string): number {
     const xn = /^\d+$/.test(x);
     const yn = /^\d+$/.test(y);
     if (xn && yn) {
-      const d = Number(x) - Number(y);
-      if (d !== 0) return Math.sign(d);
+      const d = compareDigits(x, y);
+      if (d !== 0) return d;
     } else if (xn !== yn) {
       return xn ? -1 : 1;
     } else if (x !== y) {
@@ -170,6 +178,12 @@ function isRevoked(k: { id: string | null; fingerprint: string }, revoked: reado
   return revoked.some((r) => r === k.id || r.toLowerCase() === k.fingerprint || (r.length >= 16 && k.fingerprint.startsWith(r.toLowerCase())));
 }
 
+/** The revocation list with every key it names by id also named by fingerprint, so a key revoked
+ *  under one id is revoked under every id (and as a signer hint) it is listed with. */
+function revokedByKey(known: readonly KnownKey[], revoked: readonly string[]): string[] {
+  return [...revoked, ...known.filter((k) => revoked.includes(k.id)).map((k) => k.fingerprint)];
+}
+
 /**
  * Which trusted key signed these manifest bytes. A signature carries no key id, so every trusted
  * key is tried; when none verifies, the signer's public key (a hint beside the signature, if
@@ -189,9 +203,10 @@ export function checkSignature(manifest: Buffer, sig: Buffer | null, signerHint:
       continue;
     }
   }
+  const revokedAll = revokedByKey(known, revoked);
   const verifies = (key: KeyObject) => verifySignature(null, manifest, key, sig);
-  for (const k of known) if (!isRevoked(k, revoked) && verifies(k.key)) return k.id;
-  for (const k of known) if (isRevoked(k, revoked) && verifies(k.key)) throw new BundleRefused('revoked-key', `signed by key ${k.id}, which is revoked`);
+  for (const k of known) if (!isRevoked(k, revokedAll) && verifies(k.key)) return k.id;
+  for (const k of known) if (isRevoked(k, revokedAll) && verifies(k.key)) throw new BundleRefused('revoked-key', `signed by key ${k.id}, which is revoked`);
   let hint: KnownKey | null = null;
   if (signerHint !== null) {
     try {
@@ -202,7 +217,7 @@ export function checkSignature(manifest: Buffer, sig: Buffer | null, signerHint:
     }
   }
   if (hint && verifies(hint.key)) {
-    if (isRevoked(hint, revoked)) throw new BundleRefused('revoked-key', `signed by key ${hint.id}, which is revoked`);
+    if (isRevoked(hint, revokedAll)) throw new BundleRefused('revoked-key', `signed by key ${hint.id}, which is revoked`);
     throw new BundleRefused('unknown-key', `signed by key ${hint.id}, which is not among the trusted keys (${known.map((k) => k.id).join(', ') || 'none configured'})`);
   }
   if (hint && known.some((k) => k.fingerprint === hint.fingerprint)) {

@@ -77,8 +77,13 @@ function checkPolicyJson(dir: string, m: ManifestJson): void {
   }
   const spec = parsed.data;
   if (spec.name !== m.name || spec.version !== m.version) throw new BundleRefused('bad-manifest', `policy.json is ${spec.name} ${spec.version}, the manifest says ${m.name} ${m.version}`);
-  if (!(spec.model in m.files)) throw new BundleRefused('missing-file', `the model ${spec.model} that policy.json names is not in the manifest`);
+  if (!listedIn(m, spec.model)) throw new BundleRefused('missing-file', `the model ${spec.model} that policy.json names is not in the manifest`);
   if (canonical(ioOf(spec)) !== canonical(m.io)) throw new BundleRefused('bad-manifest', "the manifest's io is not policy.json's inputs and outputs");
+}
+
+/** The manifest's entry for `name`: its own key only, never one every object inherits ("constructor", "__proto__"). */
+export function listedIn(m: ManifestJson, name: string): { sha256: string; size: number } | undefined {
+  return Object.hasOwn(m.files, name) ? m.files[name] : undefined;
 }
 
 /** Every listed file present with its hash; nothing unlisted. */
@@ -89,7 +94,7 @@ export function checkFiles(m: ManifestJson, files: ReadonlyMap<string, { sha256:
     if (got.size !== want.size) throw new BundleRefused('tampered', `${name} is ${got.size} bytes, the signed manifest says ${want.size}`);
     if (got.sha256 !== want.sha256) throw new BundleRefused('tampered', `${name} is not the file that was signed (sha256 ${got.sha256.slice(0, 16)}…, the manifest says ${want.sha256.slice(0, 16)}…)`);
   }
-  for (const name of files.keys()) if (!(name in m.files)) throw new BundleRefused('extra-file', `${name} is not in the signed manifest`);
+  for (const name of files.keys()) if (!listedIn(m, name)) throw new BundleRefused('extra-file', `${name} is not in the signed manifest`);
   const listed = Object.keys(m.files);
   for (const d of dirs) if (!listed.some((f) => f.startsWith(`${d}/`))) throw new BundleRefused('extra-file', `folder ${d} holds nothing the signed manifest lists`);
 }
@@ -215,7 +220,7 @@ export async function verifyDirChecked(dir: string, checks: Checks): Promise<Ver
         await walk(name, depth + 1);
         continue;
       }
-      const want = a.manifest.files[name];
+      const want = listedIn(a.manifest, name);
       if (!want) throw new BundleRefused('extra-file', `${name} is not in the signed manifest`);
       files.set(name, await hashListed(join(dir, name), name, want.size));
     }
