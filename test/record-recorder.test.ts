@@ -89,7 +89,11 @@ test('rows at the dataset rate (50 Hz ticks at 10 fps), a camera with no new fra
     r.frame(100);
     r.ticks(POLICY, 1);
     await until('an episode opens', () => r.recorder.status().episode !== null);
-    r.ticks(POLICY, 99); // 100 ticks = 2 s = 20 rows; the camera sent one frame
+    r.ticks(POLICY, 49); // 50 ticks = 10 rows; the camera sent one frame
+    await until('10 rows', () => r.recorder.status().episode?.frames === 10);
+    // A technician steps in: the episode is flagged, and its rows from now on are interventions.
+    await r.recorder.mark('intervention');
+    r.ticks(POLICY, 50);
     r.ticks(HOLD, 1); // the policy stops: the episode ends
     await until('the episode is saved', () => r.recorder.status().episodes === 1);
     await r.recorder.mark('failure');
@@ -101,9 +105,14 @@ test('rows at the dataset rate (50 Hz ticks at 10 fps), a camera with no new fra
       [false, ...Array<boolean>(19).fill(true)],
     );
     assert.equal(r.recorder.status().repeatedFrames, 19);
+    assert.deepEqual(
+      rows.map((x) => x.intervention),
+      [...Array<boolean>(10).fill(false), ...Array<boolean>(10).fill(true)],
+    );
     const eps = await readParquet(join(ds, 'meta/episodes/chunk-000/file-000.parquet'));
     assert.equal(eps[0]!['reflex/outcome'], 'failure');
     assert.ok((eps[0]!['reflex/flags'] as string[]).includes('frames_repeated'));
+    assert.ok((eps[0]!['reflex/flags'] as string[]).includes('intervention'));
     assert.equal(eps[0]!['reflex/policy_version'], '7');
     assert.deepEqual(eps[0]!.tasks, ['stack the cups']);
   } finally {

@@ -10,7 +10,7 @@ import { parquetReadObjects } from 'hyparquet';
 import { request } from '../src/api/index.js';
 import type { RecordStatus } from '../src/record/index.js';
 import { startE2E } from '../tools/testkit/e2e.js';
-import { spawnReflex } from '../tools/testkit/daemon.js';
+import { runReflex, spawnReflex } from '../tools/testkit/daemon.js';
 
 const FPS = 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -112,9 +112,19 @@ test('recorder: episodes from the simulated robot read back as LeRobotDataset v3
   // before the test's own e-stop, fault and marks do.
   const e = await startE2E({ record: { fps: FPS }, control: { starvationLimitMs: 10_000, bus: { errorBudgetMs: 2000 } } });
   const root = join(e.dir, 'state', 'recordings', 'dataset');
+  // The daemon now running: the rig's servos may miss the start on a loaded machine (the daemon
+  // then exits, saying so, as it should); it is started again, as systemd would.
+  let daemon = e.daemon;
+  let restarted: ReturnType<typeof spawnReflex> | null = null;
+  const config = join(e.dir, 'reflex.yaml');
+  for (let tries = 0; ; tries++) {
+    const up = await Promise.race([until('the control socket', () => Promise.resolve(existsSync(e.socket)), 60_000).then(() => true, () => false), daemon.exited.then(() => false)]);
+    if (up || tries === 2) break;
+    restarted = daemon = spawnReflex(['run', '--config', config]);
+  }
   const rec = async () => await request(e.socket, 'record.status');
   const mode = async () => (await request(e.socket, 'status')).loop.mode;
-  const explain = async () => `recorder ${await rec().then((s) => JSON.stringify(s), (err: Error) => err.message)}; stderr ${e.daemon.stderr.slice(-10).join('\n')}; log ${JSON.stringify(e.daemon.logs.filter((l) => l.mod !== 'socket').slice(-25).map((l) => `${String(l.time).slice(-5)} ${String(l.mod)} ${String(l.msg)} ${JSON.stringify({ ...l, time: undefined, msg: undefined, mod: undefined, level: undefined, pid: undefined, hostname: undefined })}`).join('\n'))}`;
+  const explain = async () => `recorder ${await rec().then((s) => JSON.stringify(s), (err: Error) => err.message)}; stderr ${daemon.stderr.slice(-10).join('\n')}; log ${JSON.stringify(daemon.logs.filter((l) => l.mod !== 'socket').slice(-25).map((l) => `${String(l.time).slice(-5)} ${String(l.mod)} ${String(l.msg)} ${JSON.stringify({ ...l, time: undefined, msg: undefined, mod: undefined, level: undefined, pid: undefined, hostname: undefined })}`).join('\n'))}`;
   const saved = (n: number) => until(`${n} episodes saved`, async () => (await rec()).episodes >= n && (await rec()), 60_000, explain);
   // The simulated rig on a loaded machine can fault by itself (a CAN read missing its budget):
   // the loop is brought back to running the policy before each step, and a step whose episode
@@ -157,7 +167,6 @@ test('recorder: episodes from the simulated robot read back as LeRobotDataset v3
     await saved(index + 1);
     return index;
   };
-  let restarted: ReturnType<typeof spawnReflex> | null = null;
   try {
     await ensurePolicy();
     const s0 = await request(e.socket, 'record.start', { task: 'reach the red target' });
@@ -185,14 +194,18 @@ test('recorder: episodes from the simulated robot read back as LeRobotDataset v3
     assert.ok(flags[fault]!.includes('fault'), `episode ${fault} flags ${JSON.stringify(flags[fault])}`);
     assert.ok(!flags[success]!.includes('estop') && !flags[success]!.includes('fault'), `episode ${success} flags ${JSON.stringify(flags[success])}`);
     assert.equal(episodes[success]!['reflex/policy_name'], 'reach');
+    // The technician's view of the same.
+    const cli = await runReflex(['record', 'status', '--socket', e.socket]);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.ok(cli.stdout.includes(`${root}: ${count} episodes`), cli.stdout);
 
     // Kill -9 in the middle of an episode, then restart on the same config.
     await request(e.socket, 'record.start', { task: 'reach the red target' });
     await openEpisode(35);
-    e.daemon.proc.kill('SIGKILL');
-    await e.daemon.exited;
+    daemon.proc.kill('SIGKILL');
+    await daemon.exited;
     assert.ok(existsSync(join(root, '.reflex', 'staging')), 'the interrupted episode is staged');
-    restarted = spawnReflex(['run', '--config', join(e.dir, 'reflex.yaml')]);
+    restarted = daemon = spawnReflex(['run', '--config', config]);
     const after = await until(
       'the interrupted episode is recovered',
       async () => {
