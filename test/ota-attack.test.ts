@@ -56,6 +56,27 @@ test('an unsigned file named like a property every object has (constructor, toSt
   await assert.rejects(verifyBundleDir(v.dir, trustOf([release])), refusedAs('extra-file', /constructor is not in the signed manifest/));
 });
 
+test('a signed manifest that gives a key twice (one robot to a first-wins reader, another to JSON.parse) is refused', async () => {
+  const own = Object.entries(files).map(([name, data]) => ({ name, data }));
+  const text = manifestFor(files).toString('utf8');
+  const cases = [
+    text.replace('"robot": "arm3"', '"robot": "biped",\n  "robot": "arm3"'),
+    // The same key spelled with an escape is the same key.
+    text.replace('"robot": "arm3"', '"robot": "biped",\n  "rob\\u006ft": "arm3"'),
+    text.replace('"policy.json": {', '"policy.json": {"size": 1, '),
+  ];
+  for (const m of cases) {
+    const manifest = Buffer.from(m);
+    assert.notEqual(manifest.toString(), text, 'the case changed the manifest');
+    const { into, result } = unpack(tarOf([{ name: 'manifest.json', data: manifest }, { name: 'manifest.sig', data: sign(null, manifest, release.privateKey) }, ...own]));
+    await assert.rejects(result, refusedAs('bad-manifest', /gives the key "(robot|size)" twice in one object/));
+    assert.deepEqual(readdirSync(into), []);
+  }
+  // Equal keys in different objects are fine (every file has a sha256 and a size).
+  const { result } = unpack(tarOf([...signedEntries(), ...own]));
+  await result;
+});
+
 test('a key revoked by its id stays revoked when the same key is also listed under another id', async () => {
   const trust = trustOf([], { keys: [{ id: 'fleet-2025', publicKey: release.pem }, { id: 'fleet-2025-copy', publicKey: release.pem }], revoked: ['fleet-2025'] });
   const { into, result } = unpack(tarOf([...signedEntries(), ...Object.entries(files).map(([name, data]) => ({ name, data }))]), trust);

@@ -119,14 +119,40 @@ export const manifestSchema = z
 
 export type ManifestJson = z.output<typeof manifestSchema>;
 
+/**
+ * The first key that appears twice in one object of `text` (already known to be valid JSON), or
+ * null. JSON.parse keeps the last one silently; another reader may keep the first, so signed bytes
+ * with a repeated key could say one robot to a reviewer and another to the robot.
+ */
+function repeatedKey(text: string): string | null {
+  const objects: (Set<string> | null)[] = [];
+  let lastString = '';
+  // In valid JSON, outside strings, ':' only ever follows an object's key.
+  for (const [t] of text.matchAll(/"[^"\\]*(?:\\.[^"\\]*)*"|[{}[\]:]/g)) {
+    if (t === '{') objects.push(new Set());
+    else if (t === '[') objects.push(null);
+    else if (t === '}' || t === ']') objects.pop();
+    else if (t === ':') {
+      const keys = objects.at(-1);
+      const key = JSON.parse(lastString) as string;
+      if (keys?.has(key)) return key;
+      keys?.add(key);
+    } else lastString = t;
+  }
+  return null;
+}
+
 /** Parses manifest.json's bytes; refuses ('bad-manifest') naming the first thing wrong. */
 export function parseManifest(bytes: Buffer): ManifestJson {
   let raw: unknown;
+  const text = bytes.toString('utf8');
   try {
-    raw = JSON.parse(bytes.toString('utf8'));
+    raw = JSON.parse(text);
   } catch (err) {
     throw new BundleRefused('bad-manifest', `manifest.json is not JSON: ${(err as Error).message}`);
   }
+  const twice = repeatedKey(text);
+  if (twice !== null) throw new BundleRefused('bad-manifest', `manifest.json gives the key ${JSON.stringify(twice)} twice in one object: it reads differently to different readers`);
   const parsed = manifestSchema.safeParse(raw);
   if (!parsed.success) {
     const i = parsed.error.issues[0]!;
