@@ -60,4 +60,11 @@ test('tools/export -> reflex policy import -> the bundle answers as PyTorch did'
   for (let i = 0; i < want.data.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want.data[i]!));
   assert.ok(worst < 1e-4, `Node's ONNX Runtime differs from PyTorch by ${worst}`);
   await session.release();
+
+  // The diffusion-shaped export: its noise input becomes the bundle's seeded noise.
+  const dif = join(out, 'diffusion-ckpt');
+  writeLeRobotCheckpoint(dif, join(out, 'info2.json'), { type: 'diffusion', joints: ARM, chunkSize: 20, fps: 50, stats: { 'observation.state': stats, action: stats } });
+  const dimp = await runReflex(['policy', 'import', dif, '--onnx', join(out, 'diffusion', 'model.onnx'), '--out', join(out, 'bundle2'), '--dataset-info', join(out, 'info2.json')]);
+  assert.equal(dimp.code, 0, dimp.stderr);
+  assert.deepEqual(loadBundle(join(out, 'bundle2')).spec.noise, { input: 'noise', shape: [20, 3] });
 });

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { request } from '../src/api/index.js';
 import { loadBundle, parseSafetensors, readSafetensors } from '../src/policy/index.js';
-import { imageOffsetModel, offsetModel, safetensorsBytes, writeLeRobotCheckpoint, LEROBOT_FILES, type FeatureStats } from '../tools/models/index.js';
+import { imageOffsetModel, offsetModel, safetensorsBytes, tokenizerJson, vlaModel, writeLeRobotCheckpoint, LEROBOT_FILES, VLA_VOCAB, type FeatureStats } from '../tools/models/index.js';
 import { runReflex, spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 import { SimHandle } from './helpers/sim.js';
 import { ARM, armDaemonConfig } from './helpers/policy.js';
@@ -150,6 +150,26 @@ test('a π0-style checkpoint: state and action padded to the model\'s width, ima
   assert.equal(b.action.width, 8);
   assert.deepEqual(b.spec.images, { resize: 'pad', pixels: [-1, 1] });
   assert.equal(b.dof, 3);
+});
+
+test('a VLA checkpoint: task tokens (with the policy\'s tokenizer), noise and RTC inputs are declared from the model\'s inputs', { timeout: 60_000 }, async () => {
+  const c = checkpoint();
+  const cfg = JSON.parse(readFileSync(join(c.dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(c.dir, 'config.json'), JSON.stringify({ ...cfg, type: 'smolvla' }));
+  writeFileSync(c.onnx, vlaModel({ joints: ARM, horizon: H, maxLength: 12, home: 0, tokenWeight: 0.01, noiseWeight: 0.1 }));
+  const tok = join(c.root, 'tokenizer.json');
+  writeFileSync(tok, JSON.stringify(tokenizerJson(VLA_VOCAB)));
+  const without = await runReflex(['policy', 'import', c.dir, '--onnx', c.onnx, '--out', c.out, '--dataset-info', c.info]);
+  assert.equal(without.code, 65);
+  assert.match(without.stderr, /the model takes task tokens \(observation\.language\.tokens\): give --tokenizer/);
+  const r = await runReflex(['policy', 'import', c.dir, '--onnx', c.onnx, '--out', c.out, '--dataset-info', c.info, '--tokenizer', tok]);
+  assert.equal(r.code, 0, r.stderr);
+  const b = loadBundle(c.out);
+  assert.deepEqual(b.spec.task, { input: 'observation.language.tokens', mask: 'observation.language.attention_mask', tokenizer: 'tokenizer.json', maxLength: 12, padId: 0 });
+  assert.deepEqual(b.spec.noise, { input: 'noise', shape: [H, 3] });
+  assert.deepEqual(b.spec.rtc, { prefix: 'action_prefix', delay: 'inference_delay' });
+  assert.equal(readFileSync(join(c.out, 'tokenizer.json'), 'utf8'), readFileSync(tok, 'utf8'));
+  assert.match(r.stdout, /assumed {2}the model's noise input \[20, 3\]/);
 });
 
 test('hostile statistics files are refused before they are trusted', async (t) => {

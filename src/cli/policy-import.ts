@@ -14,6 +14,7 @@ interface ImportOpts {
   onnx: string;
   out: string;
   datasetInfo?: string;
+  tokenizer?: string;
   config?: string;
   name?: string;
   version?: string;
@@ -42,6 +43,7 @@ export function registerPolicyImport(program: Command): void {
     .requiredOption('--onnx <model>', 'the ONNX export of the policy (tools/export)')
     .requiredOption('--out <dir>', 'the bundle directory to write (new, or empty)')
     .option('--dataset-info <info.json>', 'the dataset\'s meta/info.json: fps and joint names')
+    .option('--tokenizer <tokenizer.json>', 'the policy\'s Hugging Face tokenizer.json, for a model that takes task tokens')
     .option('-c, --config <file>', 'refuse a checkpoint that does not fit the robot of this config')
     .option('--name <name>', 'the policy\'s name (default <type>-<run>)')
     .option('--version <version>', 'the policy\'s version (default 1)')
@@ -51,7 +53,7 @@ export function registerPolicyImport(program: Command): void {
       const robot = config ? { rateHz: config.control.rateHz, joints: config.robot.joints.map((j) => j.name), cameras: config.cameras.map((c) => c.name) } : undefined;
       let r: ImportResult;
       try {
-        r = await importCheckpoint({ checkpoint, onnx: opts.onnx, out: opts.out, datasetInfo: opts.datasetInfo, robot, name: opts.name, version: opts.version });
+        r = await importCheckpoint({ checkpoint, onnx: opts.onnx, out: opts.out, datasetInfo: opts.datasetInfo, tokenizer: opts.tokenizer, robot, name: opts.name, version: opts.version });
       } catch (err) {
         if (err instanceof ReflexError && err.code === 'BAD_REQUEST') {
           process.stderr.write(`reflex: policy import refused: ${err.message}\n`);

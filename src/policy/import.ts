@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ReflexError, checkRegularFile, errorMessage, readRegularFile } from '../core/index.js';
-import { BUNDLE_FORMAT, MODEL_MAX_BYTES, loadBundle, mismatches, type PolicySpec, type RobotShape } from './bundle.js';
+import { BUNDLE_FORMAT, MODEL_MAX_BYTES, TOKENIZER_MAX_BYTES, loadBundle, mismatches, type PolicySpec, type RobotShape } from './bundle.js';
 import { ioMismatches, loadOrt, type Ort } from './session.js';
 import { readSafetensors, type SafeTensor } from './safetensors.js';
 
@@ -24,6 +24,8 @@ export interface ImportOptions {
   out: string;
   /** The dataset's meta/info.json (fps, joint names). */
   datasetInfo?: string | undefined;
+  /** A Hugging Face tokenizer.json, for a model that takes task tokens (copied into the bundle). */
+  tokenizer?: string | undefined;
   /** The robot the bundle must fit (from a reflex config): refused with what differs. */
   robot?: RobotShape | undefined;
   name?: string | undefined;
@@ -171,7 +173,7 @@ function loadCheckpoint(dir: string, unmapped: string[]): Loaded {
         const map = (s.config.rename_map ?? {}) as Record<string, unknown>;
         if (Object.keys(map).length > 0) unmapped.push(`${file}: rename_observations_processor renames ${JSON.stringify(map)}; reflex feeds the checkpoint's own feature names`);
       } else if (name === 'tokenizer_processor') {
-        unmapped.push(`${file}: tokenizer_processor (a task instruction input) is not mapped by this importer`);
+        // Mapped from the model's token inputs (and --tokenizer) below.
       } else if (!HANDLED_STEPS.has(name)) {
         unmapped.push(`${file}: step ${name} is not done on the robot`);
       }
@@ -251,7 +253,7 @@ export async function importCheckpoint(o: ImportOptions): Promise<ImportResult> 
     const actionWidth = num(actionDims?.[2]) ?? c.max_action_dim ?? dof;
 
     // Images: the size the model takes; how frames get there (stretch or pad) and the pixel range.
-    const vla = VLA_TYPES.has(c.type);
+    const padded = VLA_TYPES.has(c.type);
     const resize = c.resize_imgs_with_padding ?? c.image_resolution ?? c.resize_shape ?? null;
     const features: PolicySpec['features'] = {};
     const stats: PolicySpec['stats'] = {};
@@ -296,6 +298,7 @@ export async function importCheckpoint(o: ImportOptions): Promise<ImportResult> 
       assumed.push(`${fps} Hz: give --dataset-info (the dataset's meta/info.json) for the rate it was recorded at`);
     }
 
+    const vlaIn = vlaInputs(o, session, horizon, actionWidth, assumed);
     const run = runOf(ckpt);
     const spec: PolicySpec = {
       format: BUNDLE_FORMAT,
@@ -307,7 +310,7 @@ export async function importCheckpoint(o: ImportOptions): Promise<ImportResult> 
       cameras,
       features,
       stats,
-      images: { resize: vla ? 'pad' : 'stretch', pixels: vla ? [-1, 1] : [0, 1] },
+      images: { resize: padded ? 'pad' : 'stretch', pixels: padded ? [-1, 1] : [0, 1] },
       source: {
         framework: 'lerobot',
         type: c.type,
@@ -315,10 +318,50 @@ export async function importCheckpoint(o: ImportOptions): Promise<ImportResult> 
         ...(c.n_action_steps !== undefined ? { nActionSteps: c.n_action_steps } : {}),
       },
       runtime: { budgetMs: 500, intraOpThreads: 1 },
+      ...vlaIn,
     };
-    return writeAndCheck(o, spec, session, unmapped, assumed);
+    return writeAndCheck(o, spec, session, unmapped, assumed, vlaIn.task ? o.tokenizer : undefined);
   } finally {
     await session.release();
+  }
+}
+
+/** LeRobot's names for the task tokens; reflex's export names for the noise and RTC inputs. */
+const TOKENS = 'observation.language.tokens';
+const TOKEN_MASK = 'observation.language.attention_mask';
+
+/**
+ * The VLA inputs the model takes, declared for the worker to feed: task tokens (with the
+ * tokenizer given), the sampler's starting noise, and training-time RTC's prefix and delay.
+ */
+function vlaInputs(o: ImportOptions, session: import('onnxruntime-node').InferenceSession, horizon: number, width: number, assumed: string[]): Pick<PolicySpec, 'task' | 'noise' | 'rtc'> {
+  const inputs = new Map(session.inputMetadata.map((m) => [m.name, m.isTensor ? m.shape : []]));
+  const fixed = (name: string): number[] | null => {
+    const dims = inputs.get(name)?.slice(1) ?? [];
+    return dims.length > 0 && dims.every((d) => typeof d === 'number' && d > 0) ? (dims as number[]) : null;
+  };
+  const out: Pick<PolicySpec, 'task' | 'noise' | 'rtc'> = {};
+  if (inputs.has(TOKENS)) {
+    if (o.tokenizer === undefined) refuse(`the model takes task tokens (${TOKENS}): give --tokenizer (the policy's tokenizer.json)`);
+    checkTokenizer(o.tokenizer);
+    const maxLength = fixed(TOKENS)?.[0];
+    if (maxLength === undefined) refuse(`the model's ${TOKENS} input has no fixed length`);
+    out.task = { input: TOKENS, ...(inputs.has(TOKEN_MASK) ? { mask: TOKEN_MASK } : {}), tokenizer: 'tokenizer.json', maxLength, padId: 0 };
+  }
+  if (inputs.has('noise')) {
+    const shape = fixed('noise') ?? [horizon, width];
+    out.noise = { input: 'noise', shape: shape as [number, ...number[]] };
+    assumed.push(`the model's noise input [${shape.join(', ')}] is fed Gaussian noise from a seeded generator (policy.seed)`);
+  }
+  if (inputs.has('action_prefix') && inputs.has('inference_delay')) out.rtc = { prefix: 'action_prefix', delay: 'inference_delay' };
+  return out;
+}
+
+function checkTokenizer(path: string): void {
+  try {
+    checkRegularFile(path, TOKENIZER_MAX_BYTES);
+  } catch (err) {
+    refuse(`${path}: ${errorMessage(err)}`);
   }
 }
 
@@ -350,7 +393,7 @@ function checkPostStats(l: Loaded, action: PolicySpec['stats'][string], unmapped
   if (l.post === null) unmapped.push('no policy_postprocessor.json: actions are unnormalized with the preprocessor\'s action statistics');
 }
 
-function writeAndCheck(o: ImportOptions, spec: PolicySpec, session: import('onnxruntime-node').InferenceSession, unmapped: string[], assumed: string[]): ImportResult {
+function writeAndCheck(o: ImportOptions, spec: PolicySpec, session: import('onnxruntime-node').InferenceSession, unmapped: string[], assumed: string[], tokenizer?: string): ImportResult {
   const out = resolve(o.out);
   if (existsSync(out) && readdirSync(out).length > 0) refuse(`${out} exists and is not empty: a bundle is written to a new directory`);
   // Written beside its final place and renamed: a failed import leaves no half bundle.
@@ -359,6 +402,7 @@ function writeAndCheck(o: ImportOptions, spec: PolicySpec, session: import('onnx
   try {
     writeFileSync(join(tmp, 'policy.json'), `${JSON.stringify(spec, null, 2)}\n`);
     copyFileSync(o.onnx, join(tmp, spec.model));
+    if (tokenizer !== undefined && spec.task) copyFileSync(tokenizer, join(tmp, spec.task.tokenizer));
     const bundle = loadBundle(tmp);
     const io = ioMismatches(session, bundle);
     if (io.length > 0) refuse(`the ONNX model does not match the checkpoint: ${io.join('; ')}`);
