@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { BundleRefused, compareVersions, download, DownloadFailed, unpackBundle, verifyBundleDir, type Trust } from '../src/ota/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { holdBundle } from './helpers/policy.js';
-import { filesOf, manifestFor, newKey, sha256, tarOf, trustOf, type Entry } from './helpers/ota-bundles.js';
+import { filesOf, header, manifestFor, newKey, sha256, tarOf, trustOf, type Entry } from './helpers/ota-bundles.js';
 
 const release = newKey('release');
 const files = filesOf(holdBundle('arm-attack', { version: '1.2.0' }));
@@ -54,6 +54,17 @@ test('an unsigned file named like a property every object has (constructor, toSt
   const v = (await result) as { dir: string };
   writeFileSync(join(v.dir, 'constructor'), 'unsigned');
   await assert.rejects(verifyBundleDir(v.dir, trustOf([release])), refusedAs('extra-file', /constructor is not in the signed manifest/));
+});
+
+test('a folder entry that declares data (where tar-stream would wait for ever) is refused, not hung on', { timeout: 60_000 }, async () => {
+  const smuggled = tarOf([{ name: 'smuggled', data: Buffer.from('x') }], false);
+  const own = Object.entries(files).map(([name, data]) => ({ name, data }));
+  for (const before of [[], [...signedEntries(), ...own]]) {
+    const bytes = Buffer.concat([tarOf(before, false), header({ name: 'tokenizer/', type: '5', size: smuggled.length }), smuggled, Buffer.alloc(1024)]);
+    const { into, result } = unpack(bytes);
+    await assert.rejects(result, refusedAs('unsafe-archive', /"tokenizer\/" is a folder that declares 1024 bytes of data/));
+    assert.deepEqual(readdirSync(into), []);
+  }
 });
 
 test('a signed manifest that gives a key twice (one robot to a first-wins reader, another to JSON.parse) is refused', async () => {

@@ -155,6 +155,8 @@ export async function extractArchive(archive: string, dir: string, limits: Archi
       const size = h.size;
       end = source.offset + BLOCK + padded(size);
       if (h.type === 'directory') {
+        // tar-stream never feeds a folder's data to its entry: reading it would wait for ever.
+        if (size !== 0) unsafe(`${JSON.stringify(h.name)} is a folder that declares ${size} bytes of data`);
         if (name !== '') out.dirs.add(name);
         for await (const _ of entry) void _;
         continue;
