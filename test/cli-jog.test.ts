@@ -4,23 +4,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { request } from '../src/api/index.js';
-import { startE2E } from '../tools/testkit/e2e.js';
+import { LOADED, startRig } from './helpers/cli-rig.js';
 import { ptyReflex, ptyRun, type PtyRun } from './helpers/cli-pty.js';
-
-/** A loaded 2-core machine may stall the loop past the servos' 100 ms bus watchdog (they then refuse goals) or the bus's error budget: looser bounds, so only the faults the tests inject happen. */
-const LOADED = { bus: { errorBudgetMs: 2000, watchdogMs: 2000 } };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('reflex jog: moves a held joint to its target; stops where it is when the client is killed; refuses outside the limits', async () => {
-  const e = await startE2E({ policy: { bundle: null }, control: LOADED });
+  const e = await startRig({ policy: { bundle: null }, control: LOADED }, 'reflex is running');
   let jog: PtyRun | null = null;
   const elbow = async () => {
     const s = await request(e.socket, 'status');
     return s.loop.lastTick!.joints.find((j) => j.name === 'elbow')!.position;
   };
   try {
-    await e.daemon.waitForLog((l) => l.msg === 'reflex is running', 30_000);
     const sock = ['--socket', e.socket];
     const start = await elbow();
 

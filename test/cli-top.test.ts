@@ -4,19 +4,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from '../src/api/index.js';
-import { startE2E } from '../tools/testkit/e2e.js';
+import { LOADED, startRig } from './helpers/cli-rig.js';
 import { plain, ptyReflex, type PtyRun } from './helpers/cli-pty.js';
-
-/** A loaded 2-core machine may stall the loop past the servos' 100 ms bus watchdog (they then refuse goals) or the bus's error budget: looser bounds, so only the faults the tests inject happen. */
-const LOADED = { bus: { errorBudgetMs: 2000, watchdogMs: 2000 } };
 
 const ESC = '\x1b';
 
 test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset keys, q restores the terminal', async () => {
-  const e = await startE2E({ policy: { bundle: null }, control: LOADED });
+  const e = await startRig({ policy: { bundle: null }, control: LOADED }, 'reflex is running');
   const screens: PtyRun[] = [];
   try {
-    await e.daemon.waitForLog((l) => l.msg === 'reflex is running', 30_000);
     // The CAN base reports a temperature the technician must see.
     await request(e.rigSocket, 'can.fault', { id: 1, temperatureC: 57 });
     const top = ptyReflex(['top', '--socket', e.socket, '--interval', '200'], { rows: 40, cols: 150 });

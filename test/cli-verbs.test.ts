@@ -7,13 +7,12 @@ import { join } from 'node:path';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { request, type DaemonStatus } from '../src/api/index.js';
-import { startE2E } from '../tools/testkit/e2e.js';
+import { LOADED, startRig } from './helpers/cli-rig.js';
 import { REPO } from '../tools/testkit/paths.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { ptyRun } from './helpers/cli-pty.js';
 
-/** A loaded 2-core machine may stall the loop past the servos' 100 ms bus watchdog (they then refuse goals) or the bus's error budget: looser bounds, so only the faults the tests inject happen. */
-const LOADED = { bus: { errorBudgetMs: 2000, watchdogMs: 2000 }, starvationLimitMs: 5000, firstChunkMs: 20_000 };
+const VERBS_LOADED = { ...LOADED, starvationLimitMs: 5000, firstChunkMs: 20_000 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -26,7 +25,11 @@ async function until(what: string, check: () => Promise<boolean>, ms: number): P
 }
 
 test('every daemon verb in a terminal: status, policy, estop, faults, reset, camera, log level, with --json and meaningful exit codes', async () => {
-  const e = await startE2E({ policy: { bundle: join(REPO, 'models', 'reach'), autostart: false }, control: LOADED });
+  const e = await startRig(
+    // The bare swap (no update engine, whose shadow run and trial have tests of their own).
+    { policy: { bundle: join(REPO, 'models', 'reach'), autostart: false }, control: VERBS_LOADED, ota: { enabled: false } },
+    'reflex is running',
+  );
   const sock = ['--socket', e.socket];
   const status = () => request(e.socket, 'status');
   try {
@@ -112,6 +115,11 @@ test('every daemon verb in a terminal: status, policy, estop, faults, reset, cam
 
     const lvl = await ptyRun(['log', 'level', 'warn', '--module', 'policy', '--json', ...sock]);
     assert.equal((JSON.parse(lvl.text) as Record<string, string>).policy, 'warn');
+
+    // The servo tools open the bus themselves: while the daemon drives it they say so.
+    const held = await ptyRun(['motors', 'scan', '--port', join(e.dir, 'dxl0'), '--baud', '1000000']);
+    assert.equal(held.code, 69, held.text);
+    assert.match(held.text, /dxl0 is in use by another program, most likely the reflex daemon, which drives it: stop it first/);
 
     const cfg = ['--config', join(e.dir, 'reflex.yaml')];
     const hw = await ptyRun(['hardware', ...sock, ...cfg]);

@@ -33,7 +33,7 @@ test('set-up verbs: change an id and a baud, refuse EEPROM writes with torque on
     const on = await runReflex(['motors', 'torque', 'on', ...port, '--id', '5']);
     assert.equal(on.code, 0, on.stderr);
     const refused = await runReflex(['motors', 'set-mode', ...port, '--id', '5', '--to', 'velocity']);
-    assert.equal(refused.code, 64);
+    assert.equal(refused.code, 1, 'a refused operation, not a usage error');
     assert.match(refused.stderr, /servo 5 has torque on, which locks its EEPROM/);
     const scan = await runReflex(['motors', 'scan', ...port]);
     assert.match(scan.stdout, /^5 +xm430-w350 +48 +1000000$/m);

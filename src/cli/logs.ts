@@ -10,7 +10,7 @@ import { daemonOptions, socketPath, type DaemonOptions } from './program.js';
 
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
-const SKIP = new Set(['level', 'time', 'mod', 'msg', 'pid', 'hostname']);
+const SKIP = new Set(['level', 'time', 'mod', 'msg']);
 
 export interface LogFilter {
   module?: string | undefined;

@@ -33,7 +33,14 @@ function int(v: string | undefined, what: string, min: number, max: number): num
 }
 
 async function withBus<T>(args: MotorArgs, baud: number, fn: (bus: DynamixelBus) => Promise<T>): Promise<T> {
-  const link = await openSerial(need(args.port, 'port'), baud);
+  const path = need(args.port, 'port');
+  const link = await openSerial(path, baud).catch((err: unknown) => {
+    // serialport's lock: another process has the port, on a robot the daemon that drives it.
+    if (err instanceof ReflexError && /Cannot lock port/i.test(err.message)) {
+      throw new ReflexError('NOT_CONNECTED', `${path} is in use by another program, most likely the reflex daemon, which drives it: stop it first (\`systemctl stop reflex\`), or ask the daemon (\`reflex hardware\`, \`reflex status\`)`, { disconnected: true, cause: err });
+    }
+    throw err;
+  });
   const bus = new DynamixelBus(link, { baud, usbLatencyMs: 16 });
   try {
     const latency = await tuneLatency(link);
@@ -66,7 +73,7 @@ async function writeThenVerify(bus: DynamixelBus, id: number, address: number, d
 
 async function requireTorqueOff(bus: DynamixelBus, id: number): Promise<void> {
   const [torque] = await bus.read(id, 64, 1);
-  if (torque === 1) throw new ReflexError('BAD_REQUEST', `servo ${id} has torque on, which locks its EEPROM; run "reflex motors torque off --id ${id}" first (the joint will go limp)`);
+  if (torque === 1) throw new ReflexError('REFUSED', `servo ${id} has torque on, which locks its EEPROM; run "reflex motors torque off --id ${id}" first (the joint will go limp)`);
 }
 
 /** Runs one `reflex motors VERB`; returns what to print. */
@@ -81,7 +88,7 @@ export async function motors(verb: string | undefined, rest: readonly string[], 
       const id = int(args.id, 'id', 0, 252);
       const to = int(args.to, 'to', 0, 252);
       return withBus(args, baud, async (bus) => {
-        if (await bus.ping(to)) throw new ReflexError('BAD_REQUEST', `id ${to} is already taken on this bus`);
+        if (await bus.ping(to)) throw new ReflexError('REFUSED', `id ${to} is already taken on this bus`);
         await requireTorqueOff(bus, id);
         await writeThenVerify(bus, id, 7, [to], () => bus.ping(to, 2));
         return `servo ${id} is now id ${to}\n`;

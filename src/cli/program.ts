@@ -81,13 +81,16 @@ export function print(opts: { json?: boolean | undefined }, value: unknown, text
   process.stdout.write(opts.json ? `${JSON.stringify(value, null, 2)}\n` : text());
 }
 
-const UNAVAILABLE_HINT =
-  'is the daemon running? Start it (`systemctl start reflex`; in a checkout, `npm start`), or point at it with --config FILE or --socket PATH';
+/** What to do when the daemon cannot be reached; in a checkout where `npm start` runs one, where it is. */
+function unavailableHint(): string {
+  if (existsSync('.run/control.sock') && existsSync('config/dev.yaml')) return 'a daemon from `npm start` listens at .run/control.sock here: add --config config/dev.yaml';
+  return 'is the daemon running? Start it (`systemctl start reflex`; in a checkout, `npm start`), or point at it with --config FILE or --socket PATH';
+}
 
 /** The exit status and message for a failure; one table for every verb. */
 export function exitFor(err: unknown): { code: number; message: string } {
   if (err instanceof ReflexError) {
-    if (err.disconnected || err.timeout) return { code: EXIT.UNAVAILABLE, message: err.disconnected ? `${err.message}\n${UNAVAILABLE_HINT}` : err.message };
+    if (err.disconnected || err.timeout) return { code: EXIT.UNAVAILABLE, message: /the daemon/.test(err.message) ? `${err.message}\n${unavailableHint()}` : err.message };
     if (err.code === 'BAD_REQUEST') return { code: EXIT.USAGE, message: err.message };
     if (err.code === 'FORBIDDEN') return { code: CLI_EXIT.NOPERM, message: err.message };
     if (err.code === 'BUS_ERROR' || err.code === 'BUS_FAULT') return { code: EXIT.UNAVAILABLE, message: err.message };
