@@ -85,18 +85,7 @@ export class Daemon {
     });
     // The committed policy (persisted by the update engine) boots, not the config's: the
     // config's bundle is only the first boot's.
-    this.updater = config.ota.enabled
-      ? new Updater(
-          {
-            deviceId: config.deviceId,
-            stateDir: config.paths.stateDir,
-            settings: config.ota,
-            robotType: config.robot.name,
-            limits: config.robot.joints.map((j) => j.limits),
-          },
-          logging.child('ota'),
-        )
-      : null;
+    this.updater = config.ota.enabled ? this.makeUpdater() : null;
     const boot = this.updater?.bootPolicies(config.policy.bundle) ?? { bundle: config.policy.bundle, previous: null };
     // Raw frames (for the recorder's videos) are published only while it records.
     this.vision = new VisionRuntime(config.cameras, startupSpecs(boot.bundle), logging.child('camera'), { raw: config.record.enabled });
@@ -212,6 +201,30 @@ export class Daemon {
     });
     this.loop.on('fault', (reason: string) => void link.event('fault', { reason }).catch(() => undefined));
     return link;
+  }
+
+  /**
+   * The update engine, or none when its directory cannot be made or read (a failing disk):
+   * the robot then runs on the config's policy without updates, and says why, rather than not
+   * start.
+   */
+  private makeUpdater(): Updater | null {
+    const { config, logging } = this.deps;
+    try {
+      return new Updater(
+        {
+          deviceId: config.deviceId,
+          stateDir: config.paths.stateDir,
+          settings: config.ota,
+          robotType: config.robot.name,
+          limits: config.robot.joints.map((j) => j.limits),
+        },
+        logging.child('ota'),
+      );
+    } catch (err) {
+      logging.child('ota').error({ err: errorMessage(err) }, 'updates disabled: the update directory cannot be used');
+      return null;
+    }
   }
 
   /**

@@ -4,10 +4,11 @@
 // trial, and a restart from every other persisted step, ends on the right policy.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DaemonStatus } from '../src/daemon.js';
 import type { PolicyInfo } from '../src/policy/index.js';
-import { UpdateStore, type JobRecord, type UpdaterStatus } from '../src/ota/index.js';
+import { STORE_FILES, UpdateStore, type JobRecord, type UpdaterStatus } from '../src/ota/index.js';
 import { offsetModel, writeBundle } from '../tools/models/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { ARM, holdBundle } from './helpers/policy.js';
@@ -84,7 +85,7 @@ test('bad policies never drive the arm: NaN or beyond the limits at rest is refu
     assert.equal(s.loop.safety.faults, 0);
 
     // Drifts a joint at 0.5 rad/s until the safety filter clamps it at the limit.
-    await d.cmd('policy.activate', { path: holdBundle('drift', { step: 0.01, horizon: 10 }) });
+    await d.cmd('policy.activate', { path: holdBundle('drift', { step: 0.01, horizon: 50 }) });
     s = await d.when('the drifting policy is rolled back', (x) => jobState(x) === 'FAILED' && ota(x).job?.bundle?.name.includes('drift') === true, 60_000);
     assert.match(ota(s).job?.reason ?? '', /^rolled back: limitClamps: \d+ during the trial/);
     assert.equal(s.policy.active?.name, 'a');
@@ -142,6 +143,35 @@ test('kill -9 during the trial, then restart: the committed policy is back and t
     assert.equal(jobState(s), 'FAILED');
     assert.equal(ota(s).job?.reason, 'rolled back: limitClamps: 3 during the trial');
     assert.equal(s.policy.active?.name, 'c');
+    assert.equal(await d.stop(), 0);
+
+    // A power cut during the last write (the recovery's): that slot torn, the one before is used
+    // (the job still in rollback) and recovered again to the same end.
+    const store = new UpdateStore(storeDir);
+    const newest = join(storeDir, STORE_FILES[store.record.seq % 2]!);
+    truncateSync(newest, Math.floor(statSync(newest).size / 3));
+    d = d.restart();
+    s = await d.booted();
+    assert.equal(ota(s).storeDamaged.length, 1, 'the torn slot is reported');
+    assert.equal(jobState(s), 'FAILED');
+    assert.equal(ota(s).job?.reason, 'rolled back: limitClamps: 3 during the trial');
+    assert.equal(s.policy.active?.name, 'c');
+  } finally {
+    await d.stop();
+    await sim.close();
+  }
+});
+
+test('an update directory that cannot be used (a file in the way, a failing disk) leaves the robot running on its policy, without updates, saying why', { timeout: 120_000 }, async () => {
+  const sim = await simArm();
+  const blocker = join(tempDir(), 'not-a-dir');
+  writeFileSync(blocker, 'x');
+  const d = otaDaemon(sim, holdBundle('a'), { dir: join(blocker, 'ota') });
+  try {
+    const s = await d.booted();
+    assert.deepEqual(s.ota, { state: 'disabled' });
+    assert.equal(s.policy.active?.name, 'a');
+    assert.ok(d.d.logs.some((l) => l.msg === 'updates disabled: the update directory cannot be used'));
   } finally {
     await d.stop();
     await sim.close();
