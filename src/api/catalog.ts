@@ -93,7 +93,7 @@ export const CATALOG = {
     moves: true,
     fleet: true,
   }),
-  'ota.status': command<UpdaterStatus | { state: 'disabled' }>()({ summary: 'the policy update in progress (or the last), the committed active and previous policy, version floors', args: NO_ARGS, moves: false, fleet: true }),
+  'ota.status': command<UpdaterStatus | { state: 'disabled' }>()({ summary: 'the policy update in progress (or the last), the committed active and previous policy, version floors', args: NO_ARGS, moves: false, fleet: true, readOnly: true }),
   // Only before activation; past it the trial decides (commit or roll back).
   'ota.cancel': command<JobReport | null>()({
     summary: 'cancel the policy update in progress {jobId?} (before its activation only)',
