@@ -56,7 +56,7 @@ test('an unsigned file named like a property every object has (constructor, toSt
   await assert.rejects(verifyBundleDir(v.dir, trustOf([release])), refusedAs('extra-file', /constructor is not in the signed manifest/));
 });
 
-test('a folder entry that declares data (where tar-stream would wait for ever) is refused, not hung on', { timeout: 60_000 }, async () => {
+test('a folder entry that declares data, or a size field that decodes to null (where tar-stream would wait for ever), is refused, not hung on', { timeout: 60_000 }, async () => {
   const smuggled = tarOf([{ name: 'smuggled', data: Buffer.from('x') }], false);
   const own = Object.entries(files).map(([name, data]) => ({ name, data }));
   for (const before of [[], [...signedEntries(), ...own]]) {
@@ -65,6 +65,16 @@ test('a folder entry that declares data (where tar-stream would wait for ever) i
     await assert.rejects(result, refusedAs('unsafe-archive', /"tokenizer\/" is a folder that declares 1024 bytes of data/));
     assert.deepEqual(readdirSync(into), []);
   }
+  // A size field with the base-256 bit set but neither 0x80 nor 0xff first: tar-stream reads null.
+  const odd = header({ name: 'manifest.json', data: manifestFor(files) });
+  odd[124] = 0xb2;
+  odd.write('        ', 148);
+  let sum = 0;
+  for (const x of odd) sum += x;
+  odd.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  const { into, result } = unpack(Buffer.concat([odd, tarOf([{ name: 'x', data: manifestFor(files) }]).subarray(512)]));
+  await assert.rejects(result, refusedAs('unsafe-archive', /"manifest\.json" has no readable size/));
+  assert.deepEqual(readdirSync(into), []);
 });
 
 test('a signed manifest that gives a key twice (one robot to a first-wins reader, another to JSON.parse) is refused', async () => {

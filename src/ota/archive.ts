@@ -153,6 +153,9 @@ export async function extractArchive(archive: string, dir: string, limits: Archi
       if (names.has(name)) unsafe(`${JSON.stringify(h.name)} appears twice`);
       names.add(name);
       const size = h.size;
+      // A base-256 size field that is neither positive nor negative decodes to null, which
+      // tar-stream lets through and then waits on for ever.
+      if (!Number.isSafeInteger(size) || size < 0) unsafe(`${JSON.stringify(h.name)} has no readable size`);
       end = source.offset + BLOCK + padded(size);
       if (h.type === 'directory') {
         // tar-stream never feeds a folder's data to its entry: reading it would wait for ever.
