@@ -11,11 +11,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { ControlLoop, type BlendMode } from '../src/control/index.js';
+import { ChunkExecutor, ControlLoop, type BlendMode } from '../src/control/index.js';
 import { MAX_HORIZON } from '../src/rt/index.js';
 import { CLI } from '../tools/testkit/paths.js';
 import { armConfig } from '../tools/testkit/control.js';
-import { argNumber, machine, progress, result, round, SMOKE } from './_util.js';
+import { argNumber, machine, progress, result, round, sampledAllocationPerTick, SMOKE } from './_util.js';
 
 const SECONDS = argNumber('seconds', 20, 1.5);
 const RATE = 50;
@@ -184,7 +184,41 @@ async function measure(link: string, blend: BlendMode, delayMs: number): Promise
   }
 }
 
+/**
+ * What the tick does with rtc (the committed prefix for the observation, the action for now, a
+ * chunk spliced in every 25 ticks), by V8's sampling heap profiler: it must allocate nothing.
+ */
+async function rtcTickAllocation(): Promise<number> {
+  const e = new ChunkExecutor({ dof: JOINTS, blend: 'rtc', overlapTicks: 10, ensembleDecay: 0.01, refillTicks: 25, requestTimeoutTicks: 5, capacity: 2 * MAX_HORIZON + 25 });
+  const prefix = new Float64Array(MAX_HORIZON * JOINTS);
+  const chunk = new Float64Array(MAX_HORIZON * JOINTS).fill(0.1);
+  const act = new Float64Array(JOINTS);
+  const tick = (k: number) => {
+    if (k % 25 === 0) e.ingest(k, k - 3, chunk, HORIZON, 0, 3);
+    e.prefix(k, prefix);
+    e.next(k, act);
+    e.wantsRefill(k);
+  };
+  // Long enough a warm-up that what is measured is optimized code, not the compiler at work.
+  for (let k = 0; k < 100_000; k++) tick(k);
+  return sampledAllocationPerTick(50_000, (k) => tick(100_000 + k));
+}
+
+/** The same measurement of a tick that does nothing: the profiler's own floor. */
+async function emptyTickAllocation(): Promise<number> {
+  let x = 0;
+  const tick = (k: number) => {
+    x += k & 1;
+  };
+  for (let k = 0; k < 100_000; k++) tick(k);
+  const bytes = await sampledAllocationPerTick(50_000, (k) => tick(100_000 + k));
+  return x >= 0 ? bytes : NaN;
+}
+
 if (HORIZON > MAX_HORIZON) throw new Error('horizon beyond the chunk record');
+const allocated = await rtcTickAllocation();
+const floor = await emptyTickAllocation();
+progress(`rtc executor: ${allocated} bytes allocated per tick (an empty tick measures ${floor})`);
 const sim = await startSim();
 const out: Record<string, Record<string, Run>> = {};
 try {
@@ -200,4 +234,4 @@ try {
 } finally {
   sim.stop();
 }
-result({ seconds: SECONDS, smoke: SMOKE, machine: machine(), base_latency_ms: BASE_LATENCY_MS, chunk_spread_rad: CHUNK_SPREAD, horizon: HORIZON, ...out });
+result({ seconds: SECONDS, smoke: SMOKE, machine: machine(), base_latency_ms: BASE_LATENCY_MS, chunk_spread_rad: CHUNK_SPREAD, horizon: HORIZON, executor_rtc_allocated_bytes_per_tick: allocated, baseline: { empty_tick_allocated_bytes: floor }, ...out });
