@@ -32,7 +32,7 @@ test('the daemon answers every command of the catalog, and only those (fault inj
 
 test('each command says whether it moves the arm: starting, swapping or re-enabling does; stopping, holding and looking do not', () => {
   const moving = names.filter((n) => CATALOG[n].moves).sort();
-  assert.deepEqual(moving, ['policy.activate', 'policy.rollback', 'policy.start', 'policy.task', 'reset']);
+  assert.deepEqual(moving, ['jog', 'policy.activate', 'policy.rollback', 'policy.start', 'policy.task', 'reset']);
   for (const n of names) assert.ok(CATALOG[n].summary.length > 0, `${n} has a summary`);
 });
 
@@ -72,7 +72,7 @@ test('the daemon composes status, faults and STATUS= from its parts', () => {
   assert.deepEqual(s.cameras, []);
   assert.equal(s.policy.state, 'none');
   // Not started: the loop reports itself as not ticking, and says so in the line.
-  assert.match(d.summary(), /^STALLED .* Hz, .*, policy none, fleet disabled$/);
+  assert.match(d.summary(), /^STALLED .* Hz, .*, policy none, fleet disabled, 0 episodes recorded$/);
 });
 
 const brokers: Mosquitto[] = [];
@@ -99,7 +99,7 @@ test('the fleet refuses every catalog command not marked fleet-allowed, and runs
     backend.on('message', (_t, p, packet) => replies.set(packet.properties?.correlationData?.toString() ?? '', JSON.parse(p.toString()) as { ok: boolean }));
     await backend.subscribeAsync('reflex/v1/arm-40/resp/backend', { qos: 1 });
     // Args valid for each command, so only the allowlist can refuse it.
-    const args: Partial<Record<DaemonCommand, object>> = { 'policy.activate': { path: '/nonexistent' }, 'camera.snapshot': { name: 'top' }, 'log.level': { level: 'info' } };
+    const args: Partial<Record<DaemonCommand, object>> = { 'policy.activate': { path: '/nonexistent' }, 'camera.snapshot': { name: 'top' }, 'log.level': { level: 'info' }, 'record.mark': { label: 'success' } };
     for (const n of names) if (n.startsWith('debug.')) args[n] = { ms: 5 };
     const asked = [...names, 'constructor'];
     for (const n of asked) {
@@ -110,7 +110,7 @@ test('the fleet refuses every catalog command not marked fleet-allowed, and runs
     }
     await until('every reply', () => replies.size === asked.length, 10_000);
     const allowed: string[] = names.filter((n) => CATALOG[n].fleet).sort();
-    assert.deepEqual(allowed, ['camera.snapshot', 'estop', 'log.level', 'ota.cancel', 'ota.status', 'policy.activate', 'policy.rollback', 'policy.start', 'policy.stop', 'policy.task', 'reset', 'status']);
+    assert.deepEqual(allowed, ['camera.snapshot', 'estop', 'faults', 'log.level', 'ota.cancel', 'ota.status', 'policy.activate', 'policy.rollback', 'policy.start', 'policy.stop', 'policy.task', 'record.mark', 'record.start', 'record.status', 'record.stop', 'reset', 'status']);
     for (const n of asked) {
       const r = replies.get(n);
       if (allowed.includes(n)) assert.equal(r?.ok, true, `${n} runs from the fleet`);
