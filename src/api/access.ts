@@ -4,9 +4,17 @@
 // that can set it in motion (the catalog's `moves`) and fault injection need root, the daemon's
 // own user, or a member of the operator group (config control.operatorGroup).
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { peerCred } from '../rt/index.js';
 import type { CommandSpec } from './command.js';
+
+/**
+ * The rt room (the native addon's facade), loaded by the first connection the daemon checks:
+ * every `reflex` client imports this room for `request` and should not pay for the addon's.
+ */
+function peerCred(fd: number): ReturnType<typeof import('../rt/index.js').peerCred> {
+  return (createRequire(import.meta.url)('../rt/index.js') as typeof import('../rt/index.js')).peerCred(fd);
+}
 
 /** The process at the other end of a control-socket connection. */
 export interface Peer {
