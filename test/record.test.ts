@@ -215,8 +215,13 @@ test('recorder: episodes from the simulated robot read back as LeRobotDataset v3
       120_000,
     );
     assert.equal(after.recovered, 1, JSON.stringify(after));
-    const again = await checkDataset(root, after.episodes);
-    assert.ok((again[again.length - 1]!['reflex/flags'] as string[]).includes('recovered'));
+    // Recording was on when the daemon died: it goes on (the task kept); stopped here to read back.
+    assert.ok(after.state === 'armed' || after.state === 'recording', after.state);
+    assert.equal(after.task, 'reach the red target');
+    await request(e.socket, 'record.stop');
+    await until('every episode saved', async () => { const s = await rec(); return s.saving === 0 && s.episode === null && s; }, 60_000, explain);
+    const again = await checkDataset(root, (await rec()).episodes);
+    assert.ok(again.slice(count).some((ep) => (ep['reflex/flags'] as string[]).includes('recovered')));
     // The finished episodes are untouched by the crash and the recovery.
     assert.deepEqual(
       again.slice(0, count).map((ep) => [num(ep.length), ep['reflex/flags'], ep['reflex/outcome']]),

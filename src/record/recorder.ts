@@ -6,7 +6,7 @@
 // technician marks it a success or a failure. A recorder that falls behind (ticks lost, the
 // encoder's queue full, the disk failing) drops the whole episode, counts it and says why;
 // it never slows the tick.
-import { rmSync, statfsSync } from 'node:fs';
+import { readFileSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ReflexError, errorMessage, type Logger, type Part } from '../core/index.js';
 import { Intervention, monoMs, type TickReader, type TickRecord, type TickRing } from '../rt/index.js';
@@ -18,12 +18,15 @@ import { LiveEpisode, finishStaged, stagedEpisodes, type Tools } from './episode
 import { FrameFeed } from './frames.js';
 import { ROW, rowLayout, type RowLayout } from './row.js';
 import { checkEncoder } from './video.js';
+import { writeFileAtomic } from './files.js';
 import type { DatasetShape } from './format.js';
 
 const POLICY = MODE_NAMES.indexOf('policy');
 const ESTOP = MODE_NAMES.indexOf('estop');
 const FAULT = MODE_NAMES.indexOf('fault');
 const CLAMPS = Intervention.LIMIT | Intervention.DELTA | Intervention.NON_FINITE;
+/** Whether recording is on, and its task, across restarts. */
+const ARMED_FILE = '.reflex/recording.json';
 /** How long after a dropped episode the next may start. */
 const DROP_BACKOFF_MS = 5000;
 
@@ -152,7 +155,10 @@ export class Recorder implements Part {
     this.reader = this.ticks.reader();
     this.timer = setInterval(() => this.pump(), this.o.pumpMs ?? 10);
     const ds = this.dataset;
-    if (ds !== null && this.unavailable === null) this.finishing = this.recover(ds).finally(() => (this.starting = false));
+    if (ds !== null && this.unavailable === null) {
+      this.finishing = this.recover(ds).finally(() => (this.starting = false));
+      this.loadArmed();
+    }
     else this.starting = false;
   }
 
@@ -378,6 +384,7 @@ export class Recorder implements Part {
     this.task = next;
     this.armed = true;
     this.wantFrames(true);
+    this.saveArmed();
     return this.status();
   }
 
@@ -385,7 +392,34 @@ export class Recorder implements Part {
     this.armed = false;
     this.endEpisode(null);
     this.wantFrames(false);
+    this.saveArmed();
     return this.status();
+  }
+
+  /**
+   * Whether recording is on (and its task) is kept on disk, so that a daemon restarted after a
+   * crash or a power cut goes on recording as the technician left it. A write that fails is
+   * logged: recording goes on, only the restart would not resume it.
+   */
+  private saveArmed(): void {
+    try {
+      writeFileAtomic(join(this.o.dir, ARMED_FILE), JSON.stringify({ armed: this.armed, task: this.task }));
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'could not save whether recording is on');
+    }
+  }
+
+  private loadArmed(): void {
+    try {
+      const s = JSON.parse(readFileSync(join(this.o.dir, ARMED_FILE), 'utf8')) as { armed?: unknown; task?: unknown };
+      if (s.armed !== true) return;
+      this.task = typeof s.task === 'string' && s.task.length > 0 && s.task.length <= 1000 ? s.task : null;
+      this.armed = true;
+      this.wantFrames(true);
+      this.log.info({ task: this.task ?? this.o.task }, 'recording resumed (it was on when reflex stopped)');
+    } catch {
+      // never recorded here, or unreadable: recording stays off until record.start
+    }
   }
 
   /**
