@@ -27,14 +27,14 @@ async function cli(args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`reflex ${args.join(' ')}: ${r.stderr}`);
 }
 
-/** The benchmark ACT's transformer for this arm: 3 joints, no cameras, small actions around zero. */
+/** The benchmark ACT's transformer for this arm: 3 joints, no cameras, small actions around zero (its raw outputs reach tens). */
 function actBundle(dir: string): void {
   writeActBundle(dir, { ...ACT_BENCH, cameras: [], dof: JOINTS.length });
   const p = join(dir, 'policy.json');
   const spec = JSON.parse(readFileSync(p, 'utf8')) as { name: string; joints: string[]; stats: { action: { std: number[] } } };
   spec.name = 'act';
   spec.joints = [...JOINTS];
-  spec.stats.action.std = JOINTS.map(() => 0.05);
+  spec.stats.action.std = JOINTS.map(() => 0.01);
   writeFileSync(p, `${JSON.stringify(spec, null, 2)}\n`);
 }
 
