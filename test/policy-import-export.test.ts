@@ -22,7 +22,8 @@ if (skip) process.stderr.write(`policy-import-export: skipped: ${skip}\n`);
 
 test('tools/export -> reflex policy import -> the bundle answers as PyTorch did', { skip, timeout: 300_000 }, async () => {
   const out = tempDir('reflex-export-');
-  const r = spawnSync(python, [join(REPO, 'tools', 'export', 'selftest.py'), out], { encoding: 'utf8', timeout: 240_000 });
+  // No __pycache__ left in the checkout.
+  const r = spawnSync(python, [join(REPO, 'tools', 'export', 'selftest.py'), out], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
   assert.equal(r.status, 0, r.stderr);
   const check = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, { ok: boolean; max_rel_diff: number }>;
   assert.ok(check.act!.ok && check.diffusion!.ok, `ONNX Runtime against PyTorch: ${r.stdout}`);
