@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, sign } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -168,5 +168,32 @@ test('a server that trickles the body (slowloris) or the headers is given up on,
   } finally {
     await slowBody.close();
     await slowHeaders.close();
+  }
+});
+
+test('a big kept part is hashed before the request, not while the answer waits unread (which a short timeout cut off every time)', { timeout: 180_000 }, async () => {
+  // Reading the part takes several timeouts here, as a multi-GB part does on an SD card at 30 s.
+  const body = Buffer.alloc(192 * 1024 * 1024, 0x5a);
+  randomBytes(4096).copy(body, body.length - 4096);
+  const srv = await rawServer((s) => {
+    s.once('data', (req) => {
+      const m = /range: bytes=(\d+)-/i.exec(req.toString('latin1'));
+      const start = m ? Number(m[1]) : 0;
+      const head = m ? `HTTP/1.1 206 Partial Content\r\ncontent-range: bytes ${start}-${body.length - 1}/${body.length}\r\n` : 'HTTP/1.1 200 OK\r\n';
+      s.write(`${head}content-length: ${body.length - start}\r\nconnection: close\r\n\r\n`);
+      s.end(body.subarray(start));
+    });
+  });
+  try {
+    const dest = join(tempDir('reflex-dl-bigpart-'), 'b.tar');
+    const want = { sha256: sha256(body), size: body.length };
+    writeFileSync(`${dest}.part`, body.subarray(0, 128 * 1024 * 1024));
+    writeFileSync(`${dest}.part.json`, JSON.stringify({ url: srv.url, ...want, validator: null }));
+    // (retries to spare: an fsync on this loaded machine may stall an attempt; each one resumes further on)
+    await download(srv.url, dest, { ...want, timeoutMs: 250, maxRetries: 8 });
+    assert.equal(statSync(dest).size, body.length);
+    assert.equal(existsSync(`${dest}.part`), false);
+  } finally {
+    await srv.close();
   }
 });

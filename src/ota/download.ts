@@ -232,6 +232,9 @@ async function attemptOnce(target: URL, part: string, meta: PartMeta, metaPath: 
     await local(rm(part, { force: true }));
     offset = 0;
   }
+  // Hashed before asking: a big part on a slow card takes longer than timeoutMs to read, and an
+  // answer left unread that long is cut off as a stall, on every attempt.
+  const kept = await local(hashPart(part, offset));
   let res: IncomingMessage | null = null;
   let url = target;
   for (let hop = 0; ; hop++) {
@@ -286,7 +289,7 @@ async function attemptOnce(target: URL, part: string, meta: PartMeta, metaPath: 
     await local(writeMeta(metaPath, meta));
   }
 
-  const hash = await local(hashPart(part, offset));
+  const hash = offset === 0 ? createHash('sha256') : kept;
   const fh = await local(open(part, offset === 0 ? 'w' : 'r+'));
   let pos = offset;
   let unsynced = 0;
