@@ -40,7 +40,8 @@ test('record layouts tile their records exactly, and a view written on one side 
   const c = Chunk.view(2);
   c.horizon = 2;
   c.actions.set([1, 2, 3, 4]);
-  assert.deepEqual([...c.data.subarray(0, 7)], [0, 2, 0, 1, 2, 3, 4]);
+  // obsTick, horizon, generation, delay, then the actions.
+  assert.deepEqual([...c.data.subarray(0, 8)], [0, 2, 0, 0, 1, 2, 3, 4]);
   assert.throws(() => Tick.view(4, new Float64Array(3)), /a tick record of 4 joints needs/);
   assert.deepEqual(interventionNames(Intervention.LIMIT | Intervention.STARVED), ['limit', 'starved']);
 });
