@@ -27,7 +27,8 @@ async function until(what: string, check: () => Promise<boolean>, ms: number): P
 test('every daemon verb in a terminal: status, policy, estop, faults, reset, camera, log level, with --json and meaningful exit codes', async () => {
   const e = await startRig(
     // The bare swap (no update engine, whose shadow run and trial have tests of their own).
-    { policy: { bundle: join(REPO, 'models', 'reach'), autostart: false }, control: VERBS_LOADED, ota: { enabled: false } },
+    // A broker URL with a password, which the diagnostics bundle must not carry.
+    { policy: { bundle: join(REPO, 'models', 'reach'), autostart: false }, control: VERBS_LOADED, ota: { enabled: false }, fleet: { enabled: false, url: 'mqtts://robot:hunter2@broker.example:8883' } },
     'reflex is running',
   );
   const sock = ['--socket', e.socket];
@@ -140,6 +141,9 @@ test('every daemon verb in a terminal: status, policy, estop, faults, reset, cam
     assert.equal(diag.code, 0, diag.text);
     const listing = execFileSync('tar', ['tzf', archive], { encoding: 'utf8' });
     for (const f of ['versions.json', 'config.json', 'status.json', 'faults.txt', 'hardware.txt', 'logs.jsonl']) assert.match(listing, new RegExp(`^diag/${f.replace('.', '\\.')}$`, 'm'));
+    const configInside = execFileSync('tar', ['xzOf', archive, 'diag/config.json'], { encoding: 'utf8' });
+    assert.match(configInside, /mqtts:\/\/robot:<redacted>@broker\.example:8883/);
+    assert.doesNotMatch(configInside, /hunter2/);
     const faultsInside = execFileSync('tar', ['xzOf', archive, 'diag/faults.txt'], { encoding: 'utf8' });
     assert.match(faultsInside, /\[shoulder\] joint shoulder \(bus arm, motor 2\): overload/);
   } finally {
