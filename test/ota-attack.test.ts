@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, sign } from 'node:crypto';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -184,8 +184,9 @@ test('a big kept part is hashed before the request, not while the answer waits u
       s.end(body.subarray(start));
     });
   });
+  const dir = tempDir('reflex-dl-bigpart-');
   try {
-    const dest = join(tempDir('reflex-dl-bigpart-'), 'b.tar');
+    const dest = join(dir, 'b.tar');
     const want = { sha256: sha256(body), size: body.length };
     writeFileSync(`${dest}.part`, body.subarray(0, 128 * 1024 * 1024));
     writeFileSync(`${dest}.part.json`, JSON.stringify({ url: srv.url, ...want, validator: null }));
@@ -195,5 +196,7 @@ test('a big kept part is hashed before the request, not while the answer waits u
     assert.equal(existsSync(`${dest}.part`), false);
   } finally {
     await srv.close();
+    // 192 MiB: not left in the shared /tmp.
+    rmSync(dir, { recursive: true, force: true });
   }
 });
