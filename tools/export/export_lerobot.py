@@ -32,10 +32,13 @@ SUPPORTED = ("act", "diffusion")
 class ChunkModule(torch.nn.Module):
     """A policy's chunk prediction as a plain module: tensors in (in `names` order), chunk out."""
 
-    def __init__(self, predict, names: list[str]):
+    def __init__(self, predict, names: list[str], owner: torch.nn.Module | None = None):
         super().__init__()
         self.predict = predict
         self.names = names
+        # The policy whose method `predict` calls: a submodule, so its weights are parameters of
+        # the exported graph rather than constants captured by a closure.
+        self.owner = owner
 
     def forward(self, *tensors):
         return self.predict(dict(zip(self.names, tensors)))
@@ -97,7 +100,7 @@ def lerobot_module(checkpoint: Path, config: dict, inputs: dict[str, torch.Tenso
     images = [k for k, f in config["input_features"].items() if f["type"] == "VISUAL"]
     if config["type"] == "act":
         names = list(inputs)
-        return ChunkModule(lambda batch: policy.predict_action_chunk(batch), names)
+        return ChunkModule(lambda batch: policy.predict_action_chunk(batch), names, policy)
     if config["type"] == "diffusion":
         # The sampler's starting noise is an input (`noise`), so reflex feeds it from its seeded
         # generator; the observation is repeated over n_obs_steps (reflex sends the newest one).
@@ -113,7 +116,7 @@ def lerobot_module(checkpoint: Path, config: dict, inputs: dict[str, torch.Tenso
                 obs["observation.images"] = torch.stack([obs[k] for k in images], dim=-4)
             return policy.diffusion.generate_actions(obs, noise=batch["noise"])
 
-        return ChunkModule(predict, names)
+        return ChunkModule(predict, names, policy)
     raise SystemExit(f"policy type {config['type']}: this exporter does {', '.join(SUPPORTED)} (SmolVLA and the pi0 family are not done yet)")
 
 
