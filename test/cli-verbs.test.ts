@@ -43,6 +43,8 @@ test('every daemon verb in a terminal: status, policy, estop, faults, reset, cam
     const st = await ptyRun(['status', ...sock]);
     assert.equal(st.code, 0, st.text);
     assert.match(st.text, /^loop\s+hold, /m);
+    // Failed reads come with whether that is normal.
+    assert.match(st.text, /^buses\s+\d+ failed reads, \d+ retries, CAN load [\d.]+% of bitrate( \(\d+\.\d+% of ticks: (normal under 1%|more than 1%, check the cabling.*)\))?$/m);
     assert.match(st.text, /^joint shoulder\s+at -?\d+\.\d{3} rad, command -?\d+\.\d{3}, \d+ C, \d+\.\d V, hardware ok$/m);
     assert.match(st.text, /^versions\s+reflex \d+\.\d+\.\d+, Node\.js 26\.\d+\.\d+, ONNX Runtime 1\.\d+/m);
     const json = JSON.parse((await ptyRun(['status', '--json', ...sock])).text) as DaemonStatus;

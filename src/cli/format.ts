@@ -12,6 +12,18 @@ function duration(s: number): string {
   return h > 0 ? `${h}h ${m}m ${sec}s` : m > 0 ? `${m}m ${sec}s` : `${s.toFixed(1)}s`;
 }
 
+/**
+ * Whether the failed reads are worth a look: a read that fails now and then (a retry saves it)
+ * is normal on a long cable; in more than 1 tick in 100 it is not.
+ */
+function busHint(failed: number, ticks: number): string {
+  if (ticks === 0 || failed === 0) return '';
+  const pct = (failed / ticks) * 100;
+  return pct > 1
+    ? ` (${pct.toFixed(1)}% of ticks: more than 1%, check the cabling, the adapter's latency and the baud; \`reflex hardware\` shows which bus)`
+    : ` (${pct.toFixed(2)}% of ticks: normal under 1%)`;
+}
+
 /** `reflex status` as a technician reads it. */
 export function formatStatus(s: DaemonStatus): string {
   const l = s.loop;
@@ -23,7 +35,7 @@ export function formatStatus(s: DaemonStatus): string {
     ['tick duration', `p50 ${l.tickDurationUs.p50.toFixed(0)} us, p99 ${l.tickDurationUs.p99.toFixed(0)} us, max ${l.tickDurationUs.max.toFixed(0)} us`],
     ['missed', `${l.missedDeadlines} deadlines, ${l.overruns} overruns, ${l.starvedTicks} starved ticks`],
     ['safety', `${l.safety.limitClamps} limit clamps, ${l.safety.deltaClamps} velocity clamps, ${l.safety.nonFinite} NaN/Inf, ${l.safety.estops} e-stops, ${l.safety.faults} faults`],
-    ['buses', `${l.bus.failedReads} failed reads, ${l.bus.retries} retries, CAN load ${l.bus.loadPct}% of bitrate`],
+    ['buses', `${l.bus.failedReads} failed reads, ${l.bus.retries} retries, CAN load ${l.bus.loadPct}% of bitrate${busHint(l.bus.failedReads, l.ticks)}`],
     ...l.buses.filter((b) => b.state !== 'ok').map((b): [string, string] => [`bus ${b.name}`, `${b.state.toUpperCase()}${b.reason ? `: ${b.reason}` : ''}`]),
     ['real time', l.realtime === null ? 'unknown' : l.realtime.fifoPriority !== null ? `SCHED_FIFO ${l.realtime.fifoPriority}${l.realtime.memoryLocked ? ', memory locked' : ''}` : `not real time (${l.realtime.notes.join('; ')})`],
     ['policy', s.policy.active ? `${s.policy.active.name} ${s.policy.active.version} on ${s.policy.active.provider}` : s.policy.state],
