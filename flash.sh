@@ -65,6 +65,9 @@ cleanup() {
   if [ "$rc" -ne 0 ] && [ "$DONE" -eq 0 ]; then exit 2; fi
 }
 trap cleanup EXIT
+# Interrupted here: still clean up (and close the ssh connection). On the robot these are
+# ignored already when ssh's connection is lost (see ship_and_run), and stay ignored.
+trap 'exit 2' INT TERM HUP
 
 # One pending change: say it, count it; returns 0 when the caller should make it.
 change() {
@@ -616,6 +619,8 @@ cmd_preflight() {
   echo "tegra=$(head -n1 /etc/nv_tegra_release 2>/dev/null || true)"
   echo "pid1=$(cat /proc/1/comm 2>/dev/null || true)"
   echo "systemd=$(systemctl is-system-running 2>/dev/null || true)"
+  # What sd_booted() looks at: systemctl may not answer a user without D-Bus.
+  if [ -d /run/systemd/system ]; then echo "booted=yes"; fi
   if command -v tar >/dev/null; then echo "tar=yes"; fi
   echo "free_opt=$(free_kib /opt/reflex)"
   echo "free_tmp=$(free_kib /var/tmp)"
@@ -657,7 +662,7 @@ ssh_open() {
 preflight_remote() {
   local out line k v
   out=$("${SSH[@]}" "$HOST" "bash -s -- preflight" <"$SELF") || die "preflight on $HOST failed"
-  R_MACHINE='' R_UID='' R_SUDO='' R_TEGRA='' R_PID1='' R_SYSTEMD='' R_TAR='' R_NODE='' R_CURRENT=''
+  R_MACHINE='' R_UID='' R_SUDO='' R_TEGRA='' R_PID1='' R_SYSTEMD='' R_BOOTED='' R_TAR='' R_NODE='' R_CURRENT=''
   R_FREE_OPT=0 R_FREE_TMP=0 R_RELEASES=()
   while IFS= read -r line; do
     k=${line%%=*}
@@ -669,6 +674,7 @@ preflight_remote() {
       tegra) R_TEGRA=$v ;;
       pid1) R_PID1=$v ;;
       systemd) R_SYSTEMD=$v ;;
+      booted) R_BOOTED=$v ;;
       tar) R_TAR=$v ;;
       free_opt) R_FREE_OPT=$v ;;
       free_tmp) R_FREE_TMP=$v ;;
@@ -691,6 +697,11 @@ check_robot() {
     die "$HOST is $R_MACHINE, not a Jetson (aarch64): give --arch x64 to install there anyway"
   fi
   [ "$arch" = "$ARCH" ] || die "$HOST is $R_MACHINE (linux-$arch), not linux-$ARCH (--arch)"
+  SUDO=
+  if [ "$R_UID" != 0 ]; then
+    [ "$R_SUDO" = yes ] || die "$HOST: logged in as uid $R_UID, not root, and without passwordless sudo there: log in as root, or give the user passwordless sudo"
+    SUDO='sudo -n '
+  fi
   if [ -n "$R_TEGRA" ]; then
     # "# R36 (release), REVISION: 4.3, GCID: ...": L4T R36.4.3, which is JetPack 6.
     local l4t rev jp
@@ -703,16 +714,11 @@ check_robot() {
   else
     die "$HOST: not a Jetson (no /etc/nv_tegra_release): give --arch arm64 to install there anyway"
   fi
-  if [ "$R_PID1" != systemd ] || [ -z "$R_SYSTEMD" ] || [ "$R_SYSTEMD" = offline ]; then
+  if [ "$R_PID1" != systemd ] || [ "$R_BOOTED" != yes ] || [ "$R_SYSTEMD" = offline ]; then
     die "$HOST does not run systemd as PID 1 (PID 1 is ${R_PID1:-unknown}; systemctl is-system-running: ${R_SYSTEMD:-no answer})"
   fi
-  say "$HOST: $R_MACHINE, systemd $R_SYSTEMD, $((R_FREE_OPT / 1024)) MiB free for /opt/reflex, current release: ${R_CURRENT#releases/}"
+  say "$HOST: $R_MACHINE, systemd ${R_SYSTEMD:-running}, $((R_FREE_OPT / 1024)) MiB free for /opt/reflex, current release: ${R_CURRENT#releases/}"
   [ "$R_TAR" = yes ] || die "$HOST has no tar"
-  SUDO=
-  if [ "$R_UID" != 0 ]; then
-    [ "$R_SUDO" = yes ] || die "$HOST: logged in as uid $R_UID and sudo asks for a password: log in as root, or give the user passwordless sudo"
-    SUDO='sudo -n '
-  fi
 }
 
 # ship_and_run NAMES... -- ARGS...: send NAMES (paths relative to their folder, each as
@@ -743,6 +749,8 @@ mode_flags() {
 
 cmd_ssh() {
   HOST=$1
+  # ssh would take it for an option.
+  case $HOST in -*) die "ssh: $HOST is not a host" ;; esac
   local action=${2:-install}
   case $action in install | rollback) ;; *) usage ;; esac
   ssh_open

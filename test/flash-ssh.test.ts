@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync, lstatSync, cpSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from '../tools/testkit/daemon.js';
@@ -101,15 +101,16 @@ function makeRoot(root: string, port: number): { key: string; knownHosts: string
   copyFileSync('/usr/lib/os-release', join(root, 'etc/os-release'));
   // Debian's awk, editor... are links through /etc/alternatives.
   if (existsSync('/etc/alternatives')) cpSync('/etc/alternatives', join(root, 'etc/alternatives'), { recursive: true, verbatimSymlinks: true });
-  writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/bash\nsshd:x:101:65534::/run/sshd:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n');
-  writeFileSync(join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
-  writeFileSync(join(root, 'etc/shadow'), 'root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n', { mode: 0o640 });
+  writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/bash\nsshd:x:101:65534::/run/sshd:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\ntech:x:1000:1000::/tmp:/bin/bash\n');
+  writeFileSync(join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\ntech:x:1000:\n');
+  writeFileSync(join(root, 'etc/shadow'), 'root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\ntech:*:19000:0:99999:7:::\n', { mode: 0o640 });
 
   const ssh = join(root, 'etc/ssh');
   spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'flash-ssh host', '-f', join(ssh, 'ssh_host_ed25519_key')]);
   const key = join(root, '..', 'client_key');
   spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'flash-ssh client', '-f', key]);
-  writeFileSync(join(ssh, 'authorized_keys'), readFileSync(`${key}.pub`), { mode: 0o600 });
+  // Read by sshd as the user logging in (root, or tech who may not install).
+  writeFileSync(join(ssh, 'authorized_keys'), readFileSync(`${key}.pub`), { mode: 0o644 });
   writeFileSync(join(ssh, 'sshd_config'), [
     `ListenAddress 127.0.0.1:${port}`,
     'HostKey /etc/ssh/ssh_host_ed25519_key',
@@ -150,8 +151,12 @@ describe('flash.sh ssh', () => {
 
   /** flash.sh [flags] ssh root@127.0.0.1 [args] against the container, as a person runs it. */
   function flash(flags: string[], ...args: string[]): Promise<Run> {
+    // A daemon's start on this loaded 2-core machine can take long: a generous bound on READY.
+    return flashAs('root@127.0.0.1', ['--arch', 'x64', '--wait', '300', ...flags], ...args);
+  }
+  function flashAs(host: string, flags: string[], ...args: string[]): Promise<Run> {
     return new Promise((resolve) => {
-      const p = spawn(FLASH, [...flags, 'ssh', 'root@127.0.0.1', ...ssh, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(FLASH, [...flags, 'ssh', host, ...ssh, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -162,6 +167,8 @@ describe('flash.sh ssh', () => {
   }
   const said = (r: Run) => `flash.sh exited ${r.code}:\n${r.stdout}\n${r.stderr}`;
   const current = () => readlinkSync(join(root, 'opt/reflex/current'));
+  /** The release whose native addon the running daemon has mapped (the kernel names it by its real path). */
+  const running = () => /releases\/([^/]+)\/native\//.exec(ct?.sh('cat /proc/$(systemctl show -p MainPID --value reflex)/maps').out ?? '')?.[1];
 
   before(async () => {
     skip = cannotRun() ?? fetchNode('x64');
@@ -171,7 +178,7 @@ describe('flash.sh ssh', () => {
     mkdirSync(join(work, 'usr-upper'));
     const { key, knownHosts } = makeRoot(root, port);
     ssh = ['--port', String(port), '--identity', key, '-o', `UserKnownHostsFile=${knownHosts}`,
-      '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '--arch', 'x64'];
+      '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes'];
     const [, booted] = await Promise.all([
       buildReleases(releases, ['1.0.0-test', '1.1.0-test']),
       bootContainer(['-D', root, `--overlay=/usr:${join(work, 'usr-upper')}:/usr`,
@@ -192,14 +199,37 @@ describe('flash.sh ssh', () => {
     rmSync(work, { recursive: true, force: true });
   });
 
+  it('refuses, saying why, a host it cannot reach or should not install on; nothing changes there', async (t) => {
+    if (skip || !ct) return t.skip(skip ?? 'no container');
+    // An x86_64 machine is not a Jetson: only with --arch x64.
+    const jetson = await flashAs('root@127.0.0.1', [], '--release', relA);
+    assert.equal(jetson.code, 2, said(jetson));
+    assert.match(jetson.stderr, /is x86_64, not a Jetson \(aarch64\): give --arch x64/);
+    // Logged in as someone who is not root and has no passwordless sudo.
+    const tech = await flashAs('tech@127.0.0.1', ['--arch', 'x64'], '--release', relA);
+    assert.equal(tech.code, 2, said(tech));
+    assert.match(tech.stderr, /logged in as uid 1000, not root, and without passwordless sudo/);
+    // Nothing listens there (the last --port wins).
+    const port = await freePort();
+    const gone = await flashAs('root@127.0.0.1', ['--arch', 'x64'], '--port', String(port), '--release', relA);
+    assert.equal(gone.code, 2, said(gone));
+    assert.match(gone.stderr, /cannot connect to root@127\.0\.0\.1 over ssh/);
+    assert.ok(!existsSync(join(root, 'opt')), '/opt/reflex was not made');
+  });
+
   it('--check and --dry-run change nothing on a fresh machine', async (t) => {
     if (skip || !ct) return t.skip(skip ?? 'no container');
+    // The JetPack release is read off /etc/nv_tegra_release (as a Jetson Orin has it).
+    const tegra = join(root, 'etc/nv_tegra_release');
+    writeFileSync(tegra, '# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025\n');
     const check = await flash(['--check'], '--release', relA);
+    rmSync(tegra);
     assert.equal(check.code, 1, said(check));
     assert.match(check.stdout, /would: install release 1\.0\.0-test/);
-    assert.match(check.stderr, /not a Jetson/);
+    assert.match(check.stderr, /Jetson, L4T R36\.4\.3 \(JetPack 6\)/);
     const dry = await flash(['--dry-run'], '--release', relA);
     assert.equal(dry.code, 0, said(dry));
+    assert.match(dry.stderr, /not a Jetson \(no \/etc\/nv_tegra_release\); going on \(--arch x64\)/);
     assert.match(dry.stdout, /would: install Node/);
     assert.ok(!existsSync(join(root, 'opt')), '/opt/reflex was not made');
     assert.equal(ct.sh('id reflex').code, 1, 'no reflex user yet');
@@ -212,9 +242,11 @@ describe('flash.sh ssh', () => {
     assert.equal(r.code, 0, said(r));
     assert.equal(current(), 'releases/1.0.0-test');
     assert.equal(ct.show('reflex', 'ActiveState'), 'active');
-    assert.match(ct.show('reflex', 'StatusText'), /^hold [\d.]+\/50 Hz/);
+    assert.equal(running(), '1.0.0-test');
+    // The daemon's own STATUS= line (its mode may be FAULT when this machine is too loaded to tick).
+    assert.match(ct.show('reflex', 'StatusText'), /^\w+ [\d.]+\/50 Hz, wake .*policy none/);
     // What flash.sh printed: the robot's systemctl status, with the daemon's STATUS line.
-    assert.match(r.stdout, /reflex\.service - reflex robot policy runtime[\s\S]*Active: active \(running\)[\s\S]*Status: "hold/);
+    assert.match(r.stdout, /reflex\.service - reflex robot policy runtime[\s\S]*Active: active \(running\)[\s\S]*Status: "\w+ [\d.]+\/50 Hz/);
     assert.equal(ct.show('reflex', 'UnitFileState'), 'enabled');
     assert.equal(ct.sh('/opt/reflex/node/bin/node --version').out.trim(), `v${NODE_PIN}`);
     assert.match(ct.sh('reflex --help').out, /Usage: reflex/);
@@ -249,6 +281,7 @@ describe('flash.sh ssh', () => {
     assert.equal(current(), 'releases/1.1.0-test');
     assert.deepEqual(readdirSync(join(root, 'opt/reflex/releases')).sort(), ['1.0.0-test', '1.1.0-test']);
     assert.equal(ct.show('reflex', 'ActiveState'), 'active');
+    assert.equal(running(), '1.1.0-test');
     assert.notEqual(ct.show('reflex', 'InvocationID'), invocation);
     assert.equal(readFileSync(join(root, 'etc/reflex/reflex.yaml'), 'utf8'), CONFIG);
   });
@@ -257,6 +290,10 @@ describe('flash.sh ssh', () => {
     if (skip || !ct) return t.skip(skip ?? 'no container');
     const dry = await flash(['--check'], 'rollback');
     assert.equal(dry.code, 1, said(dry));
+    // On the robot itself, with the flash.sh every release carries.
+    const local = ct.sh('/opt/reflex/current/flash/flash.sh --check rollback');
+    assert.equal(local.code, 1, local.out);
+    assert.match(local.out, /would: link \/opt\/reflex\/current -> releases\/1\.0\.0-test/);
     assert.equal(current(), 'releases/1.1.0-test');
     const invocation = ct.show('reflex', 'InvocationID');
     const r = await flash([], 'rollback');
@@ -265,22 +302,31 @@ describe('flash.sh ssh', () => {
     assert.equal(current(), 'releases/1.0.0-test');
     assert.equal(ct.show('reflex', 'ActiveState'), 'active');
     assert.notEqual(ct.show('reflex', 'InvocationID'), invocation);
-    assert.match(ct.show('reflex', 'StatusText'), /^hold /);
+    assert.equal(running(), '1.0.0-test');
+    assert.match(ct.show('reflex', 'StatusText'), /^\w+ [\d.]+\/50 Hz, /);
   });
 
   it('an upgrade that does not come up is rolled back, loudly, and fails', async (t) => {
     if (skip || !ct) return t.skip(skip ?? 'no container');
     // Release B again under another version, with a daemon that dies at start.
     const broken = join(releases, 'reflex-1.2.0-broken-linux-x64');
-    cpSync(relB, broken, { recursive: true, verbatimSymlinks: true });
-    writeFileSync(join(broken, 'RELEASE'), readFileSync(join(broken, 'RELEASE'), 'utf8').replace(/^version=.*$/m, 'version=1.2.0-broken'));
-    writeFileSync(join(broken, 'bin', 'reflex.js'), "console.error('broken on purpose'); process.exit(1);\n");
-    appendFileSync(join(broken, 'MANIFEST'), 'broken on purpose\n');
-    const r = await flash(['--wait', '30'], '--release', broken);
+    // Hard links (cheap); each file changed below is replaced, not written through the link.
+    assert.equal(spawnSync('cp', ['-al', relB, broken]).status, 0);
+    const replace = (rel: string, text: string) => {
+      const p = join(broken, rel);
+      rmSync(p);
+      writeFileSync(p, text);
+    };
+    replace('RELEASE', readFileSync(join(relB, 'RELEASE'), 'utf8').replace(/^version=.*$/m, 'version=1.2.0-broken'));
+    // Exit 78 (a bad config) is not restarted: the unit fails at once, whatever the machine's load.
+    replace('bin/reflex.js', "console.error('broken on purpose'); process.exit(78);\n");
+    replace('MANIFEST', `${readFileSync(join(relB, 'MANIFEST'), 'utf8')}broken on purpose\n`);
+    const r = await flash([], '--release', broken);
     assert.equal(r.code, 2, said(r));
     assert.match(r.stderr, /ROLLING BACK to 1\.0\.0-test/);
     assert.match(r.stderr, /broken on purpose/, 'the journal tail is printed');
     assert.equal(current(), 'releases/1.0.0-test');
     assert.equal(ct.show('reflex', 'ActiveState'), 'active');
+    assert.equal(running(), '1.0.0-test');
   });
 });
