@@ -1,6 +1,10 @@
 // Helpers shared by the benchmarks: percentiles, progress on stderr, the one JSON line on stdout.
 import { spawn } from 'node:child_process';
-import { cpus } from 'node:os';
+import { mkdtempSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { CLI } from '../tools/testkit/paths.js';
 
 export function percentile(sorted: Float64Array | number[], q: number): number {
   if (sorted.length === 0) return 0;
@@ -100,4 +104,15 @@ export function heapPerTick(ticks: number, pass: () => void): { perTick: number;
     passes.push(process.memoryUsage().heapUsed - heap0);
   }
   return { perTick: Math.min(...passes) / ticks, passes };
+}
+
+/** `reflex sim dynamixel` with servos 1..n on a pty in a temporary folder, once it has printed its link. */
+export async function startSimDynamixel(n: number): Promise<{ link: string; stop: () => void }> {
+  const link = join(mkdtempSync(join(tmpdir(), 'reflex-bench-')), 'dxl');
+  const proc = spawn(process.execPath, [CLI, 'sim', 'dynamixel', '--link', link, '--ids', `1-${n}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: proc.stdout }).once('line', () => resolve());
+    proc.once('exit', (c) => reject(new Error(`simulator exited ${c}`)));
+  });
+  return { link, stop: () => proc.kill('SIGTERM') };
 }

@@ -2,27 +2,11 @@
 // error; then Sync Write of goals) against the simulated servo bus in its own process, through
 // a real pty. Reports the round trip, reflex's own CPU and heap per tick, and the time the same
 // bytes would take on a real RS-485 bus (the physical floor the pty does not have).
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { DynamixelBus, SyncGroup, openSerial, prepare, mapTickRead, torqueOnInPlace, tickIo, wireUs } from '../src/hardware/dynamixel/index.js';
-import { CLI } from '../tools/testkit/paths.js';
-import { argNumber, heapPerTick, machine, progress, result, round, sampledAllocationPerTick, summary } from './_util.js';
+import { argNumber, heapPerTick, machine, progress, result, round, sampledAllocationPerTick, summary, startSimDynamixel } from './_util.js';
 
 const TICKS = argNumber('ticks', 3000, 300);
-
-async function startSim(n: number): Promise<{ link: string; stop: () => void }> {
-  const link = join(mkdtempSync(join(tmpdir(), 'reflex-bench-')), 'dxl');
-  const proc = spawn(process.execPath, [CLI, 'sim', 'dynamixel', '--link', link, '--ids', `1-${n}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: proc.stdout }).once('line', () => resolve());
-    proc.once('exit', (c) => reject(new Error(`simulator exited ${c}`)));
-  });
-  return { link, stop: () => proc.kill('SIGTERM') };
-}
 
 /** Bytes of the Sync Write of goals for n servos (header 7, instruction, 4 + 5n params, CRC 2). */
 function writeWireBytes(n: number): number {
@@ -30,7 +14,7 @@ function writeWireBytes(n: number): number {
 }
 
 async function run(n: number, fast: boolean) {
-  const sim = await startSim(n);
+  const sim = await startSimDynamixel(n);
   const link = await openSerial(sim.link, 1_000_000);
   const bus = new DynamixelBus(link, { baud: 1_000_000 });
   try {

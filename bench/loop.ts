@@ -6,33 +6,21 @@
 // `--load full` runs the whole daemon instead: 14 simulated servos, two GStreamer cameras,
 // the ACT-size policy inferring on the CPU, the allocation storm on the daemon's main thread
 // and a CPU hog at normal priority on every core; cyclictest runs under the same load.
-import { spawn, spawnSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { ControlLoop, loopHeadline, type ControlConfig } from '../src/control/index.js';
-import { CLI } from '../tools/testkit/paths.js';
 import { ScriptedChunks } from '../tools/testkit/chunks.js';
 import { armConfig } from '../tools/testkit/control.js';
-import { argNumber, argString, cpuHogs, machine, progress, result, round, summary } from './_util.js';
+import { argNumber, argString, cpuHogs, machine, progress, result, round, summary, startSimDynamixel } from './_util.js';
 
 const SECONDS = argNumber('seconds', 60, 3);
 const FULL = argString('load', 'light') === 'full';
 const SERVOS = FULL ? 14 : 6;
 const RATE = 50;
-
-async function startSim(): Promise<{ link: string; stop: () => void }> {
-  const link = join(mkdtempSync(join(tmpdir(), 'reflex-bench-')), 'dxl');
-  const proc = spawn(process.execPath, [CLI, 'sim', 'dynamixel', '--link', link, '--ids', `1-${SERVOS}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: proc.stdout }).once('line', () => resolve());
-    proc.once('exit', (c) => reject(new Error(`simulator exited ${c}`)));
-  });
-  return { link, stop: () => proc.kill('SIGTERM') };
-}
 
 /** Garbage as fast as the main thread can make it, with enough survivors to force full GCs. */
 function allocationStorm(): () => void {
@@ -100,7 +88,7 @@ if (FULL) await fullLoad();
 else await lightLoad();
 
 async function lightLoad(): Promise<void> {
-  const sim = await startSim();
+  const sim = await startSimDynamixel(SERVOS);
   // Deployment settings for the real-time part: SCHED_FIFO 80, mlockall where permitted.
   const config: ControlConfig = armConfig(
     sim.link,
@@ -179,7 +167,7 @@ async function fullLoad(): Promise<void> {
   const { ensureActBundle } = await import('./_fixtures.js');
   const dir = mkdtempSync(join(tmpdir(), 'reflex-bench-full-'));
   const act = ensureActBundle();
-  const sim = await startSim();
+  const sim = await startSimDynamixel(SERVOS);
   const camera = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=480,framerate=30/1';
   const config = parseConfig(
     {

@@ -4,8 +4,7 @@
 // Reports the loop's wake lateness both ways (goal: p99 and max within 1.1x), the recorder's
 // CPU per camera (reflex's own threads plus the ffmpeg it spawns), bytes per recorded minute,
 // the time from an episode's end to its files closed and committed, and frames dropped.
-import { execFileSync, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,10 +13,9 @@ import { ControlLoop, type ControlConfig } from '../src/control/index.js';
 import { FrameSlot } from '../src/rt/index.js';
 import { rawSlotLength, type RawFrameSource } from '../src/hardware/camera/index.js';
 import { Recorder, dataPath, videoKey, videoPath } from '../src/record/index.js';
-import { CLI } from '../tools/testkit/paths.js';
 import { ScriptedChunks } from '../tools/testkit/chunks.js';
 import { armConfig } from '../tools/testkit/control.js';
-import { argNumber, machine, progress, result, round } from './_util.js';
+import { argNumber, machine, progress, result, round, startSimDynamixel } from './_util.js';
 
 const SECONDS = argNumber('seconds', 60, 4);
 const FPS = argNumber('fps', 50);
@@ -26,16 +24,6 @@ const RATE = 50;
 const W = 640;
 const H = 480;
 const CAMERA_FPS = 30;
-
-async function startSim(): Promise<{ link: string; stop: () => void }> {
-  const link = join(mkdtempSync(join(tmpdir(), 'reflex-bench-')), 'dxl');
-  const proc = spawn(process.execPath, [CLI, 'sim', 'dynamixel', '--link', link, '--ids', `1-${SERVOS}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: proc.stdout }).once('line', () => resolve());
-    proc.once('exit', (c) => reject(new Error(`simulator exited ${c}`)));
-  });
-  return { link, stop: () => proc.kill('SIGTERM') };
-}
 
 /**
  * A camera at 30 fps: a second of frames made up front (a gradient, a moving disc, and sensor
@@ -76,7 +64,7 @@ function cpuSeconds(): { self: number; children: number } {
   return { self: (Number(f[11]) + Number(f[12])) / hz, children: (Number(f[13]) + Number(f[14])) / hz };
 }
 
-const sim = await startSim();
+const sim = await startSimDynamixel(SERVOS);
 const config: ControlConfig = armConfig(
   sim.link,
   { softStartTicks: 50, firstChunkTicks: 100, realtime: { priority: 80, cpu: null, lockMemory: false } },

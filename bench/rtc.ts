@@ -5,17 +5,11 @@
 // the delay and continues from it; the others blend. Prints per mode and delay: the task error
 // (measured joint vs target), the mean and max jerk at chunk boundaries, missed deadlines
 // (goal 0) and starved ticks.
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { pino } from 'pino';
 import { ChunkExecutor, ControlLoop, type BlendMode } from '../src/control/index.js';
 import { MAX_HORIZON } from '../src/rt/index.js';
-import { CLI } from '../tools/testkit/paths.js';
 import { armConfig } from '../tools/testkit/control.js';
-import { argNumber, machine, progress, result, round, sampledAllocationPerTick, SMOKE } from './_util.js';
+import { argNumber, machine, progress, result, round, sampledAllocationPerTick, SMOKE, startSimDynamixel } from './_util.js';
 
 const SECONDS = argNumber('seconds', 20, 1.5);
 const RATE = 50;
@@ -30,16 +24,6 @@ const MODES: readonly BlendMode[] = ['crossfade', 'ensemble', 'rtc'];
 const DELAYS_MS = [0, 100, 200] as const;
 
 const target = (tick: number, j: number) => 0.4 * Math.sin((2 * Math.PI * tick) / (RATE * 4) + j);
-
-async function startSim(): Promise<{ link: string; stop: () => void }> {
-  const link = join(mkdtempSync(join(tmpdir(), 'reflex-bench-rtc-')), 'dxl');
-  const proc = spawn(process.execPath, [CLI, 'sim', 'dynamixel', '--link', link, '--ids', `1-${JOINTS}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: proc.stdout }).once('line', () => resolve());
-    proc.once('exit', (c) => reject(new Error(`simulator exited ${c}`)));
-  });
-  return { link, stop: () => proc.kill('SIGTERM') };
-}
 
 /** Seeded standard normals (the same chunk offsets for every mode). */
 function normals(seed: number): () => number {
@@ -219,7 +203,7 @@ if (HORIZON > MAX_HORIZON) throw new Error('horizon beyond the chunk record');
 const allocated = await rtcTickAllocation();
 const floor = await emptyTickAllocation();
 progress(`rtc executor: ${allocated} bytes allocated per tick (an empty tick measures ${floor})`);
-const sim = await startSim();
+const sim = await startSimDynamixel(JOINTS);
 const out: Record<string, Record<string, Run>> = {};
 try {
   for (const mode of MODES) {

@@ -47,45 +47,41 @@ export function moveIntoPlace(from: string, to: string): void {
   fsyncDir(dirname(to));
 }
 
-/** Removes temporary files a crash left under `dir` (recursively); returns how many. */
-export function sweepTemporaries(dir: string): number {
-  let n = 0;
+/** Calls `fn` with each regular file under `dir` (recursively); nothing when `dir` does not exist. */
+function eachFile(dir: string, fn: (path: string, name: string) => void): void {
   let entries: import('node:fs').Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch {
-    return 0;
+    return;
   }
   for (const e of entries) {
     const p = join(dir, e.name);
-    if (e.isDirectory()) n += sweepTemporaries(p);
-    else if (e.name.endsWith(TMP_SUFFIX)) {
-      rmSync(p, { force: true });
-      n++;
-    }
+    if (e.isDirectory()) eachFile(p, fn);
+    else if (e.isFile()) fn(p, e.name);
   }
+}
+
+/** Removes temporary files a crash left under `dir` (recursively); returns how many. */
+export function sweepTemporaries(dir: string): number {
+  let n = 0;
+  eachFile(dir, (p, name) => {
+    if (!name.endsWith(TMP_SUFFIX)) return;
+    rmSync(p, { force: true });
+    n++;
+  });
   return n;
 }
 
 /** Bytes of the regular files under `dir` (recursively); 0 when it does not exist. */
 export function diskBytes(dir: string): number {
   let total = 0;
-  let entries: import('node:fs').Dirent[];
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) total += diskBytes(p);
-    else if (e.isFile()) {
-      try {
-        total += statSync(p).size;
-      } catch {
-        // removed meanwhile
-      }
+  eachFile(dir, (p) => {
+    try {
+      total += statSync(p).size;
+    } catch {
+      // removed meanwhile
     }
-  }
+  });
   return total;
 }
