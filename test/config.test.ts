@@ -217,3 +217,12 @@ test('a config that is not a regular file of a config\'s size is refused without
   const big = writeConfig(dir, `deviceId: a\n# ${'x'.repeat(MAX_CONFIG_BYTES)}\n`, 'big.yaml');
   assert.throws(() => loadConfig(big, {}), (e: unknown) => e instanceof ConfigError && /want a file of at most 1048576 bytes/.test(e.message));
 });
+
+test('a revoked key that names no trusted key and is no fingerprint is refused, not silently ignored', () => {
+  const pem = '-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n';
+  const ota = (revokedKeys: string[]) => ({ ...base, ota: { trustedKeys: [{ id: 'fleet-2026', publicKey: pem }], revokedKeys } });
+  const [p] = problemsOf(ota(['fleet-2025']));
+  assert.equal(p, 'ota.revokedKeys[0]: got "fleet-2025"; want the id of a trusted key or a key fingerprint (16 to 64 hex digits)');
+  // By id, or by a fingerprint (of a key no longer listed, too), it is taken.
+  assert.deepEqual(parseConfig(ota(['fleet-2026', 'a3f1c2d4e5b6a7980011223344556677']), 'x').ota.revokedKeys, ['fleet-2026', 'a3f1c2d4e5b6a7980011223344556677']);
+});

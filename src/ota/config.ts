@@ -28,6 +28,18 @@ export const trustSchema = z
   })
   .strict();
 
+/**
+ * For the schema that holds `trustedKeys` and `revokedKeys`: a revocation that names nothing
+ * would revoke nothing, silently, so a typo must not leave a compromised key trusted.
+ */
+export function checkRevocations(t: { trustedKeys: { id?: string | undefined }[]; revokedKeys: string[] }, ctx: z.RefinementCtx): void {
+  const ids = new Set(t.trustedKeys.map((k) => k.id).filter((id) => id !== undefined));
+  t.revokedKeys.forEach((r, i) => {
+    if (ids.has(r) || /^[0-9a-f]{16,64}$/i.test(r)) return;
+    ctx.addIssue({ code: 'custom', path: ['revokedKeys', i], message: 'the id of a trusted key or a key fingerprint (16 to 64 hex digits)' });
+  });
+}
+
 export type TrustConfig = z.output<typeof trustSchema>;
 
 /** A PEM public key file is under a kilobyte. */

@@ -1,7 +1,7 @@
 // The `ota:` section of the config: where updates live, how a new policy is judged, when it may
 // be swapped in, and whom to trust. Composed into the config schema (src/config/schema.ts).
 import { z } from 'zod';
-import { trustSchema } from './config.js';
+import { checkRevocations, trustSchema } from './config.js';
 
 /** Counts a trial may see before the new policy is rolled back (exceeding one is a failure). */
 const thresholds = z
@@ -47,6 +47,7 @@ export const otaSettingsSchema = z
     /** Largest unpacked bundle, bytes. */
     maxBundleBytes: z.number().int().min(1024).max(16 * 1024 ** 3).default(4 * 1024 ** 3),
   })
-  .strict();
+  .strict()
+  .superRefine(checkRevocations);
 
 export type OtaSettings = z.output<typeof otaSettingsSchema>;
