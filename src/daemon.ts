@@ -120,6 +120,7 @@ export class Daemon {
         .catch(() => undefined);
     });
     this.recorder = this.makeRecorder();
+    this.recorder.followPolicyTask(config.policy.task);
     this.commands = new CommandRegistry(CATALOG, { debug: config.debug.faultInjection });
     const socket = new ControlSocketServer({ ...config.socket, access: accessOptions(config.control.operatorGroup, logging) }, this.commands, logging.child('socket'));
     this.loop.on('fault', (reason: string) => this.faultHistory.add('fault', reason));
@@ -396,6 +397,15 @@ export class Daemon {
       out.reset = async (args, origin) => {
         const r = await reset(args, origin);
         this.faultHistory.clear(`reset by ${describeOrigin(origin)}`);
+        return r;
+      };
+    }
+    // The recorder records each episode under the task the policy was given.
+    const task = handlers['policy.task'];
+    if (task !== undefined) {
+      out['policy.task'] = async (args, origin) => {
+        const r = await task(args, origin);
+        this.recorder.followPolicyTask(r.task);
         return r;
       };
     }

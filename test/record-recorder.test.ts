@@ -212,3 +212,32 @@ test('a dataset recorded with other joints is refused, saying so, rather than mi
     await b.recorder.stop();
   }
 });
+
+test('episodes are recorded under the task the policy is given; a new task ends the episode; a task named at record.start wins', async () => {
+  const r = rig(64, 48);
+  await r.recorder.start();
+  try {
+    await until('recovery done', () => r.recorder.status().state === 'idle');
+    r.recorder.followPolicyTask('pick up the red cube');
+    r.recorder.startRecording();
+    r.frame(100);
+    r.ticks(POLICY, 20);
+    await until('an episode opens', () => r.recorder.status().episode !== null);
+    assert.equal(r.recorder.status().episode?.task, 'pick up the red cube');
+    // The technician gives the policy another instruction while it runs.
+    r.recorder.followPolicyTask('put it in the bowl');
+    r.ticks(POLICY, 20);
+    await until('the first episode is saved and the next opens', () => r.recorder.status().episodes === 1 && r.recorder.status().episode !== null);
+    assert.equal(r.recorder.status().episode?.task, 'put it in the bowl');
+    r.recorder.startRecording('calibration run');
+    r.ticks(POLICY, 20);
+    r.recorder.followPolicyTask('ignored while record.start named a task');
+    r.ticks(POLICY, 20);
+    r.ticks(HOLD, 1);
+    await until('three episodes saved', () => r.recorder.status().episodes === 3);
+    const eps = await readParquet(join(r.dir, 'dataset', 'meta/episodes/chunk-000/file-000.parquet'));
+    assert.deepEqual(eps.map((e) => e.tasks), [['pick up the red cube'], ['put it in the bowl'], ['calibration run']]);
+  } finally {
+    await r.recorder.stop();
+  }
+});

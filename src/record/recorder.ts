@@ -100,6 +100,8 @@ export class Recorder implements Part {
   private readonly shape: DatasetShape;
   private armed = false;
   private task: string | null = null;
+  /** The instruction the policy is given (VLA bundles), when the technician named no task. */
+  private policyTask: string | null = null;
   private episode: LiveEpisode | null = null;
   private due = 0;
   private startedMs = 0;
@@ -287,7 +289,7 @@ export class Recorder implements Part {
         seq,
         this.layout,
         this.feeds,
-        { task: this.task ?? this.o.task, policy: this.activePolicy(), startedAt: new Date().toISOString(), flags: [], outcome: null },
+        { task: this.currentTask(), policy: this.activePolicy(), startedAt: new Date().toISOString(), flags: [], outcome: null },
         t.generation,
         this.tools,
         this.o.fps,
@@ -379,13 +381,28 @@ export class Recorder implements Part {
   /** Recording on (with `task`); a different task ends the open episode and starts the next with it. */
   startRecording(task?: string): RecordStatus {
     if (this.unavailable !== null) throw new ReflexError('REFUSED', `recording is unavailable: ${this.unavailable}`);
-    const next = task ?? this.task ?? this.o.task;
-    if (this.armed && next !== (this.task ?? this.o.task)) this.endEpisode(null);
-    this.task = next;
+    const before = this.currentTask();
+    if (task !== undefined) this.task = task;
+    if (this.armed && this.currentTask() !== before) this.endEpisode(null);
     this.armed = true;
     this.wantFrames(true);
     this.saveArmed();
     return this.status();
+  }
+
+  /**
+   * The policy's task instruction changed (VLA bundles: config policy.task, the policy.task
+   * command): episodes are recorded under it unless record.start named a task of its own, and
+   * a change ends the open episode, so that each episode has one task.
+   */
+  followPolicyTask(text: string): void {
+    const before = this.currentTask();
+    this.policyTask = text.length > 0 ? text : null;
+    if (this.armed && this.currentTask() !== before) this.endEpisode(null);
+  }
+
+  private currentTask(): string {
+    return this.task ?? this.policyTask ?? this.o.task;
   }
 
   stopRecording(): RecordStatus {
@@ -416,7 +433,7 @@ export class Recorder implements Part {
       this.task = typeof s.task === 'string' && s.task.length > 0 && s.task.length <= 1000 ? s.task : null;
       this.armed = true;
       this.wantFrames(true);
-      this.log.info({ task: this.task ?? this.o.task }, 'recording resumed (it was on when reflex stopped)');
+      this.log.info({ task: this.currentTask() }, 'recording resumed (it was on when reflex stopped)');
     } catch {
       // never recorded here, or unreadable: recording stays off until record.start
     }
@@ -452,7 +469,7 @@ export class Recorder implements Part {
       reason: this.unavailable ?? this.paused,
       dir: this.o.dir,
       fps: this.o.fps,
-      task: this.armed ? (this.task ?? this.o.task) : null,
+      task: this.armed ? this.currentTask() : null,
       episode: ep === null ? null : { frames: ep.rows, seconds: Math.round((monoMs() - this.startedMs) / 100) / 10, flags: [...ep.info.flags], outcome: ep.info.outcome, task: ep.info.task },
       episodes: ds?.episodes.length ?? 0,
       saving: this.pendingCloses,
