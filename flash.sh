@@ -509,8 +509,11 @@ reload_systemd() {
   systemctl daemon-reload
   # udev runs on a robot, not in a container.
   if [ -S /run/udev/control ]; then
-    say "udevadm control --reload"
+    say "udevadm control --reload; udevadm trigger (serial, video, CAN)"
     udevadm control --reload
+    # Adapters plugged in before the rules existed get them now (latency_timer, names, groups),
+    # not only after a replug or a reboot.
+    udevadm trigger --action=change --subsystem-match=tty --subsystem-match=video4linux --subsystem-match=net || true
   fi
 }
 
