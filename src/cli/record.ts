@@ -18,6 +18,7 @@ export function recordText(s: RecordStatus): string {
       ? `episode    ${s.state === 'armed' ? 'none open: one starts when the policy runs' : 'none'}`
       : `episode    ${s.episodes} recording: ${ep.frames} frames, ${ep.seconds} s${ep.flags.length ? `, flags ${ep.flags.join(', ')}` : ''}${ep.outcome ? `, ${ep.outcome}` : ''}`,
     `dropped    ${s.dropped.episodes} episodes${s.dropped.last ? ` (last: ${s.dropped.last})` : ''}; ${s.repeatedFrames} repeated frames, ${s.lostTicks} ticks lost`,
+    ...(s.evicted.episodes > 0 ? [`deleted    ${s.evicted.episodes} old episodes for the disk bounds (${s.evicted.flagged} flagged; last: ${s.evicted.last})`] : []),
     ...(s.recovered + s.discarded > 0 ? [`crashes    ${s.recovered} episodes recovered, ${s.discarded} discarded`] : []),
   ];
   return `${lines.join('\n')}\n`;

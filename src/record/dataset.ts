@@ -16,6 +16,7 @@ import {
 } from './parquet.js';
 import { CAM, ROW, type RowLayout } from './row.js';
 import { aggregateStats, imageStats, vectorStats, emptyPixelSums, type EpisodeStats, type FeatureStats } from './stats.js';
+import { applyMoves, clearStage, stageEpisode, type Move } from './evict.js';
 
 /** Why an episode was flagged: technician marks and what the loop reported. */
 export type EpisodeFlag = 'intervention' | 'fault' | 'estop' | 'starvation' | 'safety_clamp' | 'recovered' | 'frames_repeated';
@@ -42,6 +43,8 @@ interface State {
   shape: DatasetShape;
   tasks: string[];
   episodes: EpisodeEntry[];
+  /** An eviction committed but not yet in place: staged files to rename (finished at open). */
+  moves?: Move[];
 }
 
 /** What the recorder hands over when an episode's rows and videos are final. */
@@ -95,6 +98,7 @@ export class Dataset {
       writeFileAtomic(file, JSON.stringify(state));
     }
     const ds = new Dataset(dir, state);
+    ds.finishEviction();
     sweepTemporaries(dir);
     ds.removeOrphans();
     ds.writeMeta();
@@ -171,6 +175,59 @@ export class Dataset {
     this.state = next;
     this.writeMeta();
     return entry;
+  }
+
+  /**
+   * Deletes the committed episodes `drop` (indices) and renumbers the rest so that episode
+   * indices stay 0..N-1 and `index` the row position: each later episode's data file is
+   * rewritten and its videos renamed. Crash-safe: the new files are staged beside the old ones,
+   * the new list (naming the staged files) is committed, then the staged files are renamed into
+   * place and the tail removed; a crash before the commit leaves the old dataset, after it
+   * `open` finishes the moves. Returns the deleted entries.
+   */
+  evict(drop: ReadonlySet<number>): EpisodeEntry[] {
+    const s = this.state;
+    if (drop.size === 0) return [];
+    const cams = s.shape.cameras.map((c) => videoKey(c.name));
+    const kept: EpisodeEntry[] = [];
+    const removed: EpisodeEntry[] = [];
+    const moves: Move[] = [];
+    clearStage(this.dir);
+    let from = 0;
+    for (const e of s.episodes) {
+      if (drop.has(e.episodeIndex)) {
+        removed.push(e);
+        continue;
+      }
+      const index = kept.length;
+      if (index !== e.episodeIndex) {
+        const videos = cams.map((k) => [videoPath(k, e.episodeIndex), videoPath(k, index)] as [string, string]);
+        moves.push(...stageEpisode(this.dir, dataPath(e.episodeIndex), dataPath(index), index, from, videos));
+      }
+      const n = e.length;
+      const stats = { ...e.stats, episode_index: vectorStats([Float64Array.from({ length: n }, () => index)], n), index: vectorStats([Float64Array.from({ length: n }, (_, i) => from + i)], n) };
+      kept.push({ ...e, episodeIndex: index, from, to: from + n, stats });
+      from += n;
+    }
+    const next: State = { ...s, episodes: kept, moves };
+    writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
+    this.state = next;
+    this.finishEviction();
+    this.removeOrphans();
+    this.writeMeta();
+    return removed;
+  }
+
+  /** Puts a committed eviction's staged files in place (again, after a crash), or discards an uncommitted one. */
+  private finishEviction(): void {
+    const moves = this.state.moves;
+    if (moves !== undefined) {
+      applyMoves(this.dir, moves);
+      const { moves: _done, ...rest } = this.state;
+      writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(rest));
+      this.state = rest;
+    }
+    clearStage(this.dir);
   }
 
   /** Bytes of every committed episode's files. */

@@ -13,7 +13,7 @@ import { Intervention, monoMs, type TickReader, type TickRecord, type TickRing }
 import { MODE_NAMES } from '../control/index.js';
 import type { RawFrameSource } from '../hardware/camera/index.js';
 import type { DaemonHandlers } from '../api/index.js';
-import { Dataset, type EpisodeFlag, type Outcome } from './dataset.js';
+import { Dataset, type EpisodeEntry, type EpisodeFlag, type Outcome } from './dataset.js';
 import { LiveEpisode, finishStaged, stagedEpisodes, type Tools } from './episode.js';
 import { FrameFeed } from './frames.js';
 import { ROW, rowLayout, type RowLayout } from './row.js';
@@ -79,6 +79,8 @@ export interface RecordStatus {
   recovered: number;
   discarded: number;
   dropped: { episodes: number; last: string | null };
+  /** Saved episodes deleted to keep within record.maxDiskMb and record.minFreeMb. */
+  evicted: { episodes: number; flagged: number; last: string | null };
   repeatedFrames: number;
   lostTicks: number;
   diskMb: number;
@@ -120,6 +122,9 @@ export class Recorder implements Part {
   /** After a drop, no new episode before this (monoMs): a recorder that cannot keep up does not thrash. */
   private resumeAtMs = 0;
   private lastCloseMs: number | null = null;
+  private evicting = false;
+  /** Saved episodes deleted for the disk bounds (and of them flagged ones), and the last reason. */
+  private readonly evicted = { episodes: 0, flagged: 0, last: null as string | null };
 
   constructor(
     private readonly o: RecorderOptions,
@@ -347,22 +352,27 @@ export class Recorder implements Part {
   }
 
   /**
-   * The disk bounds: below the free-space floor or past the byte bound, no new episode starts
-   * (and an open one is closed, keeping what it has). Checked at most once a second unless `now`.
+   * The disk bounds: when the next episode (sized as the average saved one) would pass
+   * record.maxDiskMb or go below record.minFreeMb, the oldest saved episodes are deleted first,
+   * unflagged ones before flagged ones (see `evict`), in the background between commits. Only when
+   * nothing is left to delete (or the free space cannot be read) does recording pause: no new
+   * episode starts and an open one is closed, keeping what it has. Checked at most once a second
+   * unless `now`.
    */
   private checkDisk(now: boolean): boolean {
     if (!now && monoMs() - this.lastDiskCheckMs < 1000) return this.paused === null;
     this.lastDiskCheckMs = monoMs();
-    let reason: string | null = null;
-    try {
-      const fs = statfsSync(this.o.dir);
-      this.freeMb = Math.floor((fs.bavail * fs.bsize) / 1024 ** 2);
-      if (this.freeMb < this.o.minFreeMb) reason = `free space ${this.freeMb} MB is below record.minFreeMb ${this.o.minFreeMb} MB`;
-    } catch (err) {
-      reason = `cannot read the free space of ${this.o.dir}: ${errorMessage(err)}`;
+    const need = this.diskNeed();
+    const why = need.reason;
+    let reason = why;
+    if (need.bytes > 0 && !this.evicting) {
+      const drop = this.evictable(need.bytes);
+      if (drop.size > 0) {
+        this.evicting = true;
+        this.finishing = this.finishing.then(() => this.evict(drop, why!)).finally(() => (this.evicting = false));
+      }
     }
-    const usedMb = (this.dataset?.bytes ?? 0) / 1024 ** 2;
-    if (reason === null && usedMb >= this.o.maxDiskMb) reason = `the dataset holds ${Math.round(usedMb)} MB, record.maxDiskMb is ${this.o.maxDiskMb} MB`;
+    if (this.evicting) reason = null; // space is being made: recording goes on
     if (reason !== this.paused) {
       if (reason !== null) this.log.warn({ reason }, 'recording paused');
       else this.log.info('recording resumed: disk bounds met');
@@ -370,6 +380,60 @@ export class Recorder implements Part {
     this.paused = reason;
     if (reason !== null && this.episode !== null) this.endEpisode(null);
     return reason === null;
+  }
+
+  /** How many bytes must go for the next episode to fit the bounds, and why (or why recording cannot go on at all). */
+  private diskNeed(): { bytes: number; reason: string | null } {
+    const MB = 1024 ** 2;
+    const ds = this.dataset;
+    const used = ds?.bytes ?? 0;
+    const next = ds !== null && ds.episodes.length > 0 ? used / ds.episodes.length : 0;
+    let free: number;
+    try {
+      const fs = statfsSync(this.o.dir);
+      free = fs.bavail * fs.bsize;
+      this.freeMb = Math.floor(free / MB);
+    } catch (err) {
+      return { bytes: 0, reason: `cannot read the free space of ${this.o.dir}: ${errorMessage(err)}` };
+    }
+    const overFloor = this.o.minFreeMb * MB - (free - next);
+    const overBound = used + next - this.o.maxDiskMb * MB;
+    if (overFloor > 0) return { bytes: overFloor, reason: `free space ${this.freeMb} MB is below record.minFreeMb ${this.o.minFreeMb} MB` };
+    if (overBound > 0) return { bytes: overBound, reason: `the dataset holds ${Math.round(used / MB)} MB, record.maxDiskMb is ${this.o.maxDiskMb} MB` };
+    return { bytes: 0, reason: null };
+  }
+
+  /**
+   * Which saved episodes to delete to free `bytes`: the oldest unflagged ones first; flagged
+   * ones (faults, e-stops, interventions, failures, starvation, clamps...) only once no
+   * unflagged one is left. Nothing when even all of them would not free enough.
+   */
+  private evictable(bytes: number): Set<number> {
+    const eps = this.dataset?.episodes ?? [];
+    const order = [...eps.filter((e) => !flagged(e)), ...eps.filter(flagged)];
+    const drop = new Set<number>();
+    let freed = 0;
+    for (const e of order) {
+      if (freed >= bytes) break;
+      drop.add(e.episodeIndex);
+      freed += e.bytes;
+    }
+    return freed >= bytes ? drop : new Set();
+  }
+
+  private evict(drop: ReadonlySet<number>, reason: string): void {
+    const ds = this.dataset;
+    if (ds === null) return;
+    try {
+      const gone = ds.evict(drop);
+      this.evicted.episodes += gone.length;
+      this.evicted.flagged += gone.filter(flagged).length;
+      this.evicted.last = reason;
+      this.log.warn({ reason, episodes: gone.length, startedAt: gone.map((e) => e.startedAt), flags: [...new Set(gone.flatMap((e) => e.flags))] }, 'deleted the oldest episodes to make room');
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'could not delete old episodes; the dataset is finished at the next start');
+    }
+    this.lastDiskCheckMs = 0;
   }
 
   private wantFrames(on: boolean): void {
@@ -477,6 +541,7 @@ export class Recorder implements Part {
       recovered: this.counts.recovered,
       discarded: this.counts.discarded,
       dropped: { episodes: this.counts.dropped, last: this.lastDrop },
+      evicted: { ...this.evicted },
       repeatedFrames: this.counts.repeated,
       lostTicks: this.counts.lost,
       diskMb: Math.round(((ds?.bytes ?? 0) / 1024 ** 2) * 10) / 10,
@@ -516,6 +581,11 @@ export class Recorder implements Part {
       'record.status': () => this.status(),
     };
   }
+}
+
+/** Kept longest by the disk policy: something went wrong in it, or a technician said so. */
+function flagged(e: EpisodeEntry): boolean {
+  return e.flags.some((f) => f !== 'frames_repeated' && f !== 'recovered') || e.outcome === 'failure';
 }
 
 function addFlag(flags: EpisodeFlag[], flag: EpisodeFlag, ep: LiveEpisode): void {

@@ -1,0 +1,204 @@
+// The recorder's disk policy and highlight ring, driven as test/record-recorder.test.ts drives
+// it (a tick ring written as the control thread writes it, a raw camera slot, real ffmpeg, real
+// files), read back with hyparquet: what a technician would notice is which episodes are left,
+// and that the dataset still loads (indices 0..N-1, `index` = row position, videos in place).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parquetReadObjects } from 'hyparquet';
+import { pino } from 'pino';
+import { FrameSlot, Intervention, Tick, TickRing } from '../src/rt/index.js';
+import { MODE_NAMES } from '../src/control/index.js';
+import { rawSlotLength } from '../src/hardware/camera/index.js';
+import { Recorder, type RecorderOptions } from '../src/record/index.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+
+const HOLD = MODE_NAMES.indexOf('hold');
+const POLICY = MODE_NAMES.indexOf('policy');
+const FAULT = MODE_NAMES.indexOf('fault');
+const log = pino({ level: 'silent' });
+const W = 64;
+const H = 48;
+
+function rig(dir: string, over: Partial<RecorderOptions> = {}) {
+  const ring = new TickRing(3, 4096);
+  const t = Tick.view(3);
+  const slot = FrameSlot.create(rawSlotLength(W, H));
+  let tick = 0;
+  const recorder = new Recorder(
+    {
+      dir: join(dir, 'dataset'),
+      fps: 10,
+      rateHz: 50,
+      robotType: 'test',
+      joints: ['a', 'b', 'c'],
+      cameras: [{ name: 'top', buffer: slot.buffer, width: W, height: H }],
+      rawWanted: null,
+      task: 'test task',
+      maxDiskMb: 1000,
+      minFreeMb: 0,
+      ...over,
+    },
+    ring,
+    () => ({ name: 'scripted', version: '7' }),
+    log,
+  );
+  return {
+    dir,
+    recorder,
+    /** n ticks in `mode`, as the loop writes them; q carries `marker` so an episode can be told apart. */
+    ticks(mode: number, n: number, marker = 0, interventions = 0) {
+      for (let i = 0; i < n; i++) {
+        t.tick = tick++;
+        t.timeMs = performance.now();
+        t.mode = mode;
+        t.interventions = interventions;
+        t.generation = 1;
+        t.q.fill(marker);
+        t.action.fill(0.5);
+        t.command.fill(0.25);
+        ring.push(t);
+      }
+    },
+    frame(value: number) {
+      slot.write(performance.now(), (into) => new Uint8Array(into.buffer, into.byteOffset, W * H * 3).fill(value));
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await sleep(20);
+  }
+}
+
+async function readParquet(file: string): Promise<Record<string, unknown>[]> {
+  const b = readFileSync(file);
+  return (await parquetReadObjects({ file: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) })) as Record<string, unknown>[];
+}
+
+const pad = (i: number) => String(i).padStart(3, '0');
+
+/** The dataset as LeRobot would load it: checks contiguity, returns each episode's marker (its q) and flags. */
+async function readBack(ds: string): Promise<{ marker: number; flags: string[] }[]> {
+  const info = JSON.parse(readFileSync(join(ds, 'meta/info.json'), 'utf8')) as { total_episodes: number; total_frames: number };
+  const eps = await readParquet(join(ds, 'meta/episodes/chunk-000/file-000.parquet'));
+  assert.equal(eps.length, info.total_episodes);
+  let row = 0;
+  const out: { marker: number; flags: string[] }[] = [];
+  for (const [i, e] of eps.entries()) {
+    assert.equal(Number(e.episode_index), i);
+    assert.equal(Number(e.dataset_from_index), row);
+    const rows = await readParquet(join(ds, `data/chunk-000/file-${pad(i)}.parquet`));
+    assert.equal(rows.length, Number(e.length));
+    for (const [k, r] of rows.entries()) {
+      assert.equal(Number(r.episode_index), i, `episode ${i} row ${k}`);
+      assert.equal(Number(r.index), row + k, `episode ${i} row ${k}`);
+      assert.equal(Number(r.frame_index), k);
+    }
+    assert.ok(existsSync(join(ds, `videos/observation.images.top/chunk-000/file-${pad(i)}.mp4`)), `video of episode ${i}`);
+    out.push({ marker: Math.round((rows[0]!['observation.state'] as number[])[0]! ), flags: e['reflex/flags'] as string[] });
+    row += rows.length;
+  }
+  assert.equal(row, info.total_frames);
+  assert.ok(!existsSync(join(ds, `data/chunk-000/file-${pad(eps.length)}.parquet`)), 'no file past the last episode');
+  return out;
+}
+
+/** The state (q) of the last committed episode, from the recorder's own list of them. */
+function lastSavedMarker(dir: string): number | null {
+  try {
+    const s = JSON.parse(readFileSync(join(dir, 'dataset/.reflex/episodes.json'), 'utf8')) as { episodes: { stats: Record<string, { max: number[] }> }[] };
+    return s.episodes.at(-1)?.stats['observation.state']!.max[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Records one episode of 20 rows whose state is `marker`; `fault` ends it with a fault. */
+async function episode(r: ReturnType<typeof rig>, marker: number, fault = false): Promise<void> {
+  r.frame(marker);
+  r.ticks(POLICY, 100, marker);
+  r.ticks(fault ? FAULT : HOLD, 1, marker);
+  await until(`episode ${marker} saved`, () => lastSavedMarker(r.dir) === marker);
+  await r.recorder.settled();
+}
+
+test('past record.maxDiskMb the oldest unflagged episodes are deleted, the flagged one kept, and the indices stay contiguous', async () => {
+  const dir = tempDir('reflex-record-disk-');
+  const a = rig(dir);
+  await a.recorder.start();
+  await until('recovery done', () => a.recorder.status().state === 'idle');
+  a.recorder.startRecording();
+  await episode(a, 1);
+  await episode(a, 2, true); // a fault: flagged
+  await episode(a, 3);
+  await episode(a, 4);
+  const bytes = (JSON.parse(readFileSync(join(dir, 'dataset/.reflex/episodes.json'), 'utf8')) as { episodes: { bytes: number }[] }).episodes.map((e) => e.bytes);
+  await a.recorder.stop();
+  assert.deepEqual((await readBack(join(dir, 'dataset'))).map((e) => e.marker), [1, 2, 3, 4]);
+
+  // The bound now holds exactly what is there: the next episode would cross it.
+  const total = bytes.reduce((x, y) => x + y, 0);
+  const b = rig(dir, { maxDiskMb: total / 1024 ** 2 });
+  await b.recorder.start();
+  try {
+    await until('recovery done', () => b.recorder.status().state === 'armed');
+    await episode(b, 5);
+    const s = b.recorder.status();
+    assert.ok(s.evicted.episodes >= 1, JSON.stringify(s.evicted));
+    assert.equal(s.evicted.flagged, 0);
+    assert.match(s.evicted.last ?? '', /record\.maxDiskMb/);
+    assert.equal(s.reason, null);
+    const left = await readBack(join(dir, 'dataset'));
+    const markers = left.map((e) => e.marker);
+    assert.ok(markers.includes(2), `the faulted episode is kept: ${JSON.stringify(markers)}`);
+    assert.ok(!markers.includes(1), `the oldest unflagged episode is gone: ${JSON.stringify(markers)}`);
+    assert.equal(markers.at(-1), 5);
+    assert.deepEqual(markers, [...markers].sort((x, y) => x - y), 'the order of the rest is kept');
+    assert.ok(left.find((e) => e.marker === 2)!.flags.includes('fault'));
+    assert.equal(s.episodes, left.length);
+  } finally {
+    await b.recorder.stop();
+  }
+  // Reopened, the dataset is as left (nothing half-moved to finish).
+  const c = rig(dir);
+  await c.recorder.start();
+  await until('recovery done', () => c.recorder.status().state !== 'starting');
+  await c.recorder.stop();
+  assert.equal((await readBack(join(dir, 'dataset'))).length, b.recorder.status().episodes);
+});
+
+test('with nothing unflagged left, flagged episodes go too, and recording goes on', async () => {
+  const dir = tempDir('reflex-record-disk-');
+  const a = rig(dir);
+  await a.recorder.start();
+  await until('recovery done', () => a.recorder.status().state === 'idle');
+  a.recorder.startRecording();
+  await episode(a, 1, true);
+  await episode(a, 2, true);
+  const bytes = (JSON.parse(readFileSync(join(dir, 'dataset/.reflex/episodes.json'), 'utf8')) as { episodes: { bytes: number }[] }).episodes.map((e) => e.bytes);
+  await a.recorder.stop();
+  // Room for one episode only (the average): both must go for the next to fit.
+  const b = rig(dir, { maxDiskMb: (bytes[0]! + bytes[1]!) / 2 / 1024 ** 2 });
+  await b.recorder.start();
+  try {
+    await until('recovery done', () => b.recorder.status().state === 'armed');
+    b.frame(9);
+    b.ticks(POLICY, 1, 9, Intervention.LIMIT);
+    await until('both deleted', () => b.recorder.status().evicted.episodes === 2);
+    assert.equal(b.recorder.status().evicted.flagged, 2);
+    await episode(b, 9);
+    const left = await readBack(join(dir, 'dataset'));
+    assert.deepEqual(left.map((e) => e.marker), [9]);
+    assert.ok(left[0]!.flags.includes('safety_clamp'));
+    assert.equal(b.recorder.status().reason, null);
+  } finally {
+    await b.recorder.stop();
+  }
+});
