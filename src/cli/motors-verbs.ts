@@ -1,15 +1,41 @@
 // `reflex motors ...`: the verbs over the Dynamixel tools (motors.ts) and `motors safe` (safe.ts).
 import { Argument, type Command } from 'commander';
-import { EXIT } from '../core/index.js';
+import { EXIT, ReflexError } from '../core/index.js';
 import { motors, type MotorArgs } from './motors.js';
 import { motorsSafe } from './safe.js';
+import { canMotors, type CanMotorArgs } from './can-motors.js';
 import { DEFAULT_CONFIG_PATH, jsonOption, print, readConfig } from './program.js';
 
 type Opts = MotorArgs & { json?: boolean };
+type CanOpts = CanMotorArgs & { json?: boolean };
 
-function port(cmd: Command, id: boolean, to: string | null): Command {
-  cmd.requiredOption('--port <path>', 'the servo bus (e.g. /dev/ttyUSB0, /dev/reflex-dxl0)').option('--baud <b>', 'its baud rate (default 1000000)');
-  if (id) cmd.requiredOption('--id <n>', 'the servo\'s id (0..252)');
+/** The CAN motor options (can-motors.ts); `scan` and `info` take them or --port. */
+function canOptions(cmd: Command, id: boolean): Command {
+  cmd
+    .option('--can <iface>', 'a CAN interface (can0), or the virtual bus socket (with --virtual, or any path)')
+    .option('--protocol <p>', 'CAN motors: mit (CubeMars AK, Damiao DM-J) or odrive')
+    .option('--model <m>', 'MIT model, for the reply\'s scaling and dialect (default ak80-9)')
+    .option('--virtual', 'the simulator\'s virtual CAN bus (`reflex sim can`, `npm start`)')
+    .option('--socket <path>', 'the daemon\'s control socket, to check it does not drive the bus')
+    .option('-c, --config <file>', 'the daemon\'s config, to tell which interface it drives');
+  if (id) cmd.option('--id <n>', 'the motor\'s id (ODrive: node id)');
+  return cmd;
+}
+
+async function runCan(verb: string, o: CanOpts): Promise<void> {
+  const r = await canMotors(verb, o);
+  print(o, { verb, result: r.value }, () => r.text);
+}
+
+async function runEither(verb: string, o: Opts & CanOpts): Promise<void> {
+  if (o.can !== undefined) return runCan(verb, o);
+  if (o.port === undefined) throw new ReflexError('BAD_REQUEST', `reflex motors ${verb} needs --port PATH (Dynamixel) or --can IFACE --protocol P (CAN motors)`);
+  return run(verb, [], o);
+}
+
+function port(cmd: Command, id: boolean, to: string | null, either = false): Command {
+  cmd[either ? 'option' : 'requiredOption']('--port <path>', 'the servo bus (e.g. /dev/ttyUSB0, /dev/reflex-dxl0)').option('--baud <b>', 'its baud rate (default 1000000)');
+  if (id && !either) cmd.requiredOption('--id <n>', 'the servo\'s id (0..252)');
   if (to !== null) cmd.requiredOption('--to <v>', to);
   return jsonOption(cmd);
 }
@@ -21,8 +47,22 @@ async function run(verb: string, rest: string[], opts: Opts): Promise<void> {
 
 export function registerMotors(program: Command): void {
   const m = program.command('motors').description('Dynamixel servo tools (they open the bus themselves: stop the daemon first)');
-  port(m.command('scan').description('find the servos on a bus (every usual baud unless --baud)'), false, null).action((o: Opts) => run('scan', [], o));
-  port(m.command('info').description('model, firmware, mode, torque, errors, position, voltage, temperature of one servo'), true, null).action((o: Opts) => run('info', [], o));
+  port(canOptions(m.command('scan'), false), false, null, true)
+    .description('find the servos on a bus (every usual baud unless --baud), or the CAN motors that answer (--can; nothing is enabled or moved)')
+    .option('--ids <ids>', 'CAN: ids to try, e.g. 1-32 (default 1-32; ODrive 0-63)')
+    .option('--allow-enable', 'CAN MIT: ask motors silent to the query with enter+exit motor mode (CubeMars reads state only so)')
+    .action((o: Opts & CanOpts) => runEither('scan', o));
+  port(canOptions(m.command('info'), true), true, null, true)
+    .description('one servo: model, firmware, mode, torque, errors, position, voltage, temperature; or one CAN motor (--can): position, velocity, torque, temperature, errors')
+    .action((o: Opts & CanOpts) => runEither('info', o));
+  for (const [verb, what] of [
+    ['enable', 'a CAN motor: MIT motor mode with no torque until commanded; ODrive closed loop holding where it is'],
+    ['disable', 'a CAN motor: leave motor mode / axis idle (the joint goes limp)'],
+    ['zero', 'a CAN motor\'s present position becomes zero (MIT; refused while enabled)'],
+  ] as const) {
+    jsonOption(canOptions(m.command(verb).description(what), false).requiredOption('--id <n>', 'the motor\'s id (ODrive: node id)'))
+      .action((o: CanOpts) => runCan(verb, o));
+  }
   port(m.command('reboot').description('reboot one servo (clears its hardware error)'), true, null).action((o: Opts) => run('reboot', [], o));
   port(m.command('torque').description('torque on (holding where it is) or off (the joint goes limp)').addArgument(new Argument('<state>').choices(['on', 'off'])), true, null)
     .action((state: string, o: Opts) => run('torque', [state], o));
