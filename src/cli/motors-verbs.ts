@@ -46,7 +46,7 @@ async function run(verb: string, rest: string[], opts: Opts): Promise<void> {
 }
 
 export function registerMotors(program: Command): void {
-  const m = program.command('motors').description('Dynamixel servo tools (they open the bus themselves: stop the daemon first)');
+  const m = program.command('motors').description('Dynamixel servo and CAN motor tools (they open the bus themselves: stop the daemon first)');
   port(canOptions(m.command('scan'), false), false, null, true)
     .description('find the servos on a bus (every usual baud unless --baud), or the CAN motors that answer (--can; nothing is enabled or moved)')
     .option('--ids <ids>', 'CAN: ids to try, e.g. 1-32 (default 1-32; ODrive 0-63)')
