@@ -13,18 +13,10 @@ import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, read
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from '../tools/testkit/daemon.js';
-import { bootContainer, nspawnCannotRun, sleep, type Container } from './helpers/nspawn.js';
+import { bootContainer, containerConfig, nspawnCannotRun, sleep, type Container } from './helpers/nspawn.js';
 import { buildReleases, fetchNode, FLASH, NODE_PIN, releasePath } from './helpers/releases.js';
 
-const CONFIG = `deviceId: flash-ssh-01
-log: { level: info, pretty: false }
-buses:
-  - { name: arm, kind: dynamixel, port: /run/reflex-sim/dxl0 }
-robot:
-  joints:
-    - { name: shoulder, bus: arm, id: 2, model: xm430-w350, limits: { min: -1.6, max: 1.6 } }
-    - { name: elbow, bus: arm, id: 3, model: xm430-w350, limits: { min: -2.2, max: 2.2 } }
-`;
+const CONFIG = containerConfig('flash-ssh-01');
 
 // The simulated bus, from whatever release is current; reflex.service wants it (a drop-in: on a
 // robot the bus is hardware). Started only once its pty is there.

@@ -11,18 +11,9 @@ import { copyFileSync, mkdirSync, realpathSync, symlinkSync, writeFileSync } fro
 import { dirname, join } from 'node:path';
 import { REPO } from '../tools/testkit/paths.js';
 import { tempDir } from '../tools/testkit/daemon.js';
-import { bootContainer, mayRaiseLimits, nspawnCannotRun, sleep, type Container } from './helpers/nspawn.js';
+import { bootContainer, containerConfig, mayRaiseLimits, nspawnCannotRun, sleep, type Container } from './helpers/nspawn.js';
 
-const CONFIG = `deviceId: nspawn-01
-log: { level: info, pretty: false }
-buses:
-  - { name: arm, kind: dynamixel, port: /run/reflex-sim/dxl0 }
-robot:
-  joints:
-    - { name: shoulder, bus: arm, id: 2, model: xm430-w350, limits: { min: -1.6, max: 1.6 } }
-    - { name: elbow, bus: arm, id: 3, model: xm430-w350, limits: { min: -2.2, max: 2.2 } }
-debug: { faultInjection: true }
-`;
+const CONFIG = containerConfig('nspawn-01', 'debug: { faultInjection: true }\n');
 
 // Test-only units: the simulated bus (as the reflex user, so that its pty is reflex's), and a
 // target that boots just these instead of multi-user.target.

@@ -7,6 +7,22 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 
 /** Why no container can be booted here, or null. */
+/**
+ * The config a container's reflex runs on: the simulated Dynamixel bus unit's pty, shoulder and
+ * elbow. `extra`: more YAML lines (e.g. fault injection).
+ */
+export function containerConfig(deviceId: string, extra = ''): string {
+  return `deviceId: ${deviceId}
+log: { level: info, pretty: false }
+buses:
+  - { name: arm, kind: dynamixel, port: /run/reflex-sim/dxl0 }
+robot:
+  joints:
+    - { name: shoulder, bus: arm, id: 2, model: xm430-w350, limits: { min: -1.6, max: 1.6 } }
+    - { name: elbow, bus: arm, id: 3, model: xm430-w350, limits: { min: -2.2, max: 2.2 } }
+${extra}`;
+}
+
 export function nspawnCannotRun(): string | null {
   if (process.getuid?.() !== 0) return 'needs root (systemd-nspawn)';
   if (spawnSync('systemd-nspawn', ['--version']).status !== 0) return 'systemd-nspawn is not installed (Debian: systemd-container; scripts/bootstrap.mjs installs it as root)';
