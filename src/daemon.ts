@@ -288,6 +288,7 @@ export class Daemon {
         task: r.task,
         maxDiskMb: r.maxDiskMb,
         minFreeMb: r.minFreeMb,
+        highlightS: r.highlightS,
         disabled: r.enabled ? null : 'record.enabled is false in the config',
       },
       this.loop.ticks,

@@ -202,3 +202,51 @@ test('with nothing unflagged left, flagged episodes go too, and recording goes o
     await b.recorder.stop();
   }
 });
+
+test('not recording, a fault saves the last record.highlightS seconds as an episode flagged highlight and fault; a clamp right after waits for the ring to refill', async () => {
+  const dir = tempDir('reflex-record-highlight-');
+  const r = rig(dir, { highlightS: 2 }); // 20 rows at 10 fps
+  await r.recorder.start();
+  try {
+    await until('recovery done', () => r.recorder.status().state === 'idle');
+    r.frame(3);
+    r.ticks(POLICY, 200, 3); // 4 s of policy, not recorded: only the last 2 s are kept
+    await until('the ring full', () => r.recorder.status().highlightS === 2);
+    r.frame(4);
+    r.ticks(POLICY, 50, 4);
+    r.ticks(FAULT, 1, 4);
+    r.ticks(HOLD, 10, 4, Intervention.LIMIT); // a clamp in hold: no highlight of its own
+    await until('the highlight saved', () => r.recorder.status().highlights === 1);
+    await r.recorder.settled();
+    const s = r.recorder.status();
+    assert.equal(s.episodes, 1);
+    assert.equal(s.state, 'idle', 'recording was not turned on by it');
+    const ds = join(dir, 'dataset');
+    const [ep] = await readBack(ds);
+    assert.deepEqual([...ep!.flags].sort(), ['fault', 'frames_repeated', 'highlight']);
+    const rows = await readParquet(join(ds, 'data/chunk-000/file-000.parquet'));
+    assert.equal(rows.length, 20, 'highlightS x fps rows');
+    // The older second of policy (marker 3) then the newer (marker 4), ending on the faulting tick.
+    const markers = rows.map((x) => Math.round((x['observation.state'] as number[])[0]!));
+    assert.deepEqual(markers, [...Array<number>(9).fill(3), ...Array<number>(11).fill(4)]); // the faulting tick is the last row
+    assert.equal(Number(rows.at(-1)!['complementary_info.mode']), FAULT);
+    assert.deepEqual(
+      rows.map((x) => x['complementary_info.frame_repeated']),
+      rows.map((_, i) => i !== 9),
+      'a new frame where the camera sent one (the first one\'s row has left the ring), the previous one repeated elsewhere',
+    );
+    const eps = await readParquet(join(ds, 'meta/episodes/chunk-000/file-000.parquet'));
+    assert.deepEqual(eps[0]!['stats/observation.images.top/max'], [[[4 / 255]], [[4 / 255]], [[4 / 255]]], 'image stats of the frames kept');
+    // Straight after, a clamp under the policy: the ring is not full again, no second highlight.
+    r.ticks(POLICY, 5, 5, Intervention.LIMIT);
+    r.ticks(POLICY, 120, 5);
+    r.ticks(POLICY, 1, 5, Intervention.STARVED); // the ring is full again: this one is saved
+    await until('the second highlight', () => r.recorder.status().highlights === 2);
+    await r.recorder.settled();
+    const all = await readBack(ds);
+    assert.equal(all.length, 2);
+    assert.ok(all[1]!.flags.includes('starvation') && all[1]!.flags.includes('highlight'), JSON.stringify(all[1]));
+  } finally {
+    await r.recorder.stop();
+  }
+});

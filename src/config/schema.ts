@@ -139,8 +139,8 @@ const record = z
     maxDiskMb: z.number().int().min(1).default(20_000),
     /** ... or when the disk has less free than this. */
     minFreeMb: z.number().int().min(0).default(1024),
-    /** Seconds kept in the highlight ring while not recording (0: off). Not implemented yet: must be 0. */
-    highlightS: z.number().min(0).max(0).default(0),
+    /** Seconds kept in memory while not recording (0: off), saved as an episode flagged `highlight` on a fault, e-stop, starvation or clamp. Memory: seconds x fps x each camera's frame (640x480: 0.9 MB). */
+    highlightS: z.number().min(0).max(60).default(0),
   })
   .strict();
 

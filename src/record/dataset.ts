@@ -19,7 +19,7 @@ import { aggregateStats, imageStats, vectorStats, emptyPixelSums, type EpisodeSt
 import { applyMoves, clearStage, stageEpisode, type Move } from './evict.js';
 
 /** Why an episode was flagged: technician marks and what the loop reported. */
-export type EpisodeFlag = 'intervention' | 'fault' | 'estop' | 'starvation' | 'safety_clamp' | 'recovered' | 'frames_repeated';
+export type EpisodeFlag = 'highlight' | 'intervention' | 'fault' | 'estop' | 'starvation' | 'safety_clamp' | 'recovered' | 'frames_repeated';
 export type Outcome = 'success' | 'failure';
 
 /** One committed episode, as .reflex/episodes.json keeps it. */

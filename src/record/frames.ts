@@ -89,7 +89,7 @@ export class FrameFeed {
 }
 
 /** Per-channel (RGB) min, max, sum and sum of squares over a sample of the BGR pixels. */
-function sampleStats(bgr: Uint8Array, row: Float64Array, at: number): void {
+export function sampleStats(bgr: Uint8Array, row: Float64Array, at: number): void {
   const pixels = bgr.length / 3;
   const step = Math.max(1, Math.floor(pixels / STAT_SAMPLES));
   let n = 0;

@@ -15,8 +15,9 @@ import type { RawFrameSource } from '../hardware/camera/index.js';
 import type { DaemonHandlers } from '../api/index.js';
 import { Dataset, type EpisodeEntry, type EpisodeFlag, type Outcome } from './dataset.js';
 import { LiveEpisode, finishStaged, stagedEpisodes, type Tools } from './episode.js';
-import { FrameFeed } from './frames.js';
-import { ROW, rowLayout, type RowLayout } from './row.js';
+import { FrameFeed, sampleStats } from './frames.js';
+import { HighlightRing } from './highlight.js';
+import { CAM, ROW, rowLayout, type RowLayout } from './row.js';
 import { checkEncoder } from './video.js';
 import { writeFileAtomic } from './files.js';
 import type { DatasetShape } from './format.js';
@@ -56,6 +57,8 @@ export interface RecorderOptions {
   poolFrames?: number;
   /** Bound on finishing an episode's videos. */
   finishTimeoutMs?: number;
+  /** Seconds of rows and frames kept while no episode is recorded, saved when something is flagged (0: none). */
+  highlightS?: number;
   /** Why the recorder is turned off (config), or null. */
   disabled?: string | null;
 }
@@ -79,6 +82,10 @@ export interface RecordStatus {
   recovered: number;
   discarded: number;
   dropped: { episodes: number; last: string | null };
+  /** Highlights saved (the seconds before a fault, e-stop, starvation or clamp while not recording). */
+  highlights: number;
+  /** Seconds the highlight ring holds now (0 while recording or with none configured). */
+  highlightS: number;
   /** Saved episodes deleted to keep within record.maxDiskMb and record.minFreeMb. */
   evicted: { episodes: number; flagged: number; last: string | null };
   repeatedFrames: number;
@@ -123,6 +130,12 @@ export class Recorder implements Part {
   private resumeAtMs = 0;
   private lastCloseMs: number | null = null;
   private evicting = false;
+  private readonly ring: HighlightRing | null;
+  private ringDue = 0;
+  /** After a highlight is saved, the next waits for the ring to fill again (a clamp that keeps firing saves one per highlightS). */
+  private ringCooldown = false;
+  private lastMode = -1;
+  private highlightsSaved = 0;
   /** Saved episodes deleted for the disk bounds (and of them flagged ones), and the last reason. */
   private readonly evicted = { episodes: 0, flagged: 0, last: null as string | null };
 
@@ -138,6 +151,8 @@ export class Recorder implements Part {
     this.row = new Float64Array(this.layout.length);
     this.feeds = o.cameras.map((c) => new FrameFeed(c, o.poolFrames ?? 32));
     this.tools = o.tools ?? { ffmpeg: 'ffmpeg', ffprobe: 'ffprobe' };
+    const keep = Math.round((o.highlightS ?? 0) * o.fps);
+    this.ring = keep > 0 ? new HighlightRing(keep, this.layout, o.cameras) : null;
     this.shape = { fps: o.fps, robotType: o.robotType, joints: o.joints, cameras: o.cameras.map((c) => ({ name: c.name, width: c.width, height: c.height })) };
   }
 
@@ -161,6 +176,7 @@ export class Recorder implements Part {
     }
     this.reader = this.ticks.reader();
     this.timer = setInterval(() => this.pump(), this.o.pumpMs ?? 10);
+    this.wantFrames(false);
     const ds = this.dataset;
     if (ds !== null && this.unavailable === null) {
       this.finishing = this.recover(ds).finally(() => (this.starting = false));
@@ -227,6 +243,9 @@ export class Recorder implements Part {
   }
 
   private onTick(t: TickRecord): void {
+    const prevMode = this.lastMode;
+    this.lastMode = t.mode;
+    const recording = this.episode !== null;
     let ep = this.episode;
     if (ep !== null) {
       if (t.mode !== POLICY) {
@@ -238,9 +257,12 @@ export class Recorder implements Part {
       }
     }
     if (ep === null) {
-      if (!this.armed || t.mode !== POLICY || this.paused !== null) return;
-      ep = this.openEpisode(t);
-      if (ep === null) return;
+      if (this.armed && t.mode === POLICY && this.paused === null) ep = this.openEpisode(t);
+      if (ep === null) {
+        // An episode that ended on this tick was flagged already: no highlight of it.
+        if (!recording) this.onIdleTick(t, prevMode);
+        return;
+      }
     }
     if ((t.interventions & Intervention.STARVED) !== 0) addFlag(ep.info.flags, 'starvation', ep);
     if ((t.interventions & CLAMPS) !== 0) addFlag(ep.info.flags, 'safety_clamp', ep);
@@ -251,23 +273,9 @@ export class Recorder implements Part {
   }
 
   private emitRow(t: TickRecord, ep: LiveEpisode): void {
+    this.fillRow(t, ep.interventionMarked);
     const row = this.row;
     const L = this.layout;
-    const J = L.joints;
-    const hasAction = Number.isFinite(t.action[0] ?? Number.NaN) ? 1 : 0;
-    row[ROW.tick] = t.tick;
-    row[ROW.timeMs] = t.timeMs;
-    row[ROW.mode] = t.mode;
-    row[ROW.safety] = t.interventions;
-    row[ROW.faults] = t.faults;
-    row[ROW.hasAction] = hasAction;
-    const overridden = t.mode !== POLICY || hasAction === 0 || (t.interventions & (CLAMPS | Intervention.STARVED)) !== 0 || ep.interventionMarked;
-    row[ROW.intervention] = overridden ? 1 : 0;
-    for (let j = 0; j < J; j++) {
-      row[L.q + j] = t.q[j]!;
-      row[L.command + j] = t.command[j]!;
-      row[L.action + j] = t.action[j]!;
-    }
     const frames: Uint8Array[] = [];
     for (let c = 0; c < this.feeds.length; c++) {
       const frame = this.feeds[c]!.next(row, L.camera(c));
@@ -282,10 +290,100 @@ export class Recorder implements Part {
     ep.append(row, frames);
   }
 
+  /** The row's tick part (everything but the cameras) from `t`. */
+  private fillRow(t: TickRecord, interventionMarked: boolean): void {
+    const row = this.row;
+    const L = this.layout;
+    const J = L.joints;
+    const hasAction = Number.isFinite(t.action[0] ?? Number.NaN) ? 1 : 0;
+    row[ROW.tick] = t.tick;
+    row[ROW.timeMs] = t.timeMs;
+    row[ROW.mode] = t.mode;
+    row[ROW.safety] = t.interventions;
+    row[ROW.faults] = t.faults;
+    row[ROW.hasAction] = hasAction;
+    const overridden = t.mode !== POLICY || hasAction === 0 || (t.interventions & (CLAMPS | Intervention.STARVED)) !== 0 || interventionMarked;
+    row[ROW.intervention] = overridden ? 1 : 0;
+    for (let j = 0; j < J; j++) {
+      row[L.q + j] = t.q[j]!;
+      row[L.command + j] = t.command[j]!;
+      row[L.action + j] = t.action[j]!;
+    }
+  }
+
+  /**
+   * A tick while no episode is recorded: kept in the highlight ring (at the dataset rate), and
+   * when something goes wrong (the loop faults or e-stops, or the policy starves or is clamped),
+   * the ring is saved as an episode flagged `highlight` and why.
+   */
+  private onIdleTick(t: TickRecord, prevMode: number): void {
+    const ring = this.ring;
+    if (ring === null || ring.frozen) return;
+    if (t.tick >= this.ringDue) {
+      this.fillRow(t, false);
+      ring.push(this.row);
+      while (this.ringDue <= t.tick) this.ringDue += this.decimation;
+      if (ring.full) this.ringCooldown = false;
+    }
+    let why: EpisodeFlag | null = null;
+    if (t.mode !== prevMode && t.mode === ESTOP) why = 'estop';
+    else if (t.mode !== prevMode && t.mode === FAULT) why = 'fault';
+    else if (t.mode === POLICY && (t.interventions & Intervention.STARVED) !== 0) why = 'starvation';
+    else if (t.mode === POLICY && (t.interventions & CLAMPS) !== 0) why = 'safety_clamp';
+    if (why !== null && !this.ringCooldown && ring.size > 0) this.saveHighlight(ring, why);
+  }
+
+  private saveHighlight(ring: HighlightRing, why: EpisodeFlag): void {
+    const ds = this.dataset;
+    if (ds === null || this.unavailable !== null || this.starting || !this.checkDisk(true)) return;
+    ring.frozen = true;
+    this.ringCooldown = true;
+    const { rows, frames } = ring.snapshot();
+    const L = this.layout;
+    this.seq++;
+    const seq = `${Date.now().toString().padStart(15, '0')}-${String(this.seq).padStart(6, '0')}`;
+    let ep: LiveEpisode;
+    try {
+      const startedAt = new Date(Date.now() - (rows.length / this.o.fps) * 1000).toISOString();
+      ep = new LiveEpisode(this.o.dir, seq, L, this.feeds, { task: this.currentTask(), policy: this.activePolicy(), startedAt, flags: ['highlight', why], outcome: null }, -1, this.tools, this.o.fps);
+      rows.forEach((row, k) => {
+        for (let c = 0; c < L.cameras; c++) if (row[L.camera(c) + CAM.repeated] === 0) sampleStats(frames[k]![c]!, row, L.camera(c));
+        ep.append(row, frames[k]!);
+      });
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'could not save a highlight');
+      ring.clear();
+      ring.frozen = false;
+      return;
+    }
+    this.log.warn({ flag: why, frames: rows.length }, 'saving a highlight: the seconds before something was flagged');
+    this.pendingCloses++;
+    this.finishing = this.finishing.then(async () => {
+      try {
+        await ep.close(this.o.finishTimeoutMs ?? 60_000);
+        const r = await finishStaged(ep.dir, ds, L, this.tools, false, ep.rows);
+        if (r.entry !== null) {
+          this.highlightsSaved++;
+          this.log.info({ episode: r.entry.episodeIndex, frames: r.entry.length, flags: r.entry.flags }, 'highlight saved');
+        }
+      } catch (err) {
+        this.counts.dropped++;
+        this.lastDrop = `a highlight could not be saved: ${errorMessage(err)}`;
+        this.log.error({ err: errorMessage(err) }, 'highlight dropped');
+        await ep.abort().catch(() => undefined);
+      } finally {
+        ring.clear();
+        ring.frozen = false;
+        this.pendingCloses--;
+      }
+    });
+  }
+
   private openEpisode(t: TickRecord): LiveEpisode | null {
     if (this.dataset === null || this.unavailable !== null || this.starting || monoMs() < this.resumeAtMs) return null;
     if (!this.checkDisk(true)) return null;
     for (const f of this.feeds) f.reset();
+    if (this.ring !== null && !this.ring.frozen) this.ring.clear();
     this.seq++;
     const seq = `${Date.now().toString().padStart(15, '0')}-${String(this.seq).padStart(6, '0')}`;
     try {
@@ -436,8 +534,10 @@ export class Recorder implements Part {
     this.lastDiskCheckMs = 0;
   }
 
+  /** Raw frames from the vision worker: while recording, and while running at all when the highlight ring keeps frames. */
   private wantFrames(on: boolean): void {
-    if (this.o.rawWanted !== null) Atomics.store(this.o.rawWanted, 0, on ? 1 : 0);
+    const want = on || (this.ring !== null && this.timer !== null);
+    if (this.o.rawWanted !== null) Atomics.store(this.o.rawWanted, 0, want ? 1 : 0);
   }
 
   // --- Commands ---
@@ -542,6 +642,8 @@ export class Recorder implements Part {
       discarded: this.counts.discarded,
       dropped: { episodes: this.counts.dropped, last: this.lastDrop },
       evicted: { ...this.evicted },
+      highlights: this.highlightsSaved,
+      highlightS: (this.ring?.size ?? 0) / this.o.fps,
       repeatedFrames: this.counts.repeated,
       lostTicks: this.counts.lost,
       diskMb: Math.round(((ds?.bytes ?? 0) / 1024 ** 2) * 10) / 10,
