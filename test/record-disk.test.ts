@@ -4,7 +4,7 @@
 // and that the dataset still loads (indices 0..N-1, `index` = row position, videos in place).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parquetReadObjects } from 'hyparquet';
 import { pino } from 'pino';
@@ -12,6 +12,7 @@ import { FrameSlot, Intervention, Tick, TickRing } from '../src/rt/index.js';
 import { MODE_NAMES } from '../src/control/index.js';
 import { rawSlotLength } from '../src/hardware/camera/index.js';
 import { Recorder, type RecorderOptions } from '../src/record/index.js';
+import { EVICT_DIR, stageEpisode } from '../src/record/evict.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 
 const HOLD = MODE_NAMES.indexOf('hold');
@@ -249,4 +250,41 @@ test('not recording, a fault saves the last record.highlightS seconds as an epis
   } finally {
     await r.recorder.stop();
   }
+});
+
+test('a crash in the middle of a deletion: before its commit the dataset is as it was, after it the next start finishes the renumbering', async () => {
+  const dir = tempDir('reflex-record-evict-crash-');
+  const ds = join(dir, 'dataset');
+  const a = rig(dir);
+  await a.recorder.start();
+  await until('recovery done', () => a.recorder.status().state === 'idle');
+  a.recorder.startRecording();
+  await episode(a, 1);
+  await episode(a, 2);
+  await a.recorder.stop();
+
+  // Killed while staging (before the commit): the staged files are discarded, nothing else moves.
+  const stage = join(ds, EVICT_DIR);
+  mkdirSync(stage, { recursive: true });
+  writeFileSync(join(stage, 'data__chunk-000__file-000.parquet'), 'half written');
+  const b = rig(dir);
+  await b.recorder.start();
+  await until('recovery done', () => b.recorder.status().state !== 'starting');
+  await b.recorder.stop();
+  assert.deepEqual((await readBack(ds)).map((e) => e.marker), [1, 2]);
+  assert.ok(!existsSync(stage), 'the stage is cleared');
+
+  // Killed after the commit (episode 0 deleted, episode 1 staged as 0), before the moves.
+  const videos: [string, string][] = [['videos/observation.images.top/chunk-000/file-001.mp4', 'videos/observation.images.top/chunk-000/file-000.mp4']];
+  const moves = stageEpisode(ds, 'data/chunk-000/file-001.parquet', 'data/chunk-000/file-000.parquet', 0, 0, videos);
+  const stateFile = join(ds, '.reflex/episodes.json');
+  const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { episodes: { episodeIndex: number; from: number; to: number; length: number }[] };
+  const kept = { ...state.episodes[1]!, episodeIndex: 0, from: 0, to: state.episodes[1]!.length };
+  writeFileSync(stateFile, JSON.stringify({ ...state, episodes: [kept], moves }));
+  const c = rig(dir);
+  await c.recorder.start();
+  await until('recovery done', () => c.recorder.status().state !== 'starting');
+  await c.recorder.stop();
+  assert.deepEqual((await readBack(ds)).map((e) => e.marker), [2]);
+  assert.ok(!existsSync(stage), 'the stage is cleared');
 });

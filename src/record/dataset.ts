@@ -186,13 +186,13 @@ export class Dataset {
    * `open` finishes the moves. Returns the deleted entries.
    */
   evict(drop: ReadonlySet<number>): EpisodeEntry[] {
-    const s = this.state;
     if (drop.size === 0) return [];
+    this.finishEviction(); // one that failed half-way (a full disk) is finished first, not discarded
+    const s = this.state;
     const cams = s.shape.cameras.map((c) => videoKey(c.name));
     const kept: EpisodeEntry[] = [];
     const removed: EpisodeEntry[] = [];
     const moves: Move[] = [];
-    clearStage(this.dir);
     let from = 0;
     for (const e of s.episodes) {
       if (drop.has(e.episodeIndex)) {
