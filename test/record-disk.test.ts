@@ -6,81 +6,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parquetReadObjects } from 'hyparquet';
-import { pino } from 'pino';
-import { FrameSlot, Intervention, Tick, TickRing } from '../src/rt/index.js';
+import { Intervention } from '../src/rt/index.js';
 import { MODE_NAMES } from '../src/control/index.js';
-import { rawSlotLength } from '../src/hardware/camera/index.js';
-import { Recorder, type RecorderOptions } from '../src/record/index.js';
+import { type RecorderOptions } from '../src/record/index.js';
 import { EVICT_DIR, stageEpisode } from '../src/record/evict.js';
 import { tempDir } from '../tools/testkit/daemon.js';
+import { readParquet, recorderRig, until } from './helpers/record-rig.js';
 
 const HOLD = MODE_NAMES.indexOf('hold');
 const POLICY = MODE_NAMES.indexOf('policy');
 const FAULT = MODE_NAMES.indexOf('fault');
-const log = pino({ level: 'silent' });
 const W = 64;
 const H = 48;
 
 function rig(dir: string, over: Partial<RecorderOptions> = {}) {
-  const ring = new TickRing(3, 4096);
-  const t = Tick.view(3);
-  const slot = FrameSlot.create(rawSlotLength(W, H));
-  let tick = 0;
-  const recorder = new Recorder(
-    {
-      dir: join(dir, 'dataset'),
-      fps: 10,
-      rateHz: 50,
-      robotType: 'test',
-      joints: ['a', 'b', 'c'],
-      cameras: [{ name: 'top', buffer: slot.buffer, width: W, height: H }],
-      rawWanted: null,
-      task: 'test task',
-      maxDiskMb: 1000,
-      minFreeMb: 0,
-      ...over,
-    },
-    ring,
-    () => ({ name: 'scripted', version: '7' }),
-    log,
-  );
-  return {
-    dir,
-    recorder,
-    /** n ticks in `mode`, as the loop writes them; q carries `marker` so an episode can be told apart. */
-    ticks(mode: number, n: number, marker = 0, interventions = 0) {
-      for (let i = 0; i < n; i++) {
-        t.tick = tick++;
-        t.timeMs = performance.now();
-        t.mode = mode;
-        t.interventions = interventions;
-        t.generation = 1;
-        t.q.fill(marker);
-        t.action.fill(0.5);
-        t.command.fill(0.25);
-        ring.push(t);
-      }
-    },
-    frame(value: number) {
-      slot.write(performance.now(), (into) => new Uint8Array(into.buffer, into.byteOffset, W * H * 3).fill(value));
-    },
-  };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(20);
-  }
-}
-
-async function readParquet(file: string): Promise<Record<string, unknown>[]> {
-  const b = readFileSync(file);
-  return (await parquetReadObjects({ file: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) })) as Record<string, unknown>[];
+  return recorderRig({ dir, width: W, height: H, ringTicks: 4096 }, over);
 }
 
 const pad = (i: number) => String(i).padStart(3, '0');

@@ -5,79 +5,19 @@
 // robot in the way, a mark that comes after the episode ended.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parquetReadObjects } from 'hyparquet';
-import { pino } from 'pino';
-import { FrameSlot, Tick, TickRing } from '../src/rt/index.js';
-import { rawSlotLength } from '../src/hardware/camera/index.js';
-import { Recorder, type RecorderOptions } from '../src/record/index.js';
+import { type RecorderOptions } from '../src/record/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
-
-const HOLD = 0;
-const POLICY = 1;
-const log = pino({ level: 'silent' });
-
-function rig(width: number, height: number, over: Partial<RecorderOptions> = {}) {
-  const dir = tempDir('reflex-record-');
-  const ring = new TickRing(3, 512);
-  const t = Tick.view(3);
-  const slot = FrameSlot.create(rawSlotLength(width, height));
-  let tick = 0;
-  const recorder = new Recorder(
-    {
-      dir: join(dir, 'dataset'),
-      fps: 10,
-      rateHz: 50,
-      robotType: 'test',
-      joints: ['a', 'b', 'c'],
-      cameras: [{ name: 'top', buffer: slot.buffer, width, height }],
-      rawWanted: null,
-      task: 'test task',
-      maxDiskMb: 1000,
-      minFreeMb: 0,
-      ...over,
-    },
-    ring,
-    () => ({ name: 'scripted', version: '7' }),
-    log,
-  );
-  return {
-    dir,
-    recorder,
-    /** n ticks in `mode`, as the loop writes them. */
-    ticks(mode: number, n: number) {
-      for (let i = 0; i < n; i++) {
-        t.tick = tick++;
-        t.timeMs = performance.now();
-        t.mode = mode;
-        t.interventions = 0;
-        t.generation = 1;
-        t.q.fill(tick / 100);
-        t.action.fill(0.5);
-        t.command.fill(0.25);
-        ring.push(t);
-      }
-    },
-    frame(value: number) {
-      slot.write(performance.now(), (into) => new Uint8Array(into.buffer, into.byteOffset, width * height * 3).fill(value));
-    },
-  };
-}
+import { readParquet, recorderRig, until } from './helpers/record-rig.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(20);
-  }
-}
+const HOLD = 0;
+const POLICY = 1;
 
-async function readParquet(file: string): Promise<Record<string, unknown>[]> {
-  const b = readFileSync(file);
-  return (await parquetReadObjects({ file: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) })) as Record<string, unknown>[];
+function rig(width: number, height: number, over: Partial<RecorderOptions> = {}) {
+  return recorderRig({ dir: tempDir('reflex-record-'), width, height }, over);
 }
 
 test('rows at the dataset rate (50 Hz ticks at 10 fps), a camera with no new frame repeated and marked; a mark after the episode goes to the last saved one', async () => {
