@@ -62,6 +62,7 @@ test('a camera feeds the policy through the vision worker; camera list and snaps
   let checked = false;
   try {
     await d.waitForLog((l) => l.msg === 'policy ready', 15_000);
+    await d.waitForLog((l) => l.msg === 'reflex is running', 15_000); // the socket may come up after the policy
     // The policy starts once the camera streams; a loaded machine may take a while to get there.
     let s = await request(sock, 'status');
     for (let i = 0; i < 150 && !(s.loop.mode !== 'hold' && s.loop.chunks.received >= 5); i++) {

@@ -34,6 +34,7 @@ test('frames older than the camera bound are never acted on: inference refuses t
   const d = spawnReflex(['run', '--config', writeConfig(dir, config)]);
   try {
     await d.waitForLog((l) => l.msg === 'policy ready', 15_000);
+    await d.waitForLog((l) => l.msg === 'reflex is running', 15_000); // the socket may come up after the policy
     const err = await d.waitForLog((l) => l.msg === 'inference failed; the loop holds until a good chunk comes' && /old/.test(String(l.err)), 10_000);
     assert.match(String(err.err), /^camera top: newest frame is \d+ ms old \(limit 100 ms\)$/);
     const s = await request(join(dir, 'control.sock'), 'status');

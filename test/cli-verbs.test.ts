@@ -35,6 +35,7 @@ test('every daemon verb in a terminal: status, policy, estop, faults, reset, cam
   const status = () => request(e.socket, 'status');
   try {
     await e.daemon.waitForLog((l) => l.msg === 'policy ready', 30_000);
+    await e.daemon.waitForLog((l) => l.msg === 'reflex is running', 30_000); // the socket may come up after the policy
     await until('the camera streams', async () => (await status()).cameras[0]?.state === 'streaming', 20_000);
     // A loaded machine can make the simulated CAN motor miss its first replies: a fault the
     // technician would reset, as this does (the verbs are checked from a loop that holds).

@@ -22,6 +22,8 @@ test('end to end: the default policy reaches the moving target from camera and j
   const joints = async () => (await request(e.rigSocket, 'joints')) as number[];
   try {
     await e.daemon.waitForLog((l) => l.msg === 'policy ready', 20_000);
+    // The policy can be ready before the later parts (recorder, updates, the socket) are up.
+    await e.daemon.waitForLog((l) => l.msg === 'reflex is running', 20_000);
     await until('the policy runs', async () => (await status()).loop.mode === 'policy', 15_000);
     await sleep(2000); // the arm gets to the target
     await request(e.rigSocket, 'task.reset');
