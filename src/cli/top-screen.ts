@@ -34,7 +34,9 @@ export async function top(path: string, intervalMs: number): Promise<void> {
       lines: topLines({ status, faults, latenessHistory: history, problem, message, width: process.stdout.columns || 80, height: process.stdout.rows || 24 }),
       onKey,
     });
-  const ink = render(screen(), { alternateScreen: true, exitOnCtrlC: true, patchConsole: false, maxFps: 20 });
+  // A terminal is interactive whatever CI says: Ink would otherwise draw nothing until exit when
+  // CI=true is set (a build agent's shell, a technician's laptop that runs CI jobs).
+  const ink = render(screen(), { alternateScreen: true, exitOnCtrlC: true, patchConsole: false, maxFps: 20, interactive: Boolean(process.stdout.isTTY) });
   const redraw = () => {
     if (!stopped) ink.rerender(screen());
   };
