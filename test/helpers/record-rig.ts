@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { FrameSlot, Tick, TickRing } from '../../src/rt/index.js';
 import { rawSlotLength } from '../../src/hardware/camera/index.js';
 import { Recorder, type RecorderOptions } from '../../src/record/index.js';
+import { until as waitUntil } from '../../tools/testkit/mosquitto.js';
 
 export interface RigShape {
   /** The dataset goes to <dir>/dataset. */
@@ -65,14 +66,9 @@ export function recorderRig(shape: RigShape, over: Partial<RecorderOptions> = {}
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(20);
-  }
+/** The testkit's wait for a condition, with the recorder tests' bound. */
+export function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
+  return waitUntil(what, check, ms);
 }
 
 export async function readParquet(file: string): Promise<Record<string, unknown>[]> {
