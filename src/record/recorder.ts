@@ -14,7 +14,7 @@ import { MODE_NAMES } from '../control/index.js';
 import type { RawFrameSource } from '../hardware/camera/index.js';
 import type { DaemonHandlers } from '../api/index.js';
 import { Dataset, type EpisodeEntry, type EpisodeFlag, type Outcome } from './dataset.js';
-import { LiveEpisode, finishStaged, stagedEpisodes, type Tools } from './episode.js';
+import { LiveEpisode, finishStaged, stagedEpisodes, type FinishResult, type Tools } from './episode.js';
 import { FrameFeed, sampleStats } from './frames.js';
 import { HighlightRing } from './highlight.js';
 import { CAM, ROW, rowLayout, type RowLayout } from './row.js';
@@ -360,17 +360,11 @@ export class Recorder implements Part {
     this.pendingCloses++;
     this.finishing = this.finishing.then(async () => {
       try {
-        await ep.close(this.o.finishTimeoutMs ?? 60_000);
-        const r = await finishStaged(ep.dir, ds, L, this.tools, false, ep.rows);
-        if (r.entry !== null) {
+        const r = await this.saveStaged(ep, ds, 'highlight');
+        if (r?.entry) {
           this.highlightsSaved++;
           this.log.info({ episode: r.entry.episodeIndex, frames: r.entry.length, flags: r.entry.flags }, 'highlight saved');
         }
-      } catch (err) {
-        this.counts.dropped++;
-        this.lastDrop = `a highlight could not be saved: ${errorMessage(err)}`;
-        this.log.error({ err: errorMessage(err) }, 'highlight dropped');
-        await ep.abort().catch(() => undefined);
       } finally {
         ring.clear();
         ring.frozen = false;
@@ -409,6 +403,24 @@ export class Recorder implements Part {
   }
 
   /** Closes the open episode (flagged `flag`), and finishes it in the background. */
+  /**
+   * Closes an episode's files and adds it to the dataset. A failure drops it whole: counted,
+   * said, its files removed; null then, never a throw.
+   */
+  private async saveStaged(ep: LiveEpisode, ds: Dataset, what: 'episode' | 'highlight'): Promise<FinishResult | null> {
+    try {
+      ep.saveInfo();
+      await ep.close(this.o.finishTimeoutMs ?? 60_000);
+      return await finishStaged(ep.dir, ds, this.layout, this.tools, false, ep.rows);
+    } catch (err) {
+      this.counts.dropped++;
+      this.lastDrop = `${what === 'episode' ? 'the episode' : 'a highlight'} could not be saved: ${errorMessage(err)}`;
+      this.log.error({ err: errorMessage(err) }, `${what} dropped`);
+      await ep.abort().catch(() => undefined);
+      return null;
+    }
+  }
+
   private endEpisode(flag: EpisodeFlag | null, outcome: Outcome | null = null): void {
     const ep = this.episode;
     if (ep === null) return;
@@ -420,17 +432,11 @@ export class Recorder implements Part {
     this.pendingCloses++;
     this.finishing = this.finishing.then(async () => {
       try {
-        ep.saveInfo();
-        await ep.close(this.o.finishTimeoutMs ?? 60_000);
-        const r = await finishStaged(ep.dir, this.dataset!, this.layout, this.tools, false, ep.rows);
+        const r = await this.saveStaged(ep, this.dataset!, 'episode');
+        if (r === null) return;
         this.lastCloseMs = Math.round(monoMs() - endedMs);
         if (r.entry === null) this.log.warn({ rows: r.journalled }, 'an episode ended with no complete frame; nothing kept');
         else this.log.info({ episode: r.entry.episodeIndex, frames: r.entry.length, flags: r.entry.flags, outcome: r.entry.outcome, closeMs: this.lastCloseMs }, 'episode saved');
-      } catch (err) {
-        this.counts.dropped++;
-        this.lastDrop = `the episode could not be saved: ${errorMessage(err)}`;
-        this.log.error({ err: errorMessage(err) }, 'episode dropped');
-        await ep.abort().catch(() => undefined);
       } finally {
         this.pendingCloses--;
       }
