@@ -1,6 +1,7 @@
 // The composition root: builds every part from the config, starts them in order, stops them
 // in reverse (motors made safe first), and turns the outcome into an exit status. Status,
 // telemetry, the STATUS= line and the command surface are composed from what the parts report.
+import { join } from 'node:path';
 import type { Config } from './config/index.js';
 import { EXIT, Lifecycle, Report, errorMessage, groupIdOf, versions, type Logging, type Part, type Reporter, type Versions } from './core/index.js';
 import { ControlLoop, controlConfigFrom } from './control/index.js';
@@ -10,7 +11,7 @@ import { PolicyRuntime, imageSpecs, loadBundle } from './policy/index.js';
 import { VisionRuntime, type ImageSpec } from './hardware/camera/index.js';
 import { FleetLink, LogShipper } from './fleet/index.js';
 import { Updater, parseDesired, topics } from './ota/index.js';
-import { Recorder, defaultRecordDir } from './record/index.js';
+import { Recorder, Uploader, defaultRecordDir, uploadTopics } from './record/index.js';
 
 export type { DaemonStatus } from './api/index.js';
 
@@ -127,6 +128,7 @@ export class Daemon {
     this.fleet = config.fleet.enabled && config.fleet.url !== null ? this.fleetLink(config.fleet.url) : null;
     this.updater?.attach({ runtime: this.policy, loop: this.loop });
     if (this.updater && this.fleet) this.followUpdates(this.updater, this.fleet);
+    const uploader = this.fleet ? this.makeUploader(this.fleet) : null;
     const health = this.healthPart();
     // Status shows the parts under these keys, in this order; STATUS= and telemetry follow it.
     this.report = new Report({ loop: this.loop, policy: this.policy, cameras: this.vision, fleet: this.fleet ?? FLEET_DISABLED, ota: this.updater ?? OTA_DISABLED, record: this.recorder, socket, systemd: health });
@@ -135,7 +137,7 @@ export class Daemon {
     this.commands.add(this.updateCommands());
     this.commands.add(this.recorder.api());
     // The update engine recovers an interrupted update before the fleet can send a new one.
-    const parts: Part[] = [this.loop, this.vision, this.policy, this.recorder, ...(this.updater ? [this.updater] : []), socket, ...(this.fleet ? [this.fleet] : []), health];
+    const parts: Part[] = [this.loop, this.vision, this.policy, this.recorder, ...(this.updater ? [this.updater] : []), socket, ...(this.fleet ? [this.fleet] : []), ...(uploader ? [uploader] : []), health];
     this.lifecycle = new Lifecycle(parts, logging.child('lifecycle'), { stopTimeoutMs: deps.stopTimeoutMs ?? 3000 });
   }
 
@@ -266,6 +268,32 @@ export class Daemon {
       'policy.activate': ({ path }) => u.activateLocal(path),
       'policy.rollback': () => u.rollback(),
     };
+  }
+
+  /**
+   * Store and forward: the recorder's committed episodes go to object storage through the URLs
+   * the fleet grants. None without record.upload.origins (a robot uploads nowhere it was not told).
+   */
+  private makeUploader(link: FleetLink): Uploader | null {
+    const { config, logging } = this.deps;
+    const u = config.record.upload;
+    if (!config.record.enabled || u.origins.length === 0) return null;
+    const id = config.deviceId;
+    const dir = join(config.record.dir ?? defaultRecordDir(config.paths.stateDir), '.reflex', 'uploads');
+    const log = logging.child('uploads');
+    let uploader: Uploader | null = null;
+    const source = this.recorder.uploadSource(() => uploader!.status());
+    uploader = new Uploader(
+      { deviceId: id, dir, origins: u.origins, maxBytesPerS: u.maxKBps * 1024 },
+      source,
+      {
+        publishPending: (doc) => link.publishRetained(uploadTopics.pending(id), doc),
+        event: (kind, data) => void link.event(kind, data).catch((err: unknown) => log.warn({ err: errorMessage(err), kind }, 'upload event not stored')),
+      },
+      log,
+    );
+    link.watch(uploadTopics.grant(id), (payload) => uploader.onGrant(payload));
+    return uploader;
   }
 
   /** The flywheel recorder: the loop's tick records and the recorded cameras' raw frames. */

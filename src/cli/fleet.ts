@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import mqtt, { type MqttClient } from 'mqtt';
 import tar from 'tar-stream';
 import { EXIT, ReflexError, errorMessage } from '../core/index.js';
+import { registerFleetUploads } from './fleet-uploads.js';
 import { TERMINAL_STATES, isId, jobReportSchema, topics, type BundleRef, type JobReport } from '../ota/index.js';
 
 interface DeployOptions {
@@ -225,4 +226,5 @@ export function registerFleet(program: Command): void {
     .option('--wait <s>', 'how long to listen (telemetry comes once a period)', '2')
     .option('--json', 'print JSON for scripts')
     .action((opts: { broker: string; wait: string; json?: boolean }) => status(opts));
+  registerFleetUploads(fleet);
 }

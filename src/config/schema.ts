@@ -141,6 +141,16 @@ const record = z
     minFreeMb: z.number().int().min(0).default(1024),
     /** Seconds kept in memory while not recording (0: off), saved as an episode flagged `highlight` on a fault, e-stop, starvation or clamp. Memory: seconds x fps x each camera's frame (640x480: 0.9 MB). */
     highlightS: z.number().min(0).max(60).default(0),
+    /** Store and forward to object storage, through presigned URLs the fleet grants (needs the fleet link). */
+    upload: z
+      .object({
+        /** URL prefixes uploads may go to, e.g. "https://my-bucket.s3.eu-west-1.amazonaws.com/robots/"; empty: no uploads. A grant naming anything else is refused. */
+        origins: z.array(z.string().url().regex(/^https?:\/\//, 'an http:// or https:// URL')).default([]),
+        /** The uplink share uploads may take, KiB/s (0: no cap). */
+        maxKBps: z.number().int().min(0).default(1024),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 
@@ -309,6 +319,9 @@ export function configSchemaFor(registry: MotorRegistry) {
       }
       if (c.fleet.enabled && c.fleet.url === null) {
         ctx.addIssue({ code: 'custom', path: ['fleet', 'url'], message: 'a broker URL when fleet.enabled is true' });
+      }
+      if (c.record.upload.origins.length > 0 && !c.fleet.enabled) {
+        ctx.addIssue({ code: 'custom', path: ['record', 'upload', 'origins'], message: 'uploads are granted over the fleet link: set fleet.enabled, or leave origins empty' });
       }
     });
 }

@@ -6,6 +6,7 @@
 // files with an index past the last committed episode are leftovers of a crash and are removed:
 // the episode indices are 0..N-1 and each row's `index` its position, always.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { ReflexError } from '../core/index.js';
 import { writeFileAtomic, moveIntoPlace, sweepTemporaries } from './files.js';
@@ -24,6 +25,8 @@ export type Outcome = 'success' | 'failure';
 
 /** One committed episode, as .reflex/episodes.json keeps it. */
 export interface EpisodeEntry {
+  /** Stable for the episode's life: its index changes when older episodes are deleted, this does not. */
+  id: string;
   episodeIndex: number;
   length: number;
   task: string;
@@ -36,6 +39,8 @@ export interface EpisodeEntry {
   repeatedFrames: number;
   bytes: number;
   stats: EpisodeStats;
+  /** When the episode's files were uploaded, and the hash of the metadata sent with them (a later mark sends it again). */
+  uploaded: { at: string; meta: string } | null;
 }
 
 interface State {
@@ -86,6 +91,11 @@ export class Dataset {
       const st = statSync(file);
       if (!st.isFile() || st.size > MAX_STATE_BYTES) throw new ReflexError('CONFIG_INVALID', `${file} is not a regular file of bounded size`);
       state = JSON.parse(readFileSync(file, 'utf8')) as State;
+      // Datasets written before episodes had ids (or upload state) get them once.
+      if (state.episodes.some((e) => e.id === undefined || e.uploaded === undefined)) {
+        state = { ...state, episodes: state.episodes.map((e) => ({ ...e, id: e.id ?? randomUUID(), uploaded: e.uploaded ?? null })) };
+        writeFileAtomic(file, JSON.stringify(state));
+      }
       if (!sameShape(state.shape, shape)) {
         throw new ReflexError(
           'CONFIG_INVALID',
@@ -140,6 +150,7 @@ export class Dataset {
     const flags = [...ep.flags];
     if (repeated > 0 && !flags.includes('frames_repeated')) flags.push('frames_repeated');
     const entry: EpisodeEntry = {
+      id: randomUUID(),
       episodeIndex: index,
       length: ep.rows.length,
       task: ep.task,
@@ -152,6 +163,7 @@ export class Dataset {
       repeatedFrames: repeated,
       bytes,
       stats,
+      uploaded: null,
     };
     const next: State = { ...s, tasks, episodes: [...s.episodes, entry] };
     writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
@@ -175,6 +187,24 @@ export class Dataset {
     this.state = next;
     this.writeMeta();
     return entry;
+  }
+
+  /** Records that episode `id` is uploaded with metadata `meta` (its hash); false when it is gone. */
+  setUploaded(id: string, meta: string, at: string): boolean {
+    const s = this.state;
+    if (!s.episodes.some((e) => e.id === id)) return false;
+    const next: State = { ...s, episodes: s.episodes.map((e) => (e.id === id ? { ...e, uploaded: { at, meta } } : e)) };
+    writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
+    this.state = next;
+    return true;
+  }
+
+  /** A committed episode's files: the data file and each camera's video, by the names an upload gives them. */
+  files(entry: EpisodeEntry): { name: string; path: string }[] {
+    return [
+      { name: 'data.parquet', path: join(this.dir, dataPath(entry.episodeIndex)) },
+      ...this.state.shape.cameras.map((c) => ({ name: `${videoKey(c.name)}.mp4`, path: join(this.dir, videoPath(videoKey(c.name), entry.episodeIndex)) })),
+    ];
   }
 
   /**

@@ -20,7 +20,8 @@ import { HighlightRing } from './highlight.js';
 import { CAM, ROW, rowLayout, type RowLayout } from './row.js';
 import { checkEncoder } from './video.js';
 import { writeFileAtomic } from './files.js';
-import type { DatasetShape } from './format.js';
+import { CODEBASE_VERSION, featuresOf, type DatasetShape } from './format.js';
+import { UPLOADS_DISABLED, type UploadSource, type UploadStatus } from './uploader.js';
 
 const POLICY = MODE_NAMES.indexOf('policy');
 const ESTOP = MODE_NAMES.indexOf('estop');
@@ -87,13 +88,15 @@ export interface RecordStatus {
   /** Seconds the highlight ring holds now (0 while recording or with none configured). */
   highlightS: number;
   /** Saved episodes deleted to keep within record.maxDiskMb and record.minFreeMb. */
-  evicted: { episodes: number; flagged: number; last: string | null };
+  evicted: { episodes: number; flagged: number; unsent: number; last: string | null };
   repeatedFrames: number;
   lostTicks: number;
   diskMb: number;
   freeMb: number | null;
   /** Episode end to files closed and committed, ms (the last one). */
   lastCloseMs: number | null;
+  /** Store and forward to object storage. */
+  upload: UploadStatus;
 }
 
 export class Recorder implements Part {
@@ -136,8 +139,9 @@ export class Recorder implements Part {
   private ringCooldown = false;
   private lastMode = -1;
   private highlightsSaved = 0;
-  /** Saved episodes deleted for the disk bounds (and of them flagged ones), and the last reason. */
-  private readonly evicted = { episodes: 0, flagged: 0, last: null as string | null };
+  /** Saved episodes deleted for the disk bounds (of them flagged ones, and ones never uploaded), and the last reason. */
+  private readonly evicted = { episodes: 0, flagged: 0, unsent: 0, last: null as string | null };
+  private uploads: () => UploadStatus = () => UPLOADS_DISABLED('record.upload.origins is empty');
 
   constructor(
     private readonly o: RecorderOptions,
@@ -514,7 +518,9 @@ export class Recorder implements Part {
    */
   private evictable(bytes: number): Set<number> {
     const eps = this.dataset?.episodes ?? [];
-    const order = [...eps.filter((e) => !flagged(e)), ...eps.filter(flagged)];
+    // Uploaded episodes are safe at home: they go first, whatever their flags.
+    const sent = (e: EpisodeEntry) => e.uploaded !== null;
+    const order = [...eps.filter(sent), ...eps.filter((e) => !sent(e) && !flagged(e)), ...eps.filter((e) => !sent(e) && flagged(e))];
     const drop = new Set<number>();
     let freed = 0;
     for (const e of order) {
@@ -532,8 +538,10 @@ export class Recorder implements Part {
       const gone = ds.evict(drop);
       this.evicted.episodes += gone.length;
       this.evicted.flagged += gone.filter(flagged).length;
+      const unsent = gone.filter((e) => e.uploaded === null);
+      this.evicted.unsent += unsent.length;
       this.evicted.last = reason;
-      this.log.warn({ reason, episodes: gone.length, startedAt: gone.map((e) => e.startedAt), flags: [...new Set(gone.flatMap((e) => e.flags))] }, 'deleted the oldest episodes to make room');
+      this.log.warn({ reason, episodes: gone.length, neverUploaded: unsent.length, startedAt: gone.map((e) => e.startedAt), flags: [...new Set(gone.flatMap((e) => e.flags))] }, 'deleted the oldest episodes to make room');
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'could not delete old episodes; the dataset is finished at the next start');
     }
@@ -655,6 +663,18 @@ export class Recorder implements Part {
       diskMb: Math.round(((ds?.bytes ?? 0) / 1024 ** 2) * 10) / 10,
       freeMb: this.freeMb,
       lastCloseMs: this.lastCloseMs,
+      upload: this.uploads(),
+    };
+  }
+
+  /** The dataset as the uploader sees it (store and forward), and where its status comes from. */
+  uploadSource(status: () => UploadStatus): UploadSource {
+    this.uploads = status;
+    return {
+      episodes: () => this.dataset?.episodes ?? [],
+      files: (e) => this.dataset?.files(e) ?? [],
+      describe: () => (this.dataset === null ? null : { codebase_version: CODEBASE_VERSION, fps: this.shape.fps, robot_type: this.shape.robotType, features: featuresOf(this.shape) }),
+      markUploaded: (id, meta, at) => void this.dataset?.setUploaded(id, meta, at),
     };
   }
 

@@ -1,0 +1,168 @@
+// `reflex fleet uploads`: the fleet's side of store and forward, for a team that has a broker and
+// a bucket (AWS S3, or any S3-compatible store: MinIO, Ceph, R2...). It holds the bucket's keys
+// so the robots do not: for every device's pending list it answers, retained, with presigned
+// URLs for exactly the files offered (one PUT, or a multipart upload for a file bigger than a
+// part, continued when the robot names one it began). Objects land at
+// <prefix><device>/<episode id>/<file>. Presigning is aws4's (SigV4, query-string form).
+import aws4 from 'aws4';
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Command } from 'commander';
+import { EXIT, ReflexError, errorMessage } from '../core/index.js';
+import { MAX_PARTS, MIN_PART_BYTES, parsePending, uploadTopics, type GrantedFile, type PendingUploads, type UploadGrant } from '../record/index.js';
+import { isId } from '../ota/index.js';
+
+export interface GrantOptions {
+  /** http(s)://host[:port] of the S3 API; path-style addressing (bucket in the path). */
+  endpoint: string;
+  bucket: string;
+  region: string;
+  /** Key prefix, e.g. "fleet/"; empty for the bucket's root. */
+  prefix: string;
+  expiresS: number;
+  partBytes: number;
+  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+}
+
+/** Bucket names and prefixes kept to characters that need no escaping in a URL or a signature. */
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const PREFIX = /^([A-Za-z0-9_.-]+\/)*$/;
+
+export class Presigner {
+  private readonly base: URL;
+
+  constructor(private readonly o: GrantOptions) {
+    this.base = new URL(o.endpoint);
+    if (!/^https?:$/.test(this.base.protocol) || this.base.pathname !== '/') throw new ReflexError('BAD_REQUEST', `--endpoint ${o.endpoint}: want http(s)://host[:port]`);
+    if (!BUCKET.test(o.bucket)) throw new ReflexError('BAD_REQUEST', `--bucket ${o.bucket}: not an S3 bucket name`);
+    if (!PREFIX.test(o.prefix)) throw new ReflexError('BAD_REQUEST', `--prefix ${o.prefix}: letters, digits, _ . - in parts ending with /`);
+    if (o.partBytes < MIN_PART_BYTES) throw new ReflexError('BAD_REQUEST', `--part-mb: S3 parts are at least ${MIN_PART_BYTES / 1024 ** 2} MiB`);
+  }
+
+  key(device: string, episode: string, file: string): string {
+    return `${this.o.prefix}${device}/${episode}/${file}`;
+  }
+
+  /** A presigned URL for `method` on `key` (with extra query parameters). */
+  url(method: 'PUT' | 'POST' | 'GET', key: string, query = ''): string {
+    const q = `${query}${query ? '&' : ''}X-Amz-Expires=${this.o.expiresS}`;
+    const signed = aws4.sign({ host: this.base.host, path: `/${this.o.bucket}/${key}?${q}`, method, service: 's3', region: this.o.region, signQuery: true }, this.o.credentials);
+    return `${this.base.protocol}//${this.base.host}${signed.path}`;
+  }
+
+  /** Begins a multipart upload (a signed request: this side holds the keys); its upload id. */
+  async beginMultipart(key: string): Promise<string> {
+    const signed = aws4.sign({ host: this.base.host, path: `/${this.o.bucket}/${key}?uploads=`, method: 'POST', service: 's3', region: this.o.region }, this.o.credentials);
+    const res = await fetch(`${this.base.protocol}//${this.base.host}${signed.path}`, { method: 'POST', headers: signed.headers as Record<string, string>, signal: AbortSignal.timeout(30_000) });
+    const text = await res.text();
+    const id = /<UploadId>([^<]+)<\/UploadId>/.exec(text)?.[1];
+    if (!res.ok || id === undefined) throw new Error(`CreateMultipartUpload ${key}: HTTP ${res.status} ${text.slice(0, 200)}`);
+    return id;
+  }
+
+  /** The grant answering one device's pending list. */
+  async grant(device: string, pending: PendingUploads): Promise<UploadGrant> {
+    const episodes: UploadGrant['episodes'] = [];
+    for (const ep of pending.episodes) {
+      const files: GrantedFile[] = [];
+      for (const f of ep.files) {
+        const key = this.key(device, ep.id, f.name);
+        if (f.bytes <= this.o.partBytes) {
+          files.push({ name: f.name, put: this.url('PUT', key) });
+          continue;
+        }
+        const partBytes = this.o.partBytes;
+        const n = Math.max(1, Math.ceil(f.bytes / partBytes));
+        if (n > MAX_PARTS) throw new Error(`${key}: ${f.bytes} bytes need more than ${MAX_PARTS} parts; raise --part-mb`);
+        const uploadId = f.uploadId ?? (await this.beginMultipart(key));
+        const id = encodeURIComponent(uploadId);
+        const parts = Array.from({ length: n }, (_, i) => this.url('PUT', key, `partNumber=${i + 1}&uploadId=${id}`));
+        files.push({ name: f.name, multipart: { uploadId, partBytes, parts, complete: this.url('POST', key, `uploadId=${id}`) } });
+      }
+      episodes.push({ id: ep.id, files });
+    }
+    return { seq: pending.seq, episodes };
+  }
+}
+
+/** Answers every device's pending list until stopped; `say` gets a line per grant or refusal. */
+export async function serveGrants(broker: string, presigner: Presigner, say: (line: string) => void): Promise<{ client: MqttClient; stop: () => Promise<void> }> {
+  const client = await mqtt.connectAsync(broker, { protocolVersion: 5, connectTimeout: 10_000, reconnectPeriod: 2000 }).catch((err: unknown) => {
+    throw new ReflexError('NOT_CONNECTED', `cannot reach the broker at ${broker}: ${errorMessage(err)}`, { disconnected: true });
+  });
+  // One device's lists are answered in order; a slow CreateMultipartUpload does not reorder them.
+  const chains = new Map<string, Promise<void>>();
+  client.on('message', (topic, payload) => {
+    const device = topic.split('/')[2] ?? '';
+    if (!isId(device) || payload.length === 0) return;
+    const pending = parsePending(payload);
+    if (pending === null) {
+      say(`${device}: pending list refused (not a pending document)`);
+      return;
+    }
+    const next = (chains.get(device) ?? Promise.resolve()).then(async () => {
+      if (pending.episodes.length === 0) return;
+      try {
+        const grant = await presigner.grant(device, pending);
+        await client.publishAsync(uploadTopics.grant(device), JSON.stringify(grant), { qos: 1, retain: true });
+        const files = grant.episodes.reduce((a, e) => a + e.files.length, 0);
+        say(`${device}: granted ${grant.episodes.length} episodes, ${files} files (${pending.waiting} waiting, ${(pending.waitingBytes / 1024 ** 2).toFixed(1)} MB)`);
+      } catch (err) {
+        say(`${device}: no grant: ${errorMessage(err)}`);
+      }
+    });
+    chains.set(device, next);
+  });
+  await client.subscribeAsync(uploadTopics.allPending, { qos: 1 });
+  return { client, stop: async () => void (await client.endAsync()) };
+}
+
+interface UploadsCliOptions {
+  broker: string;
+  endpoint: string;
+  bucket: string;
+  region: string;
+  prefix: string;
+  expires: string;
+  partMb: string;
+}
+
+export function registerFleetUploads(fleet: Command): void {
+  fleet
+    .command('uploads')
+    .description('grant the robots presigned S3 URLs for their recorded episodes (keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); runs until stopped')
+    .requiredOption('--broker <url>', "the fleet's broker (mqtt://, mqtts://)")
+    .requiredOption('--endpoint <url>', 'the S3 API, e.g. https://s3.eu-west-1.amazonaws.com or http://minio:9000')
+    .requiredOption('--bucket <name>', 'the bucket')
+    .option('--region <r>', 'the region signatures are made for', 'us-east-1')
+    .option('--prefix <p>', 'key prefix, ending with / (objects land at <prefix><device>/<episode id>/<file>)', '')
+    .option('--expires <s>', 'how long a granted URL stays good', '3600')
+    .option('--part-mb <n>', 'files bigger than this go up as multipart uploads in parts of this size', '16')
+    .action(async (opts: UploadsCliOptions) => {
+      const accessKeyId = process.env.AWS_ACCESS_KEY_ID;
+      const secretAccessKey = process.env.AWS_SECRET_ACCESS_KEY;
+      if (!accessKeyId || !secretAccessKey) {
+        process.stderr.write('reflex fleet uploads: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (keys are never taken on the command line)\n');
+        process.exit(EXIT.CONFIG);
+      }
+      const expiresS = Number(opts.expires);
+      const partMb = Number(opts.partMb);
+      if (!Number.isInteger(expiresS) || expiresS < 1 || expiresS > 604_800) {
+        process.stderr.write(`reflex fleet uploads: --expires ${opts.expires}: whole seconds, 1 to 604800 (S3's limit)\n`);
+        process.exit(EXIT.USAGE);
+      }
+      try {
+        const presigner = new Presigner({
+          endpoint: opts.endpoint, bucket: opts.bucket, region: opts.region, prefix: opts.prefix, expiresS, partBytes: Math.round(partMb * 1024 ** 2),
+          credentials: { accessKeyId, secretAccessKey, ...(process.env.AWS_SESSION_TOKEN ? { sessionToken: process.env.AWS_SESSION_TOKEN } : {}) },
+        });
+        const service = await serveGrants(opts.broker, presigner, (line) => process.stdout.write(`${new Date().toISOString()} ${line}\n`));
+        process.stdout.write(`granting uploads into s3://${opts.bucket}/${opts.prefix} for every device on ${opts.broker}\n`);
+        const stop = () => void service.stop().then(() => process.exit(0));
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      } catch (err) {
+        process.stderr.write(`reflex fleet uploads: ${errorMessage(err)}\n`);
+        process.exit(err instanceof ReflexError && err.code === 'BAD_REQUEST' ? EXIT.USAGE : err instanceof ReflexError && err.code === 'NOT_CONNECTED' ? EXIT.UNAVAILABLE : EXIT.FAILURE);
+      }
+    });
+}
