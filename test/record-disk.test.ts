@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Intervention } from '../src/rt/index.js';
 import { MODE_NAMES } from '../src/control/index.js';
-import { type RecorderOptions } from '../src/record/index.js';
+import { UPLOADS_DISABLED, type RecorderOptions } from '../src/record/index.js';
 import { EVICT_DIR, stageEpisode } from '../src/record/evict.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { readParquet, recorderRig, until } from './helpers/record-rig.js';
@@ -113,6 +113,34 @@ test('past record.maxDiskMb the oldest unflagged episodes are deleted, the flagg
   await until('recovery done', () => c.recorder.status().state !== 'starting');
   await c.recorder.stop();
   assert.equal((await readBack(join(dir, 'dataset'))).length, b.recorder.status().episodes);
+});
+
+test('an episode already uploaded is deleted before any that is not, flagged or not', async () => {
+  const dir = tempDir('reflex-record-disk-');
+  const a = rig(dir);
+  await a.recorder.start();
+  await until('recovery done', () => a.recorder.status().state === 'idle');
+  a.recorder.startRecording();
+  await episode(a, 1);
+  await episode(a, 2, true); // a fault: flagged, and (below) already at home in the bucket
+  const saved = JSON.parse(readFileSync(join(dir, 'dataset/.reflex/episodes.json'), 'utf8')) as { episodes: { id: string; bytes: number }[] };
+  a.recorder.uploadSource(() => UPLOADS_DISABLED('test')).markUploaded(saved.episodes[1]!.id, 'meta', new Date().toISOString());
+  await a.recorder.stop();
+  const total = saved.episodes.reduce((x, e) => x + e.bytes, 0);
+  const b = rig(dir, { maxDiskMb: total / 1024 ** 2 });
+  await b.recorder.start();
+  try {
+    await until('recovery done', () => b.recorder.status().state === 'armed');
+    await episode(b, 3);
+    const s = b.recorder.status();
+    assert.ok(s.evicted.episodes >= 1, JSON.stringify(s.evicted));
+    assert.equal(s.evicted.unsent, 0, 'nothing was deleted that had not gone up');
+    const markers = (await readBack(join(dir, 'dataset'))).map((e) => e.marker);
+    assert.ok(!markers.includes(2), `the uploaded (flagged) episode went first: ${JSON.stringify(markers)}`);
+    assert.ok(markers.includes(1), `the unflagged one not yet uploaded is kept: ${JSON.stringify(markers)}`);
+  } finally {
+    await b.recorder.stop();
+  }
 });
 
 test('with nothing unflagged left, flagged episodes go too, and recording goes on', async () => {

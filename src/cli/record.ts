@@ -2,11 +2,24 @@
 // follow the policy (they open when it starts and close when it stops); these verbs turn
 // recording on and off, name the task, and mark how an episode went.
 import type { Command } from 'commander';
-import { request } from '../api/index.js';
+import { request } from '../api/wire.js';
 import type { RecordStatus } from '../record/index.js';
 import { daemonOptions, print, socketPath, type DaemonOptions } from './program.js';
 
 const MARKS = ['success', 'failure', 'intervention'] as const;
+
+function uploadLine(u: RecordStatus['upload']): string {
+  if (u.state === 'disabled') return `upload     off (${u.reason})`;
+  const now =
+    u.current !== null
+      ? `sending ${u.current.file} of ${u.current.episode.slice(0, 8)}: ${u.current.sentMb}/${u.current.totalMb} MB`
+      : u.state === 'waiting'
+        ? 'waiting for the fleet to grant URLs'
+        : u.state === 'backoff'
+          ? `failed, again in ${u.retryInS ?? '?'} s: ${u.reason}`
+          : u.state;
+  return `upload     ${u.waiting} episodes waiting (${u.waitingMb} MB); ${u.uploaded} uploaded, ${u.sentMb} MB sent since start; ${now}${u.capKBps > 0 ? `; cap ${u.capKBps} KiB/s` : ''}`;
+}
 
 export function recordText(s: RecordStatus): string {
   const ep = s.episode;
@@ -18,7 +31,8 @@ export function recordText(s: RecordStatus): string {
       ? `episode    ${s.state === 'armed' ? 'none open: one starts when the policy runs' : 'none'}`
       : `episode    ${s.episodes} recording: ${ep.frames} frames, ${ep.seconds} s${ep.flags.length ? `, flags ${ep.flags.join(', ')}` : ''}${ep.outcome ? `, ${ep.outcome}` : ''}`,
     `dropped    ${s.dropped.episodes} episodes${s.dropped.last ? ` (last: ${s.dropped.last})` : ''}; ${s.repeatedFrames} repeated frames, ${s.lostTicks} ticks lost`,
-    ...(s.evicted.episodes > 0 ? [`deleted    ${s.evicted.episodes} old episodes for the disk bounds (${s.evicted.flagged} flagged; last: ${s.evicted.last})`] : []),
+    ...(s.evicted.episodes > 0 ? [`deleted    ${s.evicted.episodes} old episodes for the disk bounds (${s.evicted.flagged} flagged, ${s.evicted.unsent} never uploaded; last: ${s.evicted.last})`] : []),
+    uploadLine(s.upload),
     ...(s.recovered + s.discarded > 0 ? [`crashes    ${s.recovered} episodes recovered, ${s.discarded} discarded`] : []),
   ];
   return `${lines.join('\n')}\n`;
