@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Uploader, type EpisodeEntry, type PendingUploads, type UploadSource } from '../src/record/index.js';
+import { parseGrant } from '../src/record/upload-protocol.js';
 import type { Presigner } from '../src/cli/fleet-uploads.js';
 import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
@@ -295,4 +296,21 @@ test('upload: an episode deleted by the disk policy before it went up is dropped
   } finally {
     await u.stop();
   }
+});
+
+test('upload: a grant for big files holds as many episodes as a robot accepts, and the rest come in the next one', { timeout: 60_000 }, async () => {
+  await withS3(async (s3) => {
+    const big = (id: string) => ({ id, files: [{ name: 'observation.images.top.mp4', bytes: 3 * 1024 ** 3, sha256: '0'.repeat(64) }] });
+    const pending: PendingUploads = { seq: 7, episodes: [big(randomUUID()), big(randomUUID()), big(randomUUID())], waiting: 3, waitingBytes: 9 * 1024 ** 3 };
+    const grant = await s3.presigner().grant(DEVICE, pending);
+    const text = JSON.stringify(grant);
+    assert.ok(grant.episodes.length >= 1 && grant.episodes.length < 3, `${grant.episodes.length} episodes granted`);
+    const r = parseGrant(Buffer.from(text));
+    assert.ok(r.ok, `the robot accepts it: ${r.ok ? '' : r.reason}`);
+    const parts = (grant.episodes[0]!.files[0] as { multipart: { parts: string[] } }).multipart.parts.length;
+    assert.equal(parts, Math.ceil((3 * 1024 ** 3) / (5 * 1024 ** 2)));
+    // A file whose URLs alone would not fit is refused with what to change.
+    const huge = { ...pending, episodes: [{ id: randomUUID(), files: [{ name: 'data.parquet', bytes: 48 * 1024 ** 3, sha256: '0'.repeat(64) }] }] };
+    await assert.rejects(s3.presigner().grant(DEVICE, huge), /raise --part-mb/);
+  });
 });

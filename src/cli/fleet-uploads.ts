@@ -8,7 +8,7 @@ import aws4 from 'aws4';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Command } from 'commander';
 import { EXIT, ReflexError, errorMessage } from '../core/index.js';
-import { MAX_PARTS, MIN_PART_BYTES, parsePending, uploadTopics, type GrantedFile, type PendingUploads, type UploadGrant } from '../record/index.js';
+import { GRANT_MAX_BYTES, MAX_PARTS, MIN_PART_BYTES, parsePending, uploadTopics, type GrantedFile, type PendingUploads, type UploadGrant } from '../record/index.js';
 import { isId } from '../ota/index.js';
 
 export interface GrantOptions {
@@ -59,9 +59,13 @@ export class Presigner {
     return id;
   }
 
-  /** The grant answering one device's pending list. */
+  /**
+   * The grant answering one device's pending list: as many of its episodes as fit in one grant
+   * document (the robot asks again for the rest once these are up).
+   */
   async grant(device: string, pending: PendingUploads): Promise<UploadGrant> {
     const episodes: UploadGrant['episodes'] = [];
+    let size = 64;
     for (const ep of pending.episodes) {
       const files: GrantedFile[] = [];
       for (const f of ep.files) {
@@ -78,7 +82,13 @@ export class Presigner {
         const parts = Array.from({ length: n }, (_, i) => this.url('PUT', key, `partNumber=${i + 1}&uploadId=${id}`));
         files.push({ name: f.name, multipart: { uploadId, partBytes, parts, complete: this.url('POST', key, `uploadId=${id}`) } });
       }
-      episodes.push({ id: ep.id, files });
+      const entry = { id: ep.id, files };
+      size += JSON.stringify(entry).length + 1;
+      if (size > GRANT_MAX_BYTES) {
+        if (episodes.length === 0) throw new Error(`episode ${ep.id}: its URLs do not fit in one grant (${GRANT_MAX_BYTES} bytes); raise --part-mb`);
+        break;
+      }
+      episodes.push(entry);
     }
     return { seq: pending.seq, episodes };
   }

@@ -198,7 +198,7 @@ async function status(opts: { broker: string; wait: string; json?: boolean }): P
 }
 
 export function registerFleet(program: Command): void {
-  const fleet = program.command('fleet').description('over-the-air policy updates for a fleet, through its MQTT broker');
+  const fleet = program.command('fleet').description('over-the-air policy updates and recorded-episode uploads for a fleet, through its MQTT broker');
   fleet
     .command('deploy')
     .description('publish a signed bundle as the desired policy of devices or a group (retained), canary first')

@@ -2,4 +2,4 @@ export { Recorder, defaultRecordDir, type RecorderOptions, type RecordStatus, ty
 export { Dataset, type EpisodeEntry, type EpisodeFlag, type Outcome } from './dataset.js';
 export { featuresOf, infoJson, videoKey, dataPath, videoPath, CODEBASE_VERSION, type DatasetShape, type Feature } from './format.js';
 export { Uploader, UPLOADS_DISABLED, type UploadStatus, type UploadSource, type UploadChannel, type UploaderOptions } from './uploader.js';
-export { uploadTopics, parsePending, MIN_PART_BYTES, MAX_PARTS, type PendingUploads, type UploadGrant, type GrantedFile } from './upload-protocol.js';
+export { uploadTopics, parsePending, GRANT_MAX_BYTES, MIN_PART_BYTES, MAX_PARTS, type PendingUploads, type UploadGrant, type GrantedFile } from './upload-protocol.js';

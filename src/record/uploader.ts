@@ -94,7 +94,16 @@ function episodeMeta(e: EpisodeEntry): Record<string, unknown> {
   return { id: e.id, task: e.task, length: e.length, flags: e.flags, outcome: e.outcome, policy: e.policy, startedAt: e.startedAt, repeatedFrames: e.repeatedFrames, stats };
 }
 
-const metaHash = (e: EpisodeEntry) => createHash('sha256').update(JSON.stringify(episodeMeta(e))).digest('hex');
+/** Entries are replaced, never changed, when marked: one hash per entry object, not one per look (status asks often). */
+const hashes = new WeakMap<EpisodeEntry, string>();
+function metaHash(e: EpisodeEntry): string {
+  let h = hashes.get(e);
+  if (h === undefined) {
+    h = createHash('sha256').update(JSON.stringify(episodeMeta(e))).digest('hex');
+    hashes.set(e, h);
+  }
+  return h;
+}
 
 /** Something went wrong in it or a technician said so (the same test as the disk policy's). */
 function isFlagged(e: EpisodeEntry): boolean {
@@ -251,9 +260,14 @@ export class Uploader implements Part {
     const meta = metaHash(e);
     const file = join(dir, PROGRESS);
     if (existsSync(file)) {
-      const p = JSON.parse(readFileSync(file, 'utf8')) as Progress;
-      if (p.meta === meta) return p;
-      rmSync(dir, { recursive: true, force: true }); // marked again since: the new episode.json goes up
+      let p: Progress | null = null;
+      try {
+        p = JSON.parse(readFileSync(file, 'utf8')) as Progress;
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err), id: e.id }, 'upload progress unreadable; the episode starts over');
+      }
+      if (p !== null && p.meta === meta) return p;
+      rmSync(dir, { recursive: true, force: true }); // marked again since (the new episode.json goes up), or unreadable
     }
     const described = this.source.describe();
     if (described === null) return null;
