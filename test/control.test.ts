@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { ControlLoop, loopHeadline, type ControlConfig } from '../src/control/index.js';
+import { ControlLoop, loopHeadline, type ControlConfig, type JointSpec } from '../src/control/index.js';
+import { ControlCore } from '../src/control/core.js';
+import { allocShared, viewShared } from '../src/control/shared.js';
+import { ScriptedBus } from './helpers/scripted-bus.js';
 import { Histogram, bucketOf, bucketUpper, HIST_BUCKETS } from '../src/rt/index.js';
 import { ticksToRad } from '../src/hardware/dynamixel/index.js';
 import { SimHandle } from './helpers/sim.js';
@@ -104,6 +107,14 @@ test('the loop drives simulated servos at 50 Hz from scripted chunks, within lim
     const s = loop.status();
     assert.ok(s.ticks > 100 && s.rateHz > 40 && s.rateHz < 60, `${s.ticks} ticks at ${s.rateHz} Hz`);
     assert.ok(s.safety.limitClamps > 0, 'the limit clamp was counted');
+    // ... on the shoulder, the joint asked past its limit, and on no other.
+    const by = Object.fromEntries(s.safety.byJoint.map((j) => [j.joint, j]));
+    assert.equal(by.shoulder?.limitClamps, s.safety.limitClamps);
+    assert.equal(by.base?.limitClamps, 0);
+    assert.equal(by.elbow?.limitClamps, 0);
+    assert.ok(s.policyTimeS > 1.5 && s.policyTimeS < 3, `policy time ${s.policyTimeS} s`);
+    // Chunks of 50 asked for with 20 left, answered in ~30 ms: the one playing is under a second old.
+    assert.ok(s.chunks.ageMs !== null && s.chunks.ageMs >= 0 && s.chunks.ageMs < 1000, `chunk age ${s.chunks.ageMs}`);
     assert.ok(s.safety.deltaClamps > 0, 'the velocity clamp was counted');
     assert.equal(s.safety.softStarts, 1);
     assert.ok(s.chunks.received >= 2 && source.answered >= 2);
@@ -211,4 +222,76 @@ test('stopping a loop stuck in its tick is bounded: the worker is terminated, an
   const again = new ControlLoop(cfg, { stallMs: 200 }, silent);
   await again.start(new AbortController().signal);
   await again.stop();
+});
+
+test('the control core counts interventions and failed reads per joint, retries per bus, and the age of the chunk it plays', () => {
+  const joints: JointSpec[] = [
+    { name: 'base', bus: 'a', id: 1, min: -1, max: 1, maxVelocity: 100, offset: 0, direction: 1 },
+    { name: 'shoulder', bus: 'a', id: 2, min: -0.5, max: 0.5, maxVelocity: 100, offset: 0, direction: 1 },
+    { name: 'wrist', bus: 'b', id: 7, min: -1, max: 1, maxVelocity: 1, offset: 0, direction: 1 },
+  ];
+  const cfg = { ...armConfig('unused', { softStartTicks: 0, firstChunkTicks: 100, starvationLimitTicks: 100 }, joints), buses: [] };
+  const a = new ScriptedBus('a', [1, 2]);
+  const b = new ScriptedBus('b', [7]);
+  const shared = viewShared(allocShared(3, 64, 2));
+  const faults: string[] = [];
+  const core = new ControlCore(cfg, [a, b], shared, { fault: (r) => faults.push(r), warning: () => undefined, lost: () => undefined });
+  const joint = (j: number) => ({ ...Object.fromEntries((['limitClamps', 'deltaClamps', 'nonFinite', 'failedReads'] as const).map((k) => [k, shared.perJoint[j]!.get(k)])) });
+  let k = 0;
+  const tick = () => core.tick(k++, k * 20);
+
+  tick();
+  for (let j = 0; j < 3; j++) assert.deepEqual(joint(j), { limitClamps: 0, deltaClamps: 0, nonFinite: 0, failedReads: 0 });
+
+  // The shoulder's motor does not answer for 3 ticks: its failed reads, not the base's on the same bus.
+  a.silent[1] = 1;
+  a.errors.retries += 3;
+  for (let i = 0; i < 3; i++) tick();
+  a.silent[1] = 0;
+  tick();
+  assert.equal(joint(1).failedReads, 3);
+  assert.equal(joint(0).failedReads, 0);
+  assert.equal(joint(2).failedReads, 0);
+  assert.equal(shared.perBus[0]!.get('failedReads'), 3);
+  assert.equal(shared.perBus[0]!.get('retries'), 3);
+  assert.equal(shared.perBus[1]!.get('failedReads'), 0);
+  assert.equal(shared.counters.get('busFailedReads'), 3);
+
+  // A bus reopened counts its retries from 0 again: the loop's count goes on from where it was.
+  a.errors.retries = 1;
+  tick();
+  assert.equal(shared.perBus[0]!.get('retries'), 4);
+  assert.equal(shared.counters.get('busRetries'), 4);
+
+  // A policy that asks the shoulder past its limit and the wrist faster than its velocity
+  // limit: each counted on its own joint only (a chunk with NaN never gets this far).
+  core.startPolicy();
+  const rec = shared.link.chunkRecord();
+  rec.obsTick = k;
+  rec.horizon = 40;
+  rec.generation = 0;
+  for (let i = 0; i < 40; i++) rec.actions.set([0.2, 0.9, 0.9], i * 3);
+  shared.chunk.write(rec.data);
+  const obsTick = k;
+  for (let i = 0; i < 5; i++) tick();
+  assert.equal(shared.counters.get('policyTicks'), 5);
+  // Action i plays at tick obsTick + i: the chunk is 4 ticks old at the 5th tick.
+  assert.equal(shared.counters.get('chunkAgeTicks'), k - 1 - obsTick);
+  assert.deepEqual(joint(0), { limitClamps: 0, deltaClamps: 0, nonFinite: 0, failedReads: 0 });
+  assert.equal(joint(1).limitClamps, 5);
+  assert.equal(joint(1).deltaClamps, 0);
+  // 0.02 rad a tick: 0.9 takes 45 ticks, each of these 5 clamped.
+  assert.equal(joint(2).deltaClamps, 5);
+  assert.equal(joint(2).limitClamps, 0);
+  assert.equal(shared.counters.get('limitClamps'), 5);
+
+  // A lost bus is not read at all: every joint on it fails, the other bus's do not.
+  b.lost = 'bus b lost: unplugged';
+  tick();
+  tick();
+  assert.equal(joint(2).failedReads, 2);
+  assert.equal(joint(0).failedReads, 0);
+  assert.equal(shared.perBus[1]!.get('failedReads'), 2);
+  assert.equal(faults.length, 1);
+  assert.equal(shared.counters.get('chunkAgeTicks'), -1, 'no chunk plays in fault');
 });

@@ -56,3 +56,14 @@ test('soft start ramps from the measured pose to the policy over the configured 
   assert.equal(f.stats.softStarts, 1);
   assert.equal(f.rampingIn, false);
 });
+
+test('each intervention is also counted on the joint it changed', () => {
+  const f = new SafetyFilter(limits, period, 0);
+  run(f, [1.5, 0], [0.99, 0]); // joint 0 past its limit
+  run(f, [0, 0.4], [0, 0]); // joint 1 too fast
+  run(f, [NaN, 0], [0.3, 0]); // joint 0 NaN
+  assert.deepEqual([...f.byJoint.limitClamps], [1, 0]);
+  assert.deepEqual([...f.byJoint.deltaClamps], [0, 1]);
+  assert.deepEqual([...f.byJoint.nonFinite], [1, 0]);
+  assert.equal(f.stats.limitClamps + f.stats.deltaClamps + f.stats.nonFinite, 3);
+});

@@ -58,6 +58,10 @@ export class ControlCore {
    * one; commanding it to the reopened servos would move them.
    */
   private readonly away: Uint8Array;
+  /** Per bus, this tick: 0 read ok, 1 some motors did not answer (see bus.fresh), 2 not read at all. */
+  private readonly readOutcome: Uint8Array;
+  /** Per bus: its driver's retry count at the last tick (a reopened bus starts its count again). */
+  private readonly retriesSeen: Float64Array;
   /** Per bus: the CAN controller state last reported, and the tick it was reported at. */
   private readonly controllerSeen: string[];
   private readonly controllerSeenAt: Float64Array;
@@ -93,6 +97,8 @@ export class ControlCore {
     this.motorCmd = buses.map((b) => new Float64Array(b.ids.length));
     this.loadWarned = new Uint8Array(buses.length);
     this.away = new Uint8Array(buses.length);
+    this.readOutcome = new Uint8Array(buses.length);
+    this.retriesSeen = new Float64Array(buses.length);
     this.controllerSeen = buses.map(() => 'error-active');
     this.controllerSeenAt = new Float64Array(buses.length).fill(-Infinity);
     this.obs = shared.link.observationRecord();
@@ -130,11 +136,14 @@ export class ControlCore {
     this.publish(k, now);
     if (!busOk) c.add('busFailedReads');
 
+    let chunkAge = -1;
     switch (this.mode) {
       case Mode.POLICY:
+        c.add('policyTicks');
         this.takeChunk(k);
         if (this.executor.next(k, this.desired)) {
           rec.action.set(this.desired);
+          chunkAge = k - this.executor.playingObsTick;
           if (this.primingTicks >= 0) {
             // The first action: the soft start ramps from here (the pose held while priming).
             this.safety.softStart(this.prev);
@@ -166,6 +175,7 @@ export class ControlCore {
         this.desired.set(this.hold);
         break;
     }
+    c.set('chunkAgeTicks', chunkAge);
     // The observation just published carries the tick: the bell only says a chunk is wanted.
     if (this.mode === Mode.POLICY && this.executor.wantsRefill(k)) this.shared.link.request.ring();
 
@@ -306,25 +316,34 @@ export class ControlCore {
 
   private readBuses(): boolean {
     let ok = true;
+    const outcome = this.readOutcome;
     for (let b = 0; b < this.buses.length; b++) {
       const bus = this.buses[b]!;
+      outcome[b] = 2;
       if (this.away[b] === 1 && bus.lost !== null) {
         // Gone until a reset takes it back: its joints keep their last values, the loop holds.
         // Once reopened it is read again (fresh pose, and its servos' bus watchdog fed) but not
         // written until the reset adopts that pose.
         ok = false;
+        this.shared.perBus[b]!.add('failedReads');
         continue;
       }
       try {
-        if (!bus.read()) ok = false;
+        outcome[b] = bus.read() ? 0 : 1;
+        if (outcome[b] === 1) ok = false;
       } catch (err) {
         ok = false;
         this.busFailed(b, err);
       }
+      if (outcome[b] !== 0) this.shared.perBus[b]!.add('failedReads');
     }
     for (let j = 0; j < this.n; j++) {
       const r = this.refs[j]!;
       const bus = this.buses[r.bus]!;
+      // A failed read is the motor's when the bus says it alone did not answer; a bus not read
+      // at all (lost, or past its error budget) fails every joint on it.
+      const o = outcome[r.bus]!;
+      if (o === 2 || (o === 1 && bus.fresh[r.motor] === 0)) this.shared.perJoint[j]!.add('failedReads');
       this.measure(j);
       this.motorRec.temperature[j] = bus.temperature[r.motor]!;
       this.motorRec.voltage[j] = bus.voltage[r.motor]!;
@@ -413,11 +432,24 @@ export class ControlCore {
     c.set('chunksRejected', e.rejectedChunks);
     c.set('staleActions', e.staleActions);
     c.set('refillRequests', e.refillRequests);
+    const by = this.safety.byJoint;
+    for (let j = 0; j < this.n; j++) {
+      const pj = this.shared.perJoint[j]!;
+      pj.set('limitClamps', by.limitClamps[j]!);
+      pj.set('deltaClamps', by.deltaClamps[j]!);
+      pj.set('nonFinite', by.nonFinite[j]!);
+    }
     let retries = 0;
     let load = 0;
     for (let b = 0; b < this.buses.length; b++) {
       const bus = this.buses[b]!;
-      retries += bus.errors.retries;
+      const pb = this.shared.perBus[b]!;
+      const r = bus.errors.retries;
+      // Counted from the driver's own count; a reopened bus counts from 0 again.
+      const seen = this.retriesSeen[b]!;
+      if (r !== seen) pb.add('retries', r > seen ? r - seen : r);
+      this.retriesSeen[b] = r;
+      retries += pb.get('retries');
       const l = bus.load;
       if (l === null) continue;
       if (l.pct > load) load = l.pct;

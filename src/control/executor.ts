@@ -59,6 +59,14 @@ export class ChunkExecutor {
   private sinceStart = 0;
   /** rtc: the tick the last chunk was spliced in from. */
   private splicedFrom = -1;
+  /**
+   * The observation tick of the chunk whose actions next() gives (-1: none), and of the newest
+   * chunk with the tick its actions begin at: a chunk plays from there on (a swapped-in one only
+   * once the running chunk has ended).
+   */
+  playingObsTick = -1;
+  private newestObsTick = -1;
+  private newestFrom = -1;
 
   constructor(private readonly opts: ExecutorOptions) {
     this.cap = opts.capacity ?? 512;
@@ -207,6 +215,8 @@ export class ChunkExecutor {
       this.end = to;
     } else if (to > this.end) this.end = to;
     this.requestedAt = -1;
+    this.newestObsTick = obsTick;
+    this.newestFrom = from;
     this.stats.chunks++;
     return true;
   }
@@ -225,6 +235,10 @@ export class ChunkExecutor {
     const ensemble = this.opts.blend === 'ensemble';
     for (let j = 0; j < this.dof; j++) out[j] = ensemble ? this.value[v + j]! / w : this.value[v + j]!;
     this.consecutiveStarved = 0;
+    if (this.newestFrom >= 0 && now >= this.newestFrom) {
+      this.playingObsTick = this.newestObsTick;
+      this.newestFrom = -1;
+    }
     return true;
   }
 
@@ -240,6 +254,9 @@ export class ChunkExecutor {
     this.delayCount = 0;
     this.sinceStart = 0;
     this.splicedFrom = -1;
+    this.playingObsTick = -1;
+    this.newestObsTick = -1;
+    this.newestFrom = -1;
   }
 
   /** Frees the slots of ticks before `now`, so the ring can hold later ticks there. */

@@ -53,6 +53,29 @@ export interface LastTick {
   joints: { name: string; position: number; velocity: number; effort: number; action: number | null; command: number }[];
 }
 
+/** One joint's safety interventions and failed reads since the daemon started. */
+export interface JointInterventions {
+  joint: string;
+  /** Commands outside the joint's position limits, clamped. */
+  limitClamps: number;
+  /** Commands faster than its velocity limit, clamped. */
+  deltaClamps: number;
+  /** NaN or Inf commands, replaced by the previous command. */
+  nonFinite: number;
+  /** Ticks its motor gave no fresh value (it did not answer, or its bus was not read). */
+  failedReads: number;
+}
+
+/** One bus's failed reads (ticks) and retries since the daemon started. */
+export interface BusErrors {
+  name: string;
+  failedReads: number;
+  retries: number;
+}
+
+/** Upper edges (µs) of the wake-lateness buckets status shows; one more bucket holds the rest. */
+export const LATENESS_EDGES_US = [10, 50, 100, 500, 1000, 5000, 20_000] as const;
+
 export interface LoopStatus {
   state: LoopStateName;
   mode: ModeName;
@@ -68,10 +91,21 @@ export interface LoopStatus {
   tickDurationUs: { last: number; mean: number; p50: number; p99: number; max: number };
   msSinceLastTick: number | null;
   starvedTicks: number;
-  safety: { limitClamps: number; deltaClamps: number; nonFinite: number; softStarts: number; estops: number; faults: number };
-  /** loadPct: the busiest CAN bus's share of its bitrate over the last second (0 without CAN). */
-  bus: { failedReads: number; retries: number; loadPct: number };
-  chunks: { received: number; rejected: number; staleActions: number; refillRequests: number };
+  /** Wake-up lateness since start in coarse buckets: counts[i] up to edgesUs[i], the last above them all. */
+  latenessBuckets: { edgesUs: number[]; counts: number[] };
+  /** Time the loop has run a policy (the clamps' rates are per minute of it). */
+  policyTimeS: number;
+  /** byJoint: the same interventions per joint (in config order), with each joint's failed reads. */
+  safety: { limitClamps: number; deltaClamps: number; nonFinite: number; softStarts: number; estops: number; faults: number; byJoint: JointInterventions[] };
+  /**
+   * loadPct: the busiest CAN bus's share of its bitrate over the last second (0 without CAN).
+   * failedReads: ticks some motor did not answer. byBus: the same per bus, with its retries:
+   * retries are split by bus only (retriesBy 'bus'), since one retry asks again every motor that
+   * has not answered and the drivers do not say which one made it ask.
+   */
+  bus: { failedReads: number; retries: number; loadPct: number; byBus: BusErrors[]; retriesBy: 'bus' };
+  /** ageMs: from the observation the executing chunk was computed from to the last tick (null: no chunk playing). */
+  chunks: { received: number; rejected: number; staleActions: number; refillRequests: number; ageMs: number | null };
   gcEvents: number;
   /** The last fault's reason while the loop is in fault. */
   fault: string | null;
@@ -108,7 +142,7 @@ export class ControlLoop extends EventEmitter implements Part {
     private readonly log: Logger,
   ) {
     super();
-    this.buffers = allocShared(cfg.joints.length, opts.tickRingCapacity);
+    this.buffers = allocShared(cfg.joints.length, opts.tickRingCapacity, cfg.buses.length);
     this.shared = viewShared(this.buffers);
     this.statusTicks = this.shared.ticks.reader();
     this.buses = cfg.buses.map((b) => ({ name: b.name, state: 'ok', reason: null }));
@@ -226,6 +260,7 @@ export class ControlLoop extends EventEmitter implements Part {
     }
     const last = c.get('lastTickMs');
     const mode = this.mode;
+    const chunkAge = c.get('chunkAgeTicks');
     return {
       state: LOOP_STATE_NAMES[this.shared.words.load('state')] ?? 'starting',
       mode,
@@ -236,6 +271,8 @@ export class ControlLoop extends EventEmitter implements Part {
       missedDeadlines: c.get('missedDeadlines'),
       overruns: c.get('overruns'),
       latenessUs: pick(this.shared.lateness.summary()),
+      latenessBuckets: { edgesUs: [...LATENESS_EDGES_US], counts: this.shared.lateness.coarse(LATENESS_EDGES_US) },
+      policyTimeS: round(c.get('policyTicks') / this.cfg.rateHz, 2),
       tickDurationUs: { last: round(c.get('lastTickDurationUs'), 1), ...this.shared.duration.summary() },
       msSinceLastTick: last > 0 ? round(now - last, 1) : null,
       starvedTicks: c.get('starvedTicks'),
@@ -246,9 +283,25 @@ export class ControlLoop extends EventEmitter implements Part {
         softStarts: c.get('softStarts'),
         estops: c.get('estops'),
         faults: c.get('faults'),
+        byJoint: this.cfg.joints.map((j, i) => {
+          const x = this.shared.perJoint[i]!;
+          return { joint: j.name, limitClamps: x.get('limitClamps'), deltaClamps: x.get('deltaClamps'), nonFinite: x.get('nonFinite'), failedReads: x.get('failedReads') };
+        }),
       },
-      bus: { failedReads: c.get('busFailedReads'), retries: c.get('busRetries'), loadPct: round(c.get('busLoadPct'), 1) },
-      chunks: { received: c.get('chunks'), rejected: c.get('chunksRejected'), staleActions: c.get('staleActions'), refillRequests: c.get('refillRequests') },
+      bus: {
+        failedReads: c.get('busFailedReads'),
+        retries: c.get('busRetries'),
+        loadPct: round(c.get('busLoadPct'), 1),
+        byBus: this.cfg.buses.map((b, i) => ({ name: b.name, failedReads: this.shared.perBus[i]!.get('failedReads'), retries: this.shared.perBus[i]!.get('retries') })),
+        retriesBy: 'bus',
+      },
+      chunks: {
+        received: c.get('chunks'),
+        rejected: c.get('chunksRejected'),
+        staleActions: c.get('staleActions'),
+        refillRequests: c.get('refillRequests'),
+        ageMs: mode === 'policy' && chunkAge >= 0 ? round((chunkAge * 1000) / this.cfg.rateHz, 1) : null,
+      },
       gcEvents: c.get('gcEvents'),
       fault: mode === 'fault' ? this.lastFault : null,
       realtime: this.realtime,

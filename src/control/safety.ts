@@ -18,8 +18,16 @@ export interface SafetyStats {
   softStarts: number;
 }
 
+/** The same counts, per joint (index = joint), so a technician can tell which joint. */
+export interface SafetyByJoint {
+  limitClamps: Float64Array;
+  deltaClamps: Float64Array;
+  nonFinite: Float64Array;
+}
+
 export class SafetyFilter {
   readonly stats: SafetyStats = { limitClamps: 0, deltaClamps: 0, nonFinite: 0, softStarts: 0 };
+  readonly byJoint: SafetyByJoint;
   private readonly from: Float64Array;
   private rampTick = 0;
   private rampTicks = 0;
@@ -30,6 +38,7 @@ export class SafetyFilter {
     private readonly softStartTicks: number,
   ) {
     this.from = new Float64Array(limits.length);
+    this.byJoint = { limitClamps: new Float64Array(limits.length), deltaClamps: new Float64Array(limits.length), nonFinite: new Float64Array(limits.length) };
   }
 
   /** Starts a soft start: commands ramp from `pose` (the measured pose) to the policy's. */
@@ -53,29 +62,35 @@ export class SafetyFilter {
     const ramp = this.rampTick < this.rampTicks;
     const alpha = ramp ? (this.rampTick + 1) / this.rampTicks : 1;
     if (ramp) this.rampTick++;
+    const by = this.byJoint;
     for (let i = 0; i < n; i++) {
       const lim = this.limits[i]!;
       let q = desired[i]!;
       if (!Number.isFinite(q)) {
         this.stats.nonFinite++;
+        by.nonFinite[i]! += 1;
         q = prev[i]!;
       }
       if (ramp) q = this.from[i]! + alpha * (q - this.from[i]!);
       if (q < lim.min) {
         q = lim.min;
         this.stats.limitClamps++;
+        by.limitClamps[i]! += 1;
       } else if (q > lim.max) {
         q = lim.max;
         this.stats.limitClamps++;
+        by.limitClamps[i]! += 1;
       }
       const step = lim.maxVelocity * this.periodS;
       const p = prev[i]!;
       if (q - p > step) {
         q = p + step;
         this.stats.deltaClamps++;
+        by.deltaClamps[i]! += 1;
       } else if (p - q > step) {
         q = p - step;
         this.stats.deltaClamps++;
+        by.deltaClamps[i]! += 1;
       }
       out[i] = q;
     }

@@ -53,10 +53,29 @@ export const LOOP_METRICS = defineMetrics(
     /** The deadline of the last tick (monoMs): the rate is ticks per scheduled time, so a loop
      * that keeps its deadlines reads exactly its target rate. */
     'lastDeadlineMs',
+    /** Ticks in policy mode: the time the clamps' rates are reckoned over. */
+    'policyTicks',
+    /** Ticks from the observation of the chunk being executed to the tick it drives; -1: none. */
+    'chunkAgeTicks',
   ] as const,
   ['lateness', 'duration'] as const,
 );
 export type LoopCounter = keyof typeof LOOP_METRICS.counters;
+
+/**
+ * Per joint, one table each (same buffer): what the safety filter changed in its command, and
+ * the ticks its motor gave no fresh value (the bus read failed for it, or its bus was away).
+ */
+export const JOINT_METRICS = defineMetrics(['limitClamps', 'deltaClamps', 'nonFinite', 'failedReads'] as const);
+export type JointCounter = keyof typeof JOINT_METRICS.counters;
+
+/**
+ * Per bus, one table each: ticks its read failed, and its retries. Retries are the bus's own
+ * count: one retry asks again every motor that has not answered, and the drivers do not say
+ * which motor made it ask, so retries are not split by joint.
+ */
+export const BUS_METRICS = defineMetrics(['failedReads', 'retries'] as const);
+export type BusCounter = keyof typeof BUS_METRICS.counters;
 
 export const Command = {
   NONE: 0,
@@ -107,6 +126,10 @@ export interface LoopShared {
   motors: LatestSlot;
   /** The jog in progress (JOG layout), main to worker. */
   jog: LatestSlot;
+  /** JOINT_METRICS, one table per joint, in config order. */
+  perJoint: Counters<JointCounter>[];
+  /** BUS_METRICS, one table per bus, in config order. */
+  perBus: Counters<BusCounter>[];
 }
 
 export interface LoopBuffers extends PolicyLinkBuffers {
@@ -116,9 +139,12 @@ export interface LoopBuffers extends PolicyLinkBuffers {
   tickCapacity: number;
   motors: SharedArrayBuffer;
   jog: SharedArrayBuffer;
+  jointMetrics: SharedArrayBuffer;
+  busMetrics: SharedArrayBuffer;
+  buses: number;
 }
 
-export function allocShared(joints: number, tickCapacity = TICK_RING_CAPACITY): LoopBuffers {
+export function allocShared(joints: number, tickCapacity = TICK_RING_CAPACITY, buses = 1): LoopBuffers {
   return {
     ...allocPolicyLink(joints),
     words: new SharedArrayBuffer(LOOP_WORDS.length * 4),
@@ -127,6 +153,9 @@ export function allocShared(joints: number, tickCapacity = TICK_RING_CAPACITY): 
     tickCapacity,
     motors: new SharedArrayBuffer(LatestSlot.bytes(MotorHealth.size(joints))),
     jog: new SharedArrayBuffer(LatestSlot.bytes(JOG.LENGTH)),
+    jointMetrics: JOINT_METRICS.alloc(joints),
+    busMetrics: BUS_METRICS.alloc(buses),
+    buses,
   };
 }
 
@@ -144,5 +173,7 @@ export function viewShared(b: LoopBuffers): LoopShared {
     ticks: new TickRing(b.joints, b.tickCapacity, b.ticks),
     motors: new LatestSlot(b.motors, MotorHealth.size(b.joints)),
     jog: new LatestSlot(b.jog, JOG.LENGTH),
+    perJoint: Array.from({ length: b.joints }, (_, j) => JOINT_METRICS.view(b.jointMetrics, j).counters),
+    perBus: Array.from({ length: b.buses }, (_, i) => BUS_METRICS.view(b.busMetrics, i).counters),
   };
 }

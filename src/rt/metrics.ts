@@ -79,6 +79,22 @@ export class Histogram {
   }
 
   /**
+   * Counts in coarse buckets, for a person to read: counts[i] for values up to edges[i]
+   * (ascending), the last for values above the last edge. A fine bucket that straddles an edge
+   * counts below it, so an edge holds to within a fine bucket (9 %).
+   */
+  coarse(edges: readonly number[]): number[] {
+    const out = new Array<number>(edges.length + 1).fill(0);
+    let i = 0;
+    for (let b = 0; b < HIST_BUCKETS; b++) {
+      const lower = b === 0 ? 0 : bucketUpper(b - 1);
+      while (i < edges.length && lower >= edges[i]!) i++;
+      out[i]! += this.a[FIRST_BUCKET + b]!;
+    }
+    return out;
+  }
+
+  /**
    * Summary of what was recorded after `before` (a snapshot). Its max is the newest bucket's
    * upper edge clipped to the overall max, since the exact max of a window is not kept.
    */
