@@ -1,5 +1,6 @@
 // `reflex jog` in a real pseudo-terminal against the daemon on the simulated robot: a jog that
-// arrives, one that stops when its client is killed (the dead-man), refusals out of limits.
+// arrives, one that stops when its client is killed (the dead-man), one stopped by Ctrl-C,
+// refusals out of limits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -9,7 +10,15 @@ import { ptyReflex, ptyRun, type PtyRun } from './helpers/cli-pty.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('reflex jog: moves a held joint to its target; stops where it is when the client is killed; refuses outside the limits', async () => {
+async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await sleep(100);
+  }
+}
+
+test('reflex jog: moves a held joint to its target; stops where it is when the client is killed or on Ctrl-C; refuses outside the limits', async () => {
   const e = await startRig({ policy: { bundle: null }, control: LOADED }, 'reflex is running');
   let jog: PtyRun | null = null;
   const elbow = async () => {
@@ -40,6 +49,19 @@ test('reflex jog: moves a held joint to its target; stops where it is when the c
     assert.ok(a - from > 0.1, `the jog moved the elbow (${from} -> ${a})`);
     assert.ok(Math.abs(b - a) < 0.005, `the elbow kept moving after its client died: ${a} -> ${b}`);
     assert.ok(b < from + 1.0, 'it did not go on to the target');
+
+    // Ctrl-C in the technician's terminal: the command stops the joint where it is and exits 130.
+    const back = await elbow();
+    jog = ptyReflex(['jog', '--joint', 'elbow', '--to', String(Math.max(back - 1.5, -2).toFixed(3)), '--speed', '0.2', ...sock]);
+    await jog.waitFor(/elbow: -?\d+\.\d{3} rad -> /);
+    await until('the elbow moves', async () => back - (await elbow()) > 0.1, 20_000);
+    jog.type('\x03');
+    assert.equal(await jog.exited, 130, jog.output());
+    const c = await elbow();
+    await sleep(1000);
+    const d = await elbow();
+    assert.ok(Math.abs(d - c) < 0.005, `the elbow kept moving after Ctrl-C: ${c} -> ${d}`);
+    assert.ok(d > back - 1.0, 'it did not go on to the target');
 
     const far = await ptyRun(['jog', '--joint', 'elbow', '--to', '3', ...sock]);
     assert.equal(far.code, 1, far.text);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { request, type DaemonStatus } from '../src/api/index.js';
 import { LOADED, startRig } from './helpers/cli-rig.js';
@@ -51,6 +51,20 @@ test('every daemon verb in a terminal: status, policy, estop, faults, reset, cam
     const json = JSON.parse((await ptyRun(['status', '--json', ...sock])).text) as DaemonStatus;
     assert.equal(json.deviceId, 'test-01');
     assert.deepEqual(json.joints.map((j) => j.joint), ['base', 'shoulder', 'elbow']);
+
+    // The config (and so the socket) named before the verb or after it; the verb's own wins.
+    const rigConfig = join(e.dir, 'reflex.yaml');
+    for (const args of [['-c', rigConfig, 'status'], ['status', '-c', rigConfig], ['--config', rigConfig, 'policy', 'status'], ['-c', join(e.dir, 'none.yaml'), 'status', '--config', rigConfig]]) {
+      const r = await ptyRun(args);
+      assert.equal(r.code, 0, `reflex ${args.join(' ')}: ${r.text}`);
+      assert.match(r.text, /^(device\s+test-01|loop\s+hold)$/m, `reflex ${args.join(' ')}`);
+    }
+    const missing = await ptyRun(['-c', join(e.dir, 'none.yaml'), 'status']);
+    assert.equal(missing.code, 78, missing.text);
+    assert.match(missing.text, /none\.yaml.*want a readable file/);
+    const noConfig = await ptyRun(['-c', rigConfig, 'completion', 'bash']);
+    assert.equal(noConfig.code, 64, noConfig.text);
+    assert.match(noConfig.text, /`reflex completion` reads no config: drop --config /);
 
     const list = await ptyRun(['policy', 'list', ...sock]);
     assert.match(list.text, /^active\s+reach \S+\s+.*models\/reach\s+\(cpu\)$/m);
@@ -172,6 +186,24 @@ test('the command line: per-verb help, a suggestion for a typo, unknown options 
   assert.equal(none.code, 69);
   assert.match(none.text, /cannot reach the daemon at .*none\.sock/);
   assert.match(none.text, /systemctl start reflex.*npm start.*--config FILE/s);
+
+  // `reflex status` loads the client side only: not the socket server, the command schemas
+  // (zod), the config schema or the drivers, which made it slow to answer (timed in bench/cli).
+  const scratch = tempDir();
+  const hook = join(scratch, 'loaded.mjs');
+  writeFileSync(
+    hook,
+    `import { registerHooks } from 'node:module'; import { writeFileSync } from 'node:fs'; const urls = [];
+registerHooks({ load(url, ctx, next) { urls.push(url); return next(url, ctx); } });
+process.on('exit', () => writeFileSync(${JSON.stringify(join(scratch, 'loaded.txt'))}, urls.join('\\n')));\n`,
+  );
+  const traced = await ptyRun(['status', '--socket', join(scratch, 'none.sock')], { env: { NODE_OPTIONS: `--import=${hook}` } });
+  assert.equal(traced.code, 69, traced.text);
+  const loaded = readFileSync(join(scratch, 'loaded.txt'), 'utf8');
+  assert.match(loaded, /\/src\/api\/client\.js$/m, 'the hook saw the client load');
+  for (const heavy of ['/node_modules/zod/', '/src/api/server.js', '/src/api/catalog.js', '/src/config/', '/src/hardware/', '/src/control/', '/src/daemon.js']) {
+    assert.ok(!loaded.includes(heavy), `reflex status loaded ${heavy}:\n${loaded}`);
+  }
 
   // Completion: a bash script that completes the verbs, their subcommands and options.
   const comp = await ptyRun(['completion', 'bash']);

@@ -6,8 +6,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { Mosquitto, freePort, subscriber, until } from '../tools/testkit/mosquitto.js';
-import { tempDir } from '../tools/testkit/daemon.js';
+import { spawnReflex, tempDir, testConfig, writeConfig } from '../tools/testkit/daemon.js';
 import { countingRegistry, fleetOptions, killSocket, testLink, type Ran } from './helpers/fleet.js';
+import { ptyRun } from './helpers/cli-pty.js';
 
 const dir = tempDir('reflex-fleet-cmd-');
 const brokers: Mosquitto[] = [];
@@ -129,5 +130,45 @@ test('an outbox entry whose topic is not one of its own events is never publishe
   } finally {
     await l.stop();
     await spy.client.endAsync();
+  }
+});
+
+test('the audit trail: a fleet command that changes the robot\'s state is logged at info with where it came from, as `reflex logs` and `reflex faults` show it; a read-only one is not; the broker password never is', async () => {
+  const url = await broker();
+  const ddir = tempDir('reflex-fleet-audit-');
+  const sock = join(ddir, 'control.sock');
+  // Credentials in the URL, as a config may carry them: they must not reach the log.
+  const d = spawnReflex(['run', '--config', writeConfig(ddir, testConfig(ddir, { fleet: { enabled: true, url: url.replace('mqtt://', 'mqtt://robot:hunter2@') } }))]);
+  let ops: Awaited<ReturnType<typeof backend>> | null = null;
+  try {
+    await d.waitForLog((l) => l.msg === 'reflex is running', 30_000);
+    await d.waitForLog((l) => l.msg === 'fleet link online', 15_000);
+    ops = await backend(url, 'test-01');
+    assert.equal(((await ops.ask('status', '{}')) as { ok: boolean }).ok, true);
+    assert.deepEqual(await ops.ask('estop', '{}'), { ok: true, result: { mode: 'estop' } });
+
+    const line = await d.waitForLog((l) => l.msg === 'estop from the fleet', 5000);
+    assert.equal(line.level, 30, 'at info');
+    assert.equal(line.mod, 'fleet');
+    assert.equal(line.via, 'fleet');
+    assert.equal(line.cmd, 'estop');
+    assert.match(String(line.from), /^mqtt mqtt:\/\/robot:<redacted>@127\.0\.0\.1:\d+ reflex\/v1\/test-01\/cmd\/estop from backend$/, 'the broker, the topic and the requester (its resp/ topic)');
+    assert.equal(line.requester, 'backend');
+    assert.ok(!d.logs.some((l) => l.cmd === 'status' && l.via === 'fleet'), 'a read-only command leaves no audit line');
+
+    // What the technician reads at the robot (not under systemd here: the daemon's own lines).
+    const logs = await ptyRun(['logs', '--daemon', '--module', 'fleet', '--level', 'info', '--socket', sock]);
+    assert.equal(logs.code, 0, logs.text);
+    assert.match(logs.text, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO +\[fleet\] estop from the fleet +cmd=estop args=\{\} via=fleet from=.*reflex\/v1\/test-01\/cmd\/estop from backend requester=backend/m);
+    const faults = await ptyRun(['faults', '--socket', sock]);
+    assert.equal(faults.code, 0, faults.text);
+    assert.match(faults.text, /E-STOP +e-stop by the fleet \(mqtt .*reflex\/v1\/test-01\/cmd\/estop from backend\)/);
+    const status = await ptyRun(['status', '--json', '--socket', sock]);
+    assert.match((JSON.parse(status.text) as { fleet: { url: string } }).fleet.url, /^mqtt:\/\/robot:<redacted>@/, 'status shows the broker without its password');
+    for (const text of [JSON.stringify(d.logs), logs.text, faults.text, status.text]) assert.doesNotMatch(text, /hunter2/, 'the broker password is not in the audit trail');
+  } finally {
+    await ops?.client.endAsync();
+    d.proc.kill('SIGTERM');
+    await d.exited;
   }
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ReflexError } from '../core/index.js';
 import type { Config } from '../config/index.js';
 import { loadOpenCv, openCapture } from '../hardware/camera/index.js';
-import { request } from '../api/index.js';
+import { request } from '../api/wire.js';
 import type { Command } from 'commander';
 import { daemonOptions, fail, optionalConfig, print, socketPath, type DaemonOptions } from './program.js';
 import { EXIT } from '../core/index.js';

@@ -3,7 +3,7 @@
 // are for a stopped daemon; SocketCAN has no lock, so the daemon is asked instead, and a daemon
 // that drives the interface (or whose buses cannot be told apart) is a refusal.
 import { statSync } from 'node:fs';
-import { request } from '../api/index.js';
+import { request } from '../api/wire.js';
 import { ReflexError } from '../core/index.js';
 import {
   AxisState, CUBEMARS_ERRORS, CanFlag, ControlMode, DAMIAO_STATUS, InputMode, MIT_ENTER, MIT_EXIT, MIT_ZERO, MitReplyAt, OdriveCmd,

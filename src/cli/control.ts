@@ -4,7 +4,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ReflexError } from '../core/index.js';
-import { request, type DaemonStatus } from '../api/index.js';
+import { request, type DaemonStatus } from '../api/wire.js';
 import { daemonOptions, print, socketPath, type DaemonOptions } from './program.js';
 
 /** How long a command the loop takes at its next tick may take; a reset reopens buses (backoff). */

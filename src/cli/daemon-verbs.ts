@@ -1,7 +1,7 @@
 // `reflex run` (the daemon), `config check`, `status` and `log level`.
 import { Argument, type Command } from 'commander';
 import { EXIT, Logging, acquireInstanceLock, errorMessage, lockPathFor, LOG_LEVELS } from '../core/index.js';
-import { request } from '../api/index.js';
+import { request } from '../api/wire.js';
 import { formatStatus } from './format.js';
 import { DEFAULT_CONFIG_PATH, daemonOptions, fail, jsonOption, print, readConfig, socketPath, type DaemonOptions } from './program.js';
 

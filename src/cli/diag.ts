@@ -9,7 +9,7 @@ import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 import type { Command } from 'commander';
 import { errorMessage, versions } from '../core/index.js';
-import { request } from '../api/index.js';
+import { request } from '../api/wire.js';
 import { formatStatus } from './format.js';
 import { formatFaults } from './inspect.js';
 import { formatHardware, hardwareView } from './hardware.js';

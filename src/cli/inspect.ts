@@ -1,6 +1,6 @@
 // `reflex faults`: what went wrong lately, to which joint, and what cleared it.
 import type { Command } from 'commander';
-import { request, type FaultHistoryView } from '../api/index.js';
+import { request, type FaultHistoryView } from '../api/wire.js';
 import { daemonOptions, print, socketPath, type DaemonOptions } from './program.js';
 
 export function formatFaults(h: FaultHistoryView): string {

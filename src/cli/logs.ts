@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { LOG_LEVELS, ReflexError, isLogLevel } from '../core/index.js';
-import { request } from '../api/index.js';
+import { request } from '../api/wire.js';
 import { daemonOptions, socketPath, type DaemonOptions } from './program.js';
 
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };

@@ -8,8 +8,7 @@
 // zod, the config schema, serialport, mqtt, OpenCV's binding...), so `reflex status` starts in
 // a fraction of the time; help, a typo or no verb at all load every group.
 import type { Command } from 'commander';
-import { createProgram, exitFor, fail } from './program.js';
-import { printVersions } from './versions.js';
+import { createProgram, exitFor, fail, globalConfig } from './program.js';
 
 type Register = (program: Command) => void;
 
@@ -34,18 +33,23 @@ const GROUPS: { verbs: readonly string[]; load: () => Promise<Register> }[] = [
   { verbs: ['policy'], load: async () => (await import('./policy-import.js')).registerPolicyImport },
 ];
 
+/** The program's own options that take a value (the value is not the verb). */
+const PROGRAM_OPTIONS_WITH_VALUE: readonly string[] = ['-c', '--config'];
+
 /** The groups a command line needs: the typed verb's, or all (help, a typo, completion, none). */
 function groupsFor(argv: readonly string[]): typeof GROUPS {
-  const verb = argv.find((a) => !a.startsWith('-'));
+  const verb = argv.find((a, i) => !a.startsWith('-') && !PROGRAM_OPTIONS_WITH_VALUE.includes(argv[i - 1] ?? ''));
   const mine = GROUPS.filter((g) => verb !== undefined && verb !== 'completion' && g.verbs.includes(verb));
   return mine.length > 0 ? mine : GROUPS;
 }
 
 async function main(argv: string[]): Promise<void> {
   // Before the verbs: `reflex --version` has no verb, and commander's own --version takes only a string.
-  if (argv[0] === '--version' || argv[0] === '-V') return printVersions(argv.includes('--json'));
+  // Loaded only here: it loads OpenCV's binding to ask its version.
+  if (argv[0] === '--version' || argv[0] === '-V') return (await import('./versions.js')).printVersions(argv.includes('--json'));
   const program = createProgram();
   program.option('-V, --version', 'print the versions of reflex, Node.js, ONNX Runtime and OpenCV');
+  globalConfig(program);
   // The program's own options only before a verb: `reflex bundle create --version 1.4.0` is the bundle's.
   program.enablePositionalOptions();
   for (const register of await Promise.all(groupsFor(argv).map((g) => g.load()))) register(program);

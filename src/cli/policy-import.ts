@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { EXIT, ReflexError, errorMessage } from '../core/index.js';
 import { importCheckpoint, type ImportResult } from '../policy/index.js';
-import { request } from '../api/index.js';
+import { request } from '../api/wire.js';
 import { daemonOptions, print, readConfig, socketPath, type DaemonOptions } from './program.js';
 
 /** sysexits.h EX_DATAERR: the checkpoint or the model was refused. */

@@ -42,6 +42,28 @@ export function daemonOptions(cmd: Command): Command {
     .option('--json', 'print JSON for scripts');
 }
 
+/**
+ * `reflex -c FILE VERB ...`: --config before the verb too, as `systemctl`-style muscle memory
+ * types it. It is handed to the verb's own --config (which wins when both are given); a verb
+ * that reads no config refuses it rather than ignoring a file the technician meant to use.
+ */
+export function globalConfig(program: Command): Command {
+  return program.option('-c, --config <file>', 'the config, for every verb that reads one (same as the verb\'s own --config)').hook('preAction', (_program, verb) => {
+    const file = program.getOptionValue('config') as string | undefined;
+    if (file === undefined) return;
+    if (!verb.options.some((o) => o.attributeName() === 'config')) throw new ReflexError('BAD_REQUEST', `\`reflex ${verbPath(verb)}\` reads no config: drop --config ${file}`);
+    const own = verb.getOptionValueSource('config');
+    if (own === undefined || own === 'default') verb.setOptionValueWithSource('config', file, 'cli');
+  });
+}
+
+/** `policy start` for the command `start` under `policy`. */
+function verbPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
 /** Adds --json alone (verbs that do not need the daemon). */
 export function jsonOption(cmd: Command): Command {
   return cmd.option('--json', 'print JSON for scripts');

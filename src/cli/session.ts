@@ -3,7 +3,7 @@
 // small command per refresh; and the daemon sees the client go away when the connection does.
 import { createConnection, type Socket } from 'node:net';
 import { ReflexError, errorMessage } from '../core/index.js';
-import { LineSplitter, OVERLONG, isObject, remoteError, type DaemonArgs, type DaemonCommand, type DaemonResult, type Response } from '../api/index.js';
+import { LineSplitter, OVERLONG, isObject, remoteError, type DaemonArgs, type DaemonCommand, type DaemonResult, type Response } from '../api/wire.js';
 
 interface Waiter {
   resolve(v: unknown): void;

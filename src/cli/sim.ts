@@ -4,7 +4,7 @@ import { ReflexError } from '../core/index.js';
 import { RIG_CAN_BASE, SimCanBus, SimDynamixelBus, SimRig, simCameraSource } from '../sim/index.js';
 import { pino } from 'pino';
 import type { Command } from 'commander';
-import { request } from '../api/index.js';
+import { request } from '../api/wire.js';
 import { print, jsonOption } from './program.js';
 
 export interface SimArgs {

@@ -12,6 +12,18 @@ import { errorMessage, readRegularFile, ReflexError, type Logger, type Part } fr
 import type { CommandRegistry } from '../api/index.js';
 import { Outbox, type OutboxStats } from './outbox.js';
 
+/**
+ * The broker URL as logs, status and the fault history show it: a password the URL carries
+ * replaced, since those reach readers (the socket's group, journald, the fleet's log shipping,
+ * a diagnostics bundle) who must not learn it.
+ */
+function shownUrl(url: string): string {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i.exec(url);
+  const colon = m?.[2]?.indexOf(':') ?? -1;
+  if (m === null || colon < 0) return url;
+  return `${m[1]}${m[2]!.slice(0, colon)}:<redacted>${url.slice(m[0].length - 1)}`;
+}
+
 export interface FleetOptions {
   deviceId: string;
   url: string;
@@ -192,7 +204,7 @@ export class FleetLink implements Part {
     if (client === null) return;
     this.online = true;
     this.onlineSince = performance.now();
-    this.log.info({ url: this.opts.url }, 'fleet link online');
+    this.log.info({ url: shownUrl(this.opts.url) }, 'fleet link online');
     client.publish(`${this.prefix}state`, this.statePayload(true, this.birthSeq), { qos: 1, retain: true });
     // nl: never receive what this client published itself. rh 2: no retained commands on
     // subscribe (they would replay at every connect). rap: a command published with the
@@ -372,8 +384,10 @@ export class FleetLink implements Part {
     }
     const { expiresAt: _e, ...rest } = args;
     // The audit trail: a command that changes the robot's state says where it came from.
-    const from = `mqtt ${this.opts.url} ${topic}`;
-    if (this.commands.spec(name)?.readOnly !== true) this.log.info({ cmd: name, args: rest, via: 'fleet', from }, `${name} from the fleet`);
+    // The requester is whoever asked for the reply (resp/<requester>): MQTT names no sender.
+    const requester = replyTo === null ? null : replyTo.slice(this.respPrefix.length);
+    const from = `mqtt ${shownUrl(this.opts.url)} ${topic}${requester === null ? '' : ` from ${requester}`}`;
+    if (this.commands.spec(name)?.readOnly !== true) this.log.info({ cmd: name, args: rest, via: 'fleet', from, requester }, `${name} from the fleet`);
     this.commands
       .run(name, rest, { via: 'fleet', from })
       .then((result) => {
@@ -393,7 +407,7 @@ export class FleetLink implements Part {
     return {
       state: this.online ? 'online' : this.client === null && this.problem !== null ? 'degraded' : this.reconnects === 0 ? 'connecting' : 'offline',
       error: this.problem ?? (outbox.error !== null ? `outbox: ${outbox.error}` : null),
-      url: this.opts.url,
+      url: shownUrl(this.opts.url),
       boot: this.boot,
       outbox,
       reconnects: this.reconnects,
