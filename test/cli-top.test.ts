@@ -1,11 +1,12 @@
 // `reflex top` in a real pseudo-terminal against the daemon on the simulated robot: the screen
-// read back shows a joint's temperature and the loop's numbers, its keys e-stop and reset, q
-// leaves the alternate screen, and a small terminal still gets a screen that fits.
+// read back shows a joint's temperature and the loop's numbers, the lateness histogram, a silent
+// motor's failed reads in its own joint's row, its keys e-stop and reset, q leaves the alternate
+// screen, and a small terminal still gets a screen that fits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from '../src/api/index.js';
 import { LOADED, startRig } from './helpers/cli-rig.js';
-import { plain, ptyReflex, type PtyRun } from './helpers/cli-pty.js';
+import { plain, ptyReflex, ptyRun, type PtyRun } from './helpers/cli-pty.js';
 
 const ESC = '\x1b';
 
@@ -31,6 +32,52 @@ test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset 
     const first = ticks().at(-1)!;
     await new Promise((r) => setTimeout(r, 1000));
     assert.ok(ticks().at(-1)! > first, 'the view refreshes');
+
+    // The wake-up lateness as a small histogram: every bucket with its count.
+    await top.waitFor(/WAKE +lateness histogram, \d+ ticks in the last \d+ s/);
+    for (const edge of ['<=10 us', '<=50 us', '<=100 us', '<=500 us', '<=1 ms', '<=5 ms', '<=20 ms', '>20 ms']) {
+      assert.match(plain(top.output()), new RegExp(`${edge} +[█▏▎▍▌▋▊▉ ]* +\\d+`), edge);
+    }
+
+    // The CAN base stops answering for a while: its failed reads show in its row of the
+    // interventions table and of `reflex hardware`, the other joints' (on another bus) do not grow.
+    const reads = async () => new Map((await request(e.socket, 'status')).loop.safety.byJoint.map((j) => [j.joint, j.failedReads]));
+    const before = await reads();
+    await request(e.rigSocket, 'can.fault', { id: 1, silent: true });
+    let after = before;
+    try {
+      const end = Date.now() + 15_000;
+      while ((after = await reads()).get('base')! - before.get('base')! < 15) {
+        assert.ok(Date.now() < end, 'the silent motor\'s failed reads are counted');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      await request(e.rigSocket, 'can.clear', { id: 1 });
+    }
+    const grew = (j: string, now: Map<string, number> = after) => now.get(j)! - before.get(j)!;
+    // The servos may miss a reply now and then on a loaded machine; the silent motor is the base.
+    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j) < grew('base') / 5, `${j}: ${grew(j)} more failed reads, base ${grew('base')} more`);
+    const onScreen = () => {
+      const rows = new Map<string, number>();
+      for (const m of plain(top.output()).matchAll(/^(base|shoulder|elbow) +\d+ +\d+ +\d+ +(\d+) *$/gm)) rows.set(m[1]!, Number(m[2]));
+      return rows;
+    };
+    const end = Date.now() + 10_000;
+    while (!((onScreen().get('base') ?? 0) >= after.get('base')!)) {
+      assert.ok(Date.now() < end, `the base's ${after.get('base')} failed reads on the screen:\n${plain(top.output()).slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const screen2 = plain(top.output());
+    assert.match(screen2, /INTERVENTIONS +limit +velocity +NaN\/Inf +failed reads +since start, \d+ s of policy/);
+    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, onScreen()) < grew('base') / 5, `${j} on the screen: ${onScreen().get(j)}, before ${before.get(j)}`);
+    const hw = await ptyRun(['hardware', '--socket', e.socket]);
+    assert.equal(hw.code, 0, hw.text);
+    const motors = new Map([...hw.text.matchAll(/^ {2}(base|shoulder|elbow) .* (\d+) failed reads {2}\S/gm)].map((m) => [m[1]!, Number(m[2])]));
+    assert.ok(motors.get('base')! >= after.get('base')!, hw.text);
+    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, motors) < grew('base') / 5, hw.text);
+    assert.match(hw.text, /retries are counted per bus/);
+    // The loop may have faulted meanwhile on a loaded machine (the base past its error budget): the keys below start from hold.
+    if ((await request(e.socket, 'status')).loop.mode === 'fault') await request(e.socket, 'reset', {}, 20_000);
 
     top.type('e');
     await top.waitFor(/e-stop: the loop is in estop/);

@@ -7,10 +7,12 @@ import { hardwareErrorText } from './format.js';
 import { daemonOptions, optionalConfig, print, socketPath, type DaemonOptions } from './program.js';
 
 export interface HardwareView {
-  buses: { name: string; kind: string | null; port: string | null; state: string; reason: string | null }[];
-  motors: { joint: string; bus: string | null; id: number | null; model: string | null; temperatureC: number | null; voltageV: number | null; hardwareError: number; position: number | null }[];
+  /** failedReads: ticks a read of the bus failed; retries: the bus's retries (null: a daemon that does not count them per bus). */
+  buses: { name: string; kind: string | null; port: string | null; state: string; reason: string | null; failedReads: number | null; retries: number | null }[];
+  /** failedReads: ticks the motor gave no fresh value. Retries are not split by motor: a retry asks again every motor that has not answered. */
+  motors: { joint: string; bus: string | null; id: number | null; model: string | null; temperatureC: number | null; voltageV: number | null; hardwareError: number; position: number | null; failedReads: number | null }[];
   cameras: { name: string; source: string | null; state: string; fps: number; frames: number; failures: number; reopens: number; ageMs: number | null }[];
-  /** The loop's totals (the daemon does not split them by bus yet). */
+  /** The loop's totals: ticks some motor did not answer, retries on every bus. */
   errors: { failedReads: number; retries: number; canLoadPct: number };
 }
 
@@ -18,10 +20,14 @@ export function hardwareView(s: DaemonStatus, config: Config | null): HardwareVi
   const busCfg = (name: string) => config?.buses.find((b) => b.name === name) as { kind?: string; port?: string; interface?: string } | undefined;
   const joint = (name: string) => config?.robot.joints.find((j) => j.name === name);
   const last = s.loop.lastTick?.joints ?? [];
+  // Optional: a daemon older than this client has no split.
+  const byBus = s.loop.bus.byBus as DaemonStatus['loop']['bus']['byBus'] | undefined;
+  const byJoint = s.loop.safety.byJoint as DaemonStatus['loop']['safety']['byJoint'] | undefined;
   return {
     buses: s.loop.buses.map((b) => {
       const c = busCfg(b.name);
-      return { name: b.name, kind: c?.kind ?? null, port: c?.port ?? c?.interface ?? null, state: b.state, reason: b.reason };
+      const e = byBus?.find((x) => x.name === b.name);
+      return { name: b.name, kind: c?.kind ?? null, port: c?.port ?? c?.interface ?? null, state: b.state, reason: b.reason, failedReads: e?.failedReads ?? null, retries: e?.retries ?? null };
     }),
     motors: s.joints.map((h) => {
       const j = joint(h.joint);
@@ -34,6 +40,7 @@ export function hardwareView(s: DaemonStatus, config: Config | null): HardwareVi
         voltageV: h.voltageV,
         hardwareError: h.hardwareError,
         position: last.find((x) => x.name === h.joint)?.position ?? null,
+        failedReads: byJoint?.find((x) => x.joint === h.joint)?.failedReads ?? null,
       };
     }),
     cameras: s.cameras.map((c) => ({
@@ -50,16 +57,20 @@ export function hardwareView(s: DaemonStatus, config: Config | null): HardwareVi
   };
 }
 
+const count = (x: number | null) => (x === null ? '-' : String(x));
 const n = (x: number | null, d: number, unit: string) => (x === null || !Number.isFinite(x) ? '-' : `${x.toFixed(d)}${unit}`);
 
 export function formatHardware(h: HardwareView): string {
   const out = ['BUSES'];
-  for (const b of h.buses) out.push(`  ${b.name.padEnd(10)} ${(b.kind ?? '?').padEnd(10)} ${(b.port ?? '?').padEnd(28)} ${b.state}${b.reason ? `: ${b.reason}` : ''}`);
+  for (const b of h.buses) {
+    out.push(`  ${b.name.padEnd(10)} ${(b.kind ?? '?').padEnd(10)} ${(b.port ?? '?').padEnd(28)} ${count(b.failedReads).padStart(6)} failed reads ${count(b.retries).padStart(6)} retries  ${b.state}${b.reason ? `: ${b.reason}` : ''}`);
+  }
   if (h.buses.length === 0) out.push('  (none)');
-  out.push(`  errors since start: ${h.errors.failedReads} failed reads, ${h.errors.retries} retries; CAN load ${h.errors.canLoadPct}%`);
+  out.push(`  errors since start: ${h.errors.failedReads} ticks with a failed read, ${h.errors.retries} retries; CAN load ${h.errors.canLoadPct}%`);
+  out.push('  (retries are counted per bus: a retry asks again every motor that has not answered; failed reads are per motor below)');
   out.push('MOTORS');
   for (const m of h.motors) {
-    out.push(`  ${m.joint.padEnd(10)} bus ${(m.bus ?? '?').padEnd(8)} id ${String(m.id ?? '?').padEnd(4)} ${(m.model ?? '?').padEnd(12)} ${n(m.position, 3, ' rad').padStart(11)} ${n(m.temperatureC, 0, ' C').padStart(5)} ${n(m.voltageV, 1, ' V').padStart(7)}  ${hardwareErrorText(m.hardwareError)}`);
+    out.push(`  ${m.joint.padEnd(10)} bus ${(m.bus ?? '?').padEnd(8)} id ${String(m.id ?? '?').padEnd(4)} ${(m.model ?? '?').padEnd(12)} ${n(m.position, 3, ' rad').padStart(11)} ${n(m.temperatureC, 0, ' C').padStart(5)} ${n(m.voltageV, 1, ' V').padStart(7)} ${count(m.failedReads).padStart(6)} failed reads  ${hardwareErrorText(m.hardwareError)}`);
   }
   if (h.motors.length === 0) out.push('  (none)');
   out.push('CAMERAS');

@@ -7,10 +7,10 @@ import { Box, Text, render, useInput, type Key } from 'ink';
 import { errorMessage } from '../core/index.js';
 import type { DaemonStatus, FaultHistoryView } from '../api/index.js';
 import { Session } from './session.js';
-import { topLines } from './top-view.js';
+import { topLines, type LatenessWindow } from './top-view.js';
 
-/** Refreshes of p99 lateness the sparkline keeps. */
-const HISTORY = 40;
+/** The lateness histogram covers about this much of the recent past, s. */
+const WINDOW_S = 10;
 /** The fault history is read every this many refreshes. */
 const FAULTS_EVERY = 8;
 
@@ -19,19 +19,37 @@ function Screen(props: { lines: string[]; onKey: (input: string, key: Key) => vo
   return h(Box, { flexDirection: 'column' }, ...props.lines.map((l, i) => h(Text, { key: i, wrap: 'truncate' }, l || ' ')));
 }
 
+/**
+ * Lateness over the last WINDOW_S: the daemon's counts since start less those of the oldest
+ * status kept. Until there are two, or after the daemon restarted (counts went down), since start.
+ */
+function window(s: DaemonStatus, seen: { atMs: number; counts: number[] }[]): LatenessWindow | null {
+  const b = s.loop.latenessBuckets as DaemonStatus['loop']['latenessBuckets'] | undefined;
+  if (b === undefined) return null;
+  const now = Date.now();
+  if (seen.some((x) => x.counts.some((c, i) => c > (b.counts[i] ?? 0)))) seen.length = 0;
+  seen.push({ atMs: now, counts: b.counts });
+  while (seen.length > 2 && now - seen[1]!.atMs >= WINDOW_S * 1000) seen.shift();
+  const first = seen[0]!;
+  if (seen.length < 2) return { edgesUs: b.edgesUs, counts: b.counts, seconds: null };
+  return { edgesUs: b.edgesUs, counts: b.counts.map((c, i) => c - (first.counts[i] ?? 0)), seconds: (now - first.atMs) / 1000 };
+}
+
 export async function top(path: string, intervalMs: number): Promise<void> {
   let session: Session | null = null;
   let status: DaemonStatus | null = null;
   let faults: FaultHistoryView | null = null;
   let problem: string | null = null;
   let message = '';
-  const history: number[] = [];
+  /** Lateness bucket counts as the daemon reported them, oldest first, within the window. */
+  const seen: { atMs: number; counts: number[] }[] = [];
+  let lateness: LatenessWindow | null = null;
   let refreshes = 0;
   let stopped = false;
 
   const screen = (): ReactElement =>
     h(Screen, {
-      lines: topLines({ status, faults, latenessHistory: history, problem, message, width: process.stdout.columns || 80, height: process.stdout.rows || 24 }),
+      lines: topLines({ status, faults, lateness, problem, message, width: process.stdout.columns || 80, height: process.stdout.rows || 24 }),
       onKey,
     });
   // A terminal is interactive whatever CI says: Ink would otherwise draw nothing until exit when
@@ -77,8 +95,7 @@ export async function top(path: string, intervalMs: number): Promise<void> {
       status = await s.request('status', {}, Math.max(2000, intervalMs * 4));
       if (refreshes % FAULTS_EVERY === 0) faults = await s.request('faults', { limit: 10 });
       refreshes++;
-      history.push(status.loop.latenessUs.p99);
-      if (history.length > HISTORY) history.shift();
+      lateness = window(status, seen);
       problem = null;
     } catch (err) {
       problem = `daemon unreachable, retrying: ${errorMessage(err)}`;

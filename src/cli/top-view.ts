@@ -4,11 +4,19 @@
 import type { DaemonStatus, FaultHistoryView } from '../api/index.js';
 import { hardwareErrorText } from './format.js';
 
+/** Wake-up lateness counts in the status's coarse buckets over a window (see LoopStatus.latenessBuckets). */
+export interface LatenessWindow {
+  edgesUs: readonly number[];
+  counts: readonly number[];
+  /** How long the window is, s; null: since the daemon started. */
+  seconds: number | null;
+}
+
 export interface TopInput {
   status: DaemonStatus | null;
   faults: FaultHistoryView | null;
-  /** Recent p99 wake lateness, µs, oldest first (one per refresh): the small histogram. */
-  latenessHistory: readonly number[];
+  /** The small histogram of wake-up lateness; null before the first status. */
+  lateness: LatenessWindow | null;
   /** Why the daemon cannot be read now, if it cannot. */
   problem: string | null;
   /** The outcome of the last key. */
@@ -17,12 +25,15 @@ export interface TopInput {
   height: number;
 }
 
-const BARS = '▁▂▃▄▅▆▇█';
+const EIGHTHS = ' ▏▎▍▌▋▊▉';
 
-/** One character per value, scaled to the largest. */
-export function sparkline(values: readonly number[]): string {
-  const max = Math.max(1, ...values);
-  return values.map((v) => BARS[Math.min(BARS.length - 1, Math.floor((v / max) * (BARS.length - 1)))]).join('');
+/** A bar `width` characters long at most, scaled to `max`; any count above 0 shows at least a sliver. */
+export function bar(v: number, max: number, width: number): string {
+  if (!(v > 0) || !(max > 0)) return ' '.repeat(width);
+  const eighths = Math.max(1, Math.round((v / max) * width * 8));
+  const full = Math.floor(eighths / 8);
+  const rest = eighths % 8;
+  return `${'█'.repeat(full)}${rest > 0 ? EIGHTHS[rest] : ''}`.padEnd(width);
 }
 
 function uptime(s: number): string {
@@ -43,14 +54,38 @@ function header(s: DaemonStatus): string[] {
   return [`reflex top  ${s.deviceId}  up ${uptime(s.uptimeS)}  ${mode}  ${f(l.rateHz, 1)} of ${l.targetHz} Hz  pid ${s.pid}`];
 }
 
-function loop(s: DaemonStatus, history: readonly number[]): string[] {
+function loop(s: DaemonStatus): string[] {
   const l = s.loop;
   const rt = l.realtime === null ? 'real time unknown' : l.realtime.fifoPriority !== null ? `SCHED_FIFO ${l.realtime.fifoPriority}` : 'not real time';
   return [
     `LOOP    lateness p50 ${f(l.latenessUs.p50, 1)} p99 ${f(l.latenessUs.p99, 1)} max ${f(l.latenessUs.max, 1)} us   tick p50 ${f(l.tickDurationUs.p50, 0)} p99 ${f(l.tickDurationUs.p99, 0)} max ${f(l.tickDurationUs.max, 0)} us`,
     `        ticks ${l.ticks}  missed ${l.missedDeadlines}  overruns ${l.overruns}  starved ${l.starvedTicks}  ${rt}`,
-    `        p99 lateness, last ${history.length} refreshes: ${sparkline(history)} (max ${f(Math.max(0, ...history), 1)} us)`,
   ];
+}
+
+const us = (v: number) => (v >= 1000 ? `${v / 1000} ms` : `${v} us`);
+
+/** The lateness histogram: two columns of buckets, each with its bar and count. */
+function latenessHistogram(w: LatenessWindow | null): string[] {
+  if (w === null || w.counts.length !== w.edgesUs.length + 1) return [];
+  const total = w.counts.reduce((a, b) => a + b, 0);
+  const max = Math.max(0, ...w.counts);
+  const label = (i: number) => (i < w.edgesUs.length ? `<=${us(w.edgesUs[i]!)}` : `>${us(w.edgesUs.at(-1)!)}`);
+  const cell = (i: number) => `${label(i).padEnd(9)}${bar(w.counts[i]!, max, 12)} ${String(w.counts[i]).padStart(6)}`;
+  const rows = Math.ceil(w.counts.length / 2);
+  const out = [`WAKE    lateness histogram, ${total} ticks ${w.seconds === null ? 'since start' : `in the last ${w.seconds.toFixed(0)} s`}`];
+  for (let r = 0; r < rows; r++) out.push(`        ${cell(r)}${r + rows < w.counts.length ? `    ${cell(r + rows)}` : ''}`);
+  return out;
+}
+
+/** Safety interventions by joint and rule, and each joint's failed reads, since the daemon started. */
+function interventions(s: DaemonStatus): string[] {
+  const l = s.loop;
+  const by = (l.safety.byJoint as DaemonStatus['loop']['safety']['byJoint'] | undefined) ?? [];
+  if (by.length === 0) return [];
+  const rows = [`${col('INTERVENTIONS', 14)}${num('limit', 8)}${num('velocity', 10)}${num('NaN/Inf', 9)}${num('failed reads', 14)} since start, ${f(l.policyTimeS, 0)} s of policy`];
+  for (const j of by) rows.push(`${col(j.joint, 14)}${num(String(j.limitClamps), 8)}${num(String(j.deltaClamps), 10)}${num(String(j.nonFinite), 9)}${num(String(j.failedReads), 14)}`);
+  return rows;
 }
 
 function joints(s: DaemonStatus): string[] {
@@ -75,15 +110,23 @@ function safety(s: DaemonStatus): string[] {
   const now = s.loop.lastTick?.interventions ?? [];
   return [
     `SAFETY  limit ${x.limitClamps}  velocity ${x.deltaClamps}  NaN/Inf ${x.nonFinite}  soft starts ${x.softStarts}  e-stops ${x.estops}  faults ${x.faults}  now: ${now.length === 0 ? 'none' : now.join(', ')}`,
-    `BUSES   ${s.loop.buses.map((bus) => `${bus.name} ${bus.state}${bus.reason ? ` (${bus.reason})` : ''}`).join('; ') || 'none'}   failed reads ${b.failedReads}, retries ${b.retries}, CAN load ${b.loadPct}%`,
+    `BUSES   ${s.loop.buses.map((bus) => `${bus.name} ${bus.state}${bus.reason ? ` (${bus.reason})` : ''}${busErrors(s, bus.name)}`).join('; ') || 'none'}   CAN load ${b.loadPct}%`,
   ];
+}
+
+/** A bus's failed reads and retries (retries are counted per bus, not per motor). */
+function busErrors(s: DaemonStatus, name: string): string {
+  const e = (s.loop.bus.byBus as DaemonStatus['loop']['bus']['byBus'] | undefined)?.find((x) => x.name === name);
+  return e === undefined ? '' : ` ${e.failedReads} failed reads ${e.retries} retries`;
 }
 
 function policy(s: DaemonStatus): string[] {
   const p = s.policy;
   const name = p.active ? `${p.active.name} ${p.active.version} on ${p.active.provider}` : `none (${p.state}${p.error ? `: ${p.error}` : ''})`;
   const i = p.inference;
-  return [`POLICY  ${name}  inference p50 ${f(i.p50Ms, 1)} p99 ${f(i.p99Ms, 1)} ms  ${i.count} runs ${i.errors} errors  frame age p50 ${f(p.frameAgeMs.p50, 0)} ms  starved ${s.loop.starvedTicks}`];
+  return [
+    `POLICY  ${name}  inference p50 ${f(i.p50Ms, 1)} p99 ${f(i.p99Ms, 1)} ms  ${i.count} runs ${i.errors} errors  chunk age ${f(s.loop.chunks.ageMs, 0)} ms  frame age p50 ${f(p.frameAgeMs.p50, 0)} ms  starved ${s.loop.starvedTicks}`,
+  ];
 }
 
 function cameras(s: DaemonStatus): string[] {
@@ -116,7 +159,7 @@ export function topLines(t: TopInput): string[] {
   } else {
     const s = t.status;
     // Most needed first: a short terminal loses the last ones.
-    body = [header(s), ...(t.problem ? [[`(${t.problem})`]] : []), loop(s, t.latenessHistory), joints(s), safety(s), policy(s), faults(s, t.faults), cameras(s), fleet(s)];
+    body = [header(s), ...(t.problem ? [[`(${t.problem})`]] : []), loop(s), joints(s), interventions(s), safety(s), policy(s), faults(s, t.faults), latenessHistogram(t.lateness), cameras(s), fleet(s)];
   }
   const room = height - footer.length;
   const all = body.flat();
