@@ -3,16 +3,19 @@
 // raw FrameSlot, as the vision worker does), and the recorder off then on in the same run.
 // Reports the loop's wake lateness both ways (goal: p99 and max within 1.1x), the recorder's
 // CPU per camera (reflex's own threads plus the ffmpeg it spawns), bytes per recorded minute,
-// the time from an episode's end to its files closed and committed, and frames dropped.
+// the time from an episode's end to its files closed and committed, and frames dropped; then the
+// loop's lateness again while an episode uploads to a real S3-compatible server at the cap.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ControlLoop, type ControlConfig } from '../src/control/index.js';
 import { FrameSlot } from '../src/rt/index.js';
 import { rawSlotLength, type RawFrameSource } from '../src/hardware/camera/index.js';
-import { Recorder, dataPath, videoKey, videoPath } from '../src/record/index.js';
+import { Recorder, UPLOADS_DISABLED, Uploader, dataPath, videoKey, videoPath } from '../src/record/index.js';
+import { startS3 } from '../tools/testkit/s3.js';
 import { ScriptedChunks } from '../tools/testkit/chunks.js';
 import { armConfig } from '../tools/testkit/control.js';
 import { argNumber, machine, progress, result, round, startSimDynamixel } from './_util.js';
@@ -24,6 +27,8 @@ const RATE = 50;
 const W = 640;
 const H = 480;
 const CAMERA_FPS = 30;
+/** The upload phase's cap, KiB/s (an LTE uplink's share). */
+const UPLOAD_KBPS = argNumber('upload-kbps', 2048);
 
 /**
  * A camera at 30 fps: a second of frames made up front (a gradient, a moving disc, and sensor
@@ -118,6 +123,39 @@ await recorder.settled();
 const closeMs = performance.now() - endAt;
 const c1 = cpuSeconds();
 const st = recorder.status();
+
+// Store and forward while the loop runs: an episode of SECONDS x UPLOAD_KBPS KiB goes to a real
+// S3-compatible server (s3rver, in this process: its CPU counts against ours, an upper bound)
+// in 5 MiB multipart parts, at the cap a robot on LTE would use, so the upload spans the phase.
+const s3 = await startS3();
+const uploadDir = mkdtempSync(join(tmpdir(), 'reflex-bench-upload-'));
+const uploadBytes = Math.round(SECONDS * UPLOAD_KBPS * 1024);
+const bigFile = join(uploadDir, 'observation.images.top.mp4');
+writeFileSync(bigFile, randomBytes(uploadBytes));
+const entry = { ...recorder.uploadSource(() => UPLOADS_DISABLED('bench')).episodes()[0]!, id: randomUUID(), uploaded: null };
+let uploadedAt: number | null = null;
+let uploader: Uploader | null = null;
+uploader = new Uploader(
+  { deviceId: 'bench', dir: join(uploadDir, 'snapshots'), origins: [`${s3.endpoint}/`], maxBytesPerS: UPLOAD_KBPS * 1024, pollMs: 100 },
+  {
+    episodes: () => (uploadedAt === null ? [entry] : []),
+    files: () => [{ name: 'observation.images.top.mp4', path: bigFile }],
+    describe: () => ({ codebase_version: 'v3.0', fps: FPS, robot_type: 'bench', features: {} }),
+    markUploaded: () => void (uploadedAt = performance.now()),
+  },
+  {
+    publishPending: (doc) => void s3.presigner().grant('bench', doc).then((g) => uploader?.onGrant(Buffer.from(JSON.stringify(g)))),
+    event: () => undefined,
+  },
+  log,
+);
+const uploadStart = performance.now();
+await uploader.start();
+const uploading = await phase('uploading');
+while (uploadedAt === null && performance.now() - uploadStart < SECONDS * 4000) await new Promise((r) => setTimeout(r, 50));
+const uploadS = ((uploadedAt ?? performance.now()) - uploadStart) / 1000;
+await uploader.stop();
+await s3.stop();
 await recorder.stop();
 camera.stop();
 await source.stop();
@@ -138,9 +176,17 @@ result({
   machine: machine(),
   dataset_fps: FPS,
   camera: { width: W, height: H, fps: CAMERA_FPS },
-  wake_lateness_us: { off: { p99: off.p99, max: off.max }, on: { p99: on.p99, max: on.max } },
-  ratio: { p99: round(on.p99 / Math.max(off.p99, 1), 2), max: round(on.max / Math.max(off.max, 1), 2) },
-  missed_deadlines: { off: off.missed, on: on.missed },
+  wake_lateness_us: { off: { p99: off.p99, max: off.max }, on: { p99: on.p99, max: on.max }, uploading: { p99: uploading.p99, max: uploading.max } },
+  ratio: { p99: round(on.p99 / Math.max(off.p99, 1), 2), max: round(on.max / Math.max(off.max, 1), 2), uploading_p99: round(uploading.p99 / Math.max(off.p99, 1), 2) },
+  missed_deadlines: { off: off.missed, on: on.missed, uploading: uploading.missed },
+  upload: {
+    cap_kib_per_s: UPLOAD_KBPS,
+    mb: round(uploadBytes / 1024 ** 2, 1),
+    done: uploadedAt !== null,
+    mib_per_s: round(uploadBytes / 1024 ** 2 / uploadS, 2),
+    // The process's CPU above the recorder-off phase: the uploader plus s3rver, which shares this process.
+    cpu_pct_with_server: round((Math.max(0, uploading.cpu.self - off.cpu.self) / SECONDS) * 100, 1),
+  },
   recorder_cpu_pct_per_camera: round(cpuPct, 1),
   ffmpeg_cpu_pct: round((ffmpegCpu / SECONDS) * 100, 1),
   bytes_per_minute: Math.round((videoBytes / Math.max(rows / FPS, 1e-9)) * 60),

@@ -19,7 +19,7 @@ const EXPECTED: Record<string, { args: string[]; keys: string[] }[]> = {
   can: [{ args: [], keys: ['motors_6.heap_bytes_per_tick', 'motors_12.heap_bytes_per_tick', 'motors_12_odrive.heap_bytes_per_tick'] }],
   policy: [{ args: [], keys: ['default.latency_ms.p99', 'act.latency_ms.p99', 'act.obs_to_chunk_ms.p99', 'provider'] }],
   camera: [{ args: [], keys: ['capture_preprocess_ms.p99', 'frame_age_ms.p99', 'fps'] }],
-  record: [{ args: [], keys: ['wake_lateness_us.off.p99', 'wake_lateness_us.on.p99', 'wake_lateness_us.on.max', 'ratio.p99', 'recorder_cpu_pct_per_camera', 'bytes_per_minute', 'episode_close_ms', 'dropped_frames'] }],
+  record: [{ args: [], keys: ['wake_lateness_us.off.p99', 'wake_lateness_us.on.p99', 'wake_lateness_us.on.max', 'ratio.p99', 'wake_lateness_us.uploading.p99', 'upload.mib_per_s', 'recorder_cpu_pct_per_camera', 'bytes_per_minute', 'episode_close_ms', 'dropped_frames'] }],
   fleet: [{ args: [], keys: ['telemetry_batch_cpu_us.p99', 'outbox_append_per_s', 'outbox_drain_per_s', 'outbox_full_append_us.large.p99'] }],
   cli: [{ args: [], keys: ['status_ms.p50', 'status_ms.p99', 'baseline.systemctl_status_ms', 'daemon_cpu_pct.idle', 'daemon_cpu_pct.top', 'top_extra_cpu_pct'] }],
   rtc: [{ args: [], keys: ['crossfade.d0.task_error_rad', 'crossfade.d200.jerk_at_boundaries.max', 'ensemble.d100.jerk_at_boundaries.mean', 'rtc.d0.jerk_at_boundaries.mean', 'rtc.d100.missed_deadlines', 'rtc.d200.jerk_at_boundaries.max', 'rtc.d200.task_error_rad', 'executor_rtc_allocated_bytes_per_tick'] }],
