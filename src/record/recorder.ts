@@ -698,7 +698,7 @@ export class Recorder implements Part {
 
   telemetry(): Record<string, unknown> {
     const s = this.status();
-    return { record: { state: s.state, episodes: s.episodes, dropped: s.dropped.episodes, diskMb: s.diskMb } };
+    return { record: { state: s.state, episodes: s.episodes, dropped: s.dropped.episodes, diskMb: s.diskMb, uploadWaiting: s.upload.waiting, uploadState: s.upload.state } };
   }
 
   api(): DaemonHandlers {
