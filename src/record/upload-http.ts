@@ -61,6 +61,11 @@ export interface RequestOptions {
   throttle: TokenBucket;
   /** A request that moves no byte either way for this long is abandoned. */
   idleMs: number;
+  /**
+   * A request slower than this on average (after one idle spell's grace) is abandoned: a server
+   * that takes a byte now and then is never idle, and would hold the uploads for hours. 0: none.
+   */
+  minBytesPerS: number;
   signal: AbortSignal;
 }
 
@@ -71,16 +76,20 @@ function classify(status: number, body: string): UploadError {
   const message = /<Message>([^<]{1,200})<\/Message>/.exec(body)?.[1];
   const what = `HTTP ${status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`;
   if (status === 403) return new UploadError('denied', what);
+  // A presigned URL is signed for its host and path: a redirect elsewhere is never followed.
+  if (status >= 300 && status < 400) return new UploadError('refused', `${what} (a redirect, not followed)`);
   if (status >= 400 && status < 500 && status !== 408 && status !== 429) return new UploadError('refused', what);
   return new UploadError('transient', what);
 }
 
+/** The reply's body; one longer than S3 ever sends (or endless) is cut off, not read to its end. */
 async function readReply(res: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of res as AsyncIterable<Buffer>) {
-    if (n < MAX_REPLY) chunks.push(c.subarray(0, MAX_REPLY - n));
     n += c.length;
+    if (n > MAX_REPLY) throw new UploadError('refused', `HTTP ${res.statusCode ?? 0} with a reply longer than ${MAX_REPLY / 1024} KiB`);
+    chunks.push(c);
   }
   return Buffer.concat(chunks).toString('utf8');
 }
@@ -98,6 +107,11 @@ async function send(method: 'PUT' | 'POST', url: string, body: { file: string; s
     signal: o.signal,
   });
   req.setTimeout(o.idleMs, () => req.destroy(new UploadError('transient', `no progress for ${o.idleMs / 1000} s`)));
+  const cut: { off: UploadError | null } = { off: null };
+  const deadline =
+    o.minBytesPerS > 0
+      ? setTimeout(() => req.destroy((cut.off = new UploadError('transient', `too slow: under ${Math.round(o.minBytesPerS / 1024)} KiB/s on average`))), o.idleMs + (length / o.minBytesPerS) * 1000)
+      : null;
   const replied = new Promise<IncomingMessage>((resolve, reject) => {
     req.once('response', resolve);
     req.once('error', reject);
@@ -108,6 +122,8 @@ async function send(method: 'PUT' | 'POST', url: string, body: { file: string; s
     () => (answered = true),
     () => (answered = true),
   );
+  // Bytes of a file's range handed to the socket before the reply came.
+  let written = 0;
   try {
     if (typeof body === 'string') {
       req.end(body);
@@ -119,6 +135,7 @@ async function send(method: 'PUT' | 'POST', url: string, body: { file: string; s
         for await (const chunk of stream as AsyncIterable<Buffer>) {
           await o.throttle.take(chunk.length, o.signal);
           if (req.destroyed || answered) break;
+          written += chunk.length;
           if (!req.write(chunk)) await Promise.race([once(req, 'drain'), replied]);
         }
       } finally {
@@ -131,16 +148,21 @@ async function send(method: 'PUT' | 'POST', url: string, body: { file: string; s
     const text = await readReply(res);
     const status = res.statusCode ?? 0;
     if (status < 200 || status >= 300) throw classify(status, text);
+    // Nothing can be stored from bytes not yet sent: a success before them is a broken server or proxy.
+    if (typeof body !== 'string' && written < length) throw new UploadError('refused', `HTTP ${status} answered before the whole body was sent`);
     const etag = res.headers.etag ?? null;
     return { etag: typeof etag === 'string' ? etag : null, body: text };
   } catch (err) {
     req.destroy();
+    if (cut.off !== null) throw cut.off;
     if (err instanceof UploadError) throw err;
     if (o.signal.aborted) throw err;
     const e = err as NodeJS.ErrnoException;
     // The file itself (deleted by the disk policy, a bad disk) is not the network's fault.
     if (e.syscall === 'open' || e.syscall === 'read') throw err;
     throw new UploadError('transient', e.code ? `${e.code} ${e.message}` : e.message);
+  } finally {
+    if (deadline !== null) clearTimeout(deadline);
   }
 }
 

@@ -75,7 +75,17 @@ export const grantSchema = z
     seq: z.number().int().min(0),
     episodes: z.array(z.object({ id: episodeId, files: z.array(grantedFileSchema).max(64) }).strict()).max(OFFER_MAX),
   })
-  .strict();
+  .strict()
+  // An episode or a file named twice would go up twice, or to whichever URL came first.
+  .superRefine((g, ctx) => {
+    const twice = (names: string[]) => names.find((n, i) => names.indexOf(n) !== i);
+    const ep = twice(g.episodes.map((e) => e.id));
+    if (ep !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['episodes'], message: `episode ${ep} named twice` });
+    g.episodes.forEach((e, i) => {
+      const f = twice(e.files.map((x) => x.name));
+      if (f !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['episodes', i, 'files'], message: `file ${f} named twice` });
+    });
+  });
 export type UploadGrant = z.infer<typeof grantSchema>;
 
 export function parseGrant(payload: Buffer): { ok: true; grant: UploadGrant } | { ok: false; reason: string } {

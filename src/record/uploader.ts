@@ -40,6 +40,8 @@ export interface UploaderOptions {
   maxBytesPerS: number;
   /** A request that moves no byte for this long is abandoned. */
   idleMs?: number;
+  /** A request slower than this on average is abandoned (default 4 KiB/s, at most half the cap). */
+  minBytesPerS?: number;
   backoff?: { minMs: number; maxMs: number };
   /** How often the dataset is looked at for new episodes or marks. */
   pollMs?: number;
@@ -82,9 +84,10 @@ const EPISODE_JSON = 'episode.json';
 const MB = 1024 ** 2;
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
-async function sha256File(path: string): Promise<string> {
+/** Stops when `signal` does: a multi-GB file on a slow card must not hold up the daemon's stop. */
+async function sha256File(path: string, signal: AbortSignal): Promise<string> {
   const h = createHash('sha256');
-  for await (const c of createReadStream(path, { highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) h.update(c);
+  for await (const c of createReadStream(path, { highWaterMark: 256 * 1024, signal }) as AsyncIterable<Buffer>) h.update(c);
   return h.digest('hex');
 }
 
@@ -255,7 +258,11 @@ export class Uploader implements Part {
   }
 
   /** The episode's files, linked and hashed once; its progress so far when a snapshot exists. */
-  private async snapshot(e: EpisodeEntry): Promise<Progress | null> {
+  private async snapshot(queued: EpisodeEntry): Promise<Progress | null> {
+    // The entry as it is now, not as it was queued: the disk policy may have renumbered the
+    // episodes (and renamed their files) while an earlier one was being hashed.
+    const e = this.source.episodes().find((x) => x.id === queued.id);
+    if (e === undefined) return null;
     const dir = join(this.o.dir, e.id);
     const meta = metaHash(e);
     const file = join(dir, PROGRESS);
@@ -286,10 +293,12 @@ export class Uploader implements Part {
       }
       for (const name of names) {
         const path = join(dir, name);
-        files.push({ name, bytes: statSync(path).size, sha256: await sha256File(path), done: false, etags: [] });
+        files.push({ name, bytes: statSync(path).size, sha256: await sha256File(path, this.abort.signal), done: false, etags: [] });
       }
     } catch (err) {
       rmSync(dir, { recursive: true, force: true });
+      // Only a file that is not there is the episode's fault; a full disk or a stop is tried again.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       this.broken.add(e.id);
       this.log.error({ err: errorMessage(err), episode: e.episodeIndex, id: e.id }, 'episode files cannot be read; it is not uploaded');
       return null;
@@ -358,7 +367,9 @@ export class Uploader implements Part {
 
   private async uploadFile(dir: string, p: Progress, f: FileProgress, g: GrantedFile): Promise<void> {
     const path = join(dir, f.name);
-    const opts: RequestOptions = { throttle: this.throttle, idleMs: this.o.idleMs ?? 30_000, signal: this.abort.signal };
+    const cap = this.o.maxBytesPerS;
+    const minBytesPerS = Math.min(this.o.minBytesPerS ?? 4096, cap > 0 ? cap / 2 : Infinity);
+    const opts: RequestOptions = { throttle: this.throttle, idleMs: this.o.idleMs ?? 30_000, minBytesPerS, signal: this.abort.signal };
     this.current = { episode: p.id, file: f.name, sentMb: 0, totalMb: round1(f.bytes / MB) };
     const sentUpTo = (bytes: number) => {
       if (this.current !== null) this.current.sentMb = round1(bytes / MB);

@@ -1,0 +1,382 @@
+// Store and forward under attack: the robot's uploader against hostile servers (real HTTP
+// servers on loopback that misbehave on purpose), hostile or careless grants, a full disk (a
+// real tmpfs, root only) and a stop in the middle of hashing. Each test names the hole it
+// closed: the uploader must end in a clear reason and a safe state, never mark an episode
+// uploaded that the server did not take whole, and never hang.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { Uploader, type EpisodeEntry, type PendingUploads, type UploadGrant, type UploadSource } from '../src/record/index.js';
+import type { Logger } from '../src/core/index.js';
+import { tempDir } from '../tools/testkit/daemon.js';
+import { until } from '../tools/testkit/mosquitto.js';
+
+const MiB = 1024 ** 2;
+const DEVICE = 'robot-7';
+
+/** A dataset as the uploader sees it: one episode per entry of `sizes`, real files under `dir`. */
+function dataset(dir: string, sizes: number[][]) {
+  mkdirSync(join(dir, 'files'), { recursive: true });
+  const episodes = sizes.map((fileSizes, i) => {
+    const id = randomUUID();
+    const files = fileSizes.map((bytes, k) => {
+      const name = k === 0 ? 'data.parquet' : `observation.images.cam${k}.mp4`;
+      const path = join(dir, 'files', `${id}-${name}`);
+      writeFileSync(path, bytes > MiB ? Buffer.alloc(bytes, i + k) : randomBytes(bytes));
+      return { name, path };
+    });
+    const entry = {
+      id, episodeIndex: i, length: 10, task: 'fold the towel', from: i * 10, to: i * 10 + 10, flags: [], outcome: null, policy: { name: 'act', version: '1' },
+      startedAt: new Date().toISOString(), repeatedFrames: 0, bytes: fileSizes.reduce((a, b) => a + b, 0), stats: {}, uploaded: null,
+    } as unknown as EpisodeEntry;
+    return { entry, files };
+  });
+  const uploaded: string[] = [];
+  const source: UploadSource = {
+    episodes: () => episodes.map((e) => e.entry),
+    files: (e) => episodes.find((x) => x.entry.id === e.id)!.files,
+    describe: () => ({ codebase_version: 'v3.0', fps: 10, robot_type: 'test', features: {} }),
+    markUploaded: (id, meta, at) => {
+      const e = episodes.find((x) => x.entry.id === id)!;
+      e.entry = { ...e.entry, uploaded: { meta, at } };
+      uploaded.push(id);
+    },
+  };
+  return { episodes, source, uploaded };
+}
+
+function logger(): { log: Logger; lines: { msg: string; err?: string }[] } {
+  const lines: { msg: string; err?: string }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { msg: string });
+      done();
+    },
+  });
+  return { log: pino({ level: 'info' }, sink), lines };
+}
+
+/** A real HTTP server on loopback that answers every request with `handle`; counts them. */
+async function server(handle: (req: IncomingMessage, res: ServerResponse) => void) {
+  let n = 0;
+  const s = createServer((req, res) => {
+    n++;
+    handle(req, res);
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(s.address() as { port: number }).port}`,
+    count: () => n,
+    close: () => {
+      s.closeAllConnections();
+      s.close();
+    },
+  };
+}
+
+/** A server that stores what is PUT, whole, and answers as S3 does. */
+async function store() {
+  const objects = new Map<string, Buffer>();
+  const s = await server((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      objects.set(req.url ?? '', body);
+      res.writeHead(200, { etag: `"${createHash('md5').update(body).digest('hex')}"` }).end();
+    });
+  });
+  return { ...s, objects };
+}
+
+/** A grant of one PUT URL per offered file, under `base`. */
+function putGrant(doc: PendingUploads, base: string): UploadGrant {
+  return { seq: doc.seq, episodes: doc.episodes.map((e) => ({ id: e.id, files: e.files.map((f) => ({ name: f.name, put: `${base}/${DEVICE}/${e.id}/${f.name}` })) })) };
+}
+
+/** The fleet link with a grant service that answers every pending list with `answer`. */
+function fleet(answer: (doc: PendingUploads) => UploadGrant | null) {
+  const pending: PendingUploads[] = [];
+  const events: { kind: string; data: unknown }[] = [];
+  let target: Uploader | null = null;
+  return {
+    pending,
+    events,
+    attach: (u: Uploader) => (target = u),
+    channel: {
+      publishPending: (doc: PendingUploads) => {
+        pending.push(doc);
+        const g = doc.episodes.length === 0 ? null : answer(doc);
+        if (g !== null) setImmediate(() => target?.onGrant(Buffer.from(JSON.stringify(g))));
+      },
+      event: (kind: string, data: unknown) => void events.push({ kind, data }),
+    },
+  };
+}
+
+function uploader(dir: string, origin: string, source: UploadSource, f: ReturnType<typeof fleet>, log: Logger, extra: Partial<ConstructorParameters<typeof Uploader>[0]> = {}): Uploader {
+  const u = new Uploader({ deviceId: DEVICE, dir: join(dir, 'uploads'), origins: [`${origin}/`], maxBytesPerS: 0, backoff: { minMs: 50, maxMs: 200 }, pollMs: 50, ...extra }, source, f.channel, log);
+  f.attach(u);
+  return u;
+}
+
+test('upload attack: a server whose reply never ends is cut off and the episode is not taken for uploaded', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[20_000]]);
+  const chunk = Buffer.alloc(64 * 1024, 'x');
+  const endless = await server((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { etag: '"e"' });
+      const pump = () => {
+        while (!res.destroyed && res.write(chunk));
+      };
+      res.on('drain', pump);
+      pump();
+    });
+  });
+  const f = fleet((doc) => putGrant(doc, endless.url));
+  const { log } = logger();
+  const u = uploader(dir, endless.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('the endless reply given up', () => /reply/.test(u.status().reason ?? ''), 30_000);
+    assert.equal(ds.uploaded.length, 0, 'not marked uploaded');
+    assert.equal(u.status().waiting, 1);
+  } finally {
+    await u.stop();
+    endless.close();
+  }
+});
+
+test('upload attack: a 200 answered before the body was sent does not count as stored', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  // Bigger than what loopback's socket buffers hold: the reply must come before the last byte.
+  const ds = dataset(dir, [[32 * MiB]]);
+  const liar = await server((_req, res) => void res.writeHead(200, { etag: '"e"' }).end());
+  const f = fleet((doc) => putGrant(doc, liar.url));
+  const { log } = logger();
+  const u = uploader(dir, liar.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('the early answer refused', () => /before/.test(u.status().reason ?? ''), 30_000);
+    assert.equal(ds.uploaded.length, 0, 'an episode the server never read is not marked uploaded (the disk policy would delete it first)');
+    assert.equal(f.events.length, 0);
+  } finally {
+    await u.stop();
+    liar.close();
+  }
+});
+
+test('upload attack: a grant naming an episode or a file twice is refused whole; nothing is sent or counted twice', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[10_000]]);
+  const s3 = await store();
+  const f = fleet(() => null);
+  const { log, lines } = logger();
+  const u = uploader(dir, s3.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('offered', () => f.pending.some((p) => p.episodes.length === 1), 30_000);
+    const g = putGrant(f.pending.at(-1)!, s3.url);
+    u.onGrant(Buffer.from(JSON.stringify({ ...g, episodes: [g.episodes[0], g.episodes[0]] })));
+    const e = g.episodes[0]!;
+    u.onGrant(Buffer.from(JSON.stringify({ ...g, episodes: [{ ...e, files: [...e.files, { name: 'data.parquet', put: `${s3.url}/elsewhere` }] }] })));
+    await until('both refused', () => lines.filter((l) => l.msg === 'upload grant refused').length === 2, 10_000);
+    assert.ok(lines.filter((l) => l.msg === 'upload grant refused').every((l) => /twice/.test(l.err ?? '')), 'saying why');
+    assert.equal(s3.count(), 0, 'nothing sent on a malformed grant');
+    // The same grant without the duplicates goes through, once.
+    u.onGrant(Buffer.from(JSON.stringify(g)));
+    await until('uploaded', () => ds.uploaded.length === 1, 30_000);
+    assert.equal(f.events.filter((x) => x.kind === 'episode.uploaded').length, 1);
+    assert.equal(u.status().uploaded, 1);
+  } finally {
+    await u.stop();
+    s3.close();
+  }
+});
+
+test('upload attack: a redirect is not followed; the grant is taken for wrong and a new one asked for', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[10_000]]);
+  const target = await store();
+  const redirect = await server((req, res) => {
+    req.resume();
+    res.writeHead(307, { location: `${target.url}${req.url ?? ''}` }).end();
+  });
+  const f = fleet((doc) => putGrant(doc, redirect.url));
+  const { log } = logger();
+  const u = uploader(dir, redirect.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('a new grant asked for', () => f.pending.length >= 2, 30_000);
+    assert.match(u.status().reason ?? '', /307/);
+    assert.equal(target.count(), 0, 'the redirect target got nothing');
+    assert.equal(ds.uploaded.length, 0);
+  } finally {
+    await u.stop();
+    redirect.close();
+    target.close();
+  }
+});
+
+test('upload attack: a server that takes bytes at a trickle is abandoned, not waited on for hours', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[24 * MiB]]);
+  // Reads what has come in every 50 ms (at most about 1.6 MiB/s, well under the 8 MiB/s asked
+  // for): never quiet long enough for the idle timeout.
+  const trickle = await server((req, res) => {
+    req.pause();
+    const t = setInterval(() => void req.read(), 50);
+    req.on('end', () => {
+      clearInterval(t);
+      res.writeHead(200, { etag: '"e"' }).end();
+    });
+    res.on('close', () => clearInterval(t));
+  });
+  const f = fleet((doc) => putGrant(doc, trickle.url));
+  const { log } = logger();
+  const u = uploader(dir, trickle.url, ds.source, f, log, { idleMs: 1000, minBytesPerS: 8 * MiB });
+  await u.start();
+  try {
+    await until('the trickle given up', () => /too slow/.test(u.status().reason ?? ''), 45_000).catch((e: unknown) => { throw new Error(`${String(e)}: ${JSON.stringify(u.status())}`); });
+    assert.equal(ds.uploaded.length, 0);
+  } finally {
+    await u.stop();
+    trickle.close();
+  }
+});
+
+test('upload attack: stopping the uploader while it hashes a file that reads slowly returns at once', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[1000]]);
+  // The data file is a pipe that gives a few bytes and then nothing more: hashing never ends by
+  // itself (a stand-in for a multi-GB file on a slow SD card).
+  const path = ds.episodes[0]!.files[0]!.path;
+  rmSync(path);
+  assert.equal(spawnSync('mkfifo', [path]).status, 0, 'mkfifo');
+  const fd = openSync(path, constants.O_RDWR);
+  writeSync(fd, Buffer.from('PAR1'));
+  const s3 = await store();
+  const f = fleet((doc) => putGrant(doc, s3.url));
+  const { log, lines } = logger();
+  const u = uploader(dir, s3.url, ds.source, f, log);
+  await u.start();
+  try {
+    const id = ds.episodes[0]!.entry.id;
+    await until('hashing', () => readdirSync(join(dir, 'uploads')).includes(id) && readdirSync(join(dir, 'uploads', id)).includes('data.parquet'), 30_000);
+    const stopped = await Promise.race([u.stop().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 20_000).unref())]);
+    assert.ok(stopped, 'stop() returned while a hash was under way');
+    assert.ok(!lines.some((l) => l.msg.includes('cannot be read')), 'a stop is not taken for a broken episode');
+  } finally {
+    closeSync(fd); // the pipe ends: a stop that hung on it returns now
+    await u.stop();
+    s3.close();
+  }
+});
+
+// A real full disk: a tmpfs with few inodes (root only), where a hard link needs one too.
+const root = tempDir('reflex-upatk-fs-');
+const mnt = join(root, 'tmpfs');
+mkdirSync(mnt);
+const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,nr_inodes=64', 'tmpfs', mnt]).status === 0;
+after(() => {
+  if (mounted) spawnSync('umount', ['-l', mnt]);
+});
+
+test('upload attack: a full disk while snapshotting backs off and says so, and the episode goes up once there is room', { timeout: 60_000, skip: mounted ? false : 'cannot mount a tmpfs here (not root)' }, async () => {
+  const ds = dataset(mnt, [[30_000]]);
+  mkdirSync(join(mnt, 'uploads'));
+  const fillers: string[] = [];
+  for (;;) {
+    const p = join(mnt, `filler-${fillers.length}`);
+    try {
+      writeFileSync(p, '');
+    } catch {
+      break;
+    }
+    fillers.push(p);
+  }
+  // One inode left: the snapshot's directory is made, its hard link is not.
+  rmSync(fillers.pop()!);
+  const s3 = await store();
+  const f = fleet((doc) => putGrant(doc, s3.url));
+  const { log } = logger();
+  const u = uploader(mnt, s3.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('the full disk reported', () => /ENOSPC/.test(u.status().reason ?? ''), 30_000);
+    assert.equal(u.status().waiting, 1, 'still waiting, not given up');
+    for (const p of fillers) rmSync(p);
+    await until('uploaded once there is room', () => ds.uploaded.length === 1, 30_000);
+    const { entry, files } = ds.episodes[0]!;
+    assert.deepEqual(s3.objects.get(`/${DEVICE}/${entry.id}/data.parquet`), readFileSync(files[0]!.path));
+  } finally {
+    await u.stop();
+    s3.close();
+  }
+});
+
+test('upload attack: the disk policy renumbering episodes while one is being hashed does not send another episode\'s bytes', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  mkdirSync(join(dir, 'files'));
+  // Files named by episode index, as the dataset's are: a renumbering renames them.
+  const at = (index: number) => join(dir, 'files', `episode-${index}.parquet`);
+  let entries = [0, 1, 2].map((i) => ({
+    id: randomUUID(), episodeIndex: i, length: 10, task: 't', from: i * 10, to: i * 10 + 10, flags: [], outcome: null, policy: { name: 'act', version: '1' },
+    startedAt: new Date().toISOString(), repeatedFrames: 0, bytes: 4000, stats: {}, uploaded: null,
+  })) as unknown as EpisodeEntry[];
+  const [, b, c] = entries as [EpisodeEntry, EpisodeEntry, EpisodeEntry];
+  // The oldest episode's file reads slowly (a pipe): its hash is under way while the disk policy acts.
+  assert.equal(spawnSync('mkfifo', [at(0)]).status, 0, 'mkfifo');
+  let fd = -1;
+  const bytes = new Map([b, c].map((e) => [e.id, randomBytes(4000)]));
+  writeFileSync(at(1), bytes.get(b.id)!);
+  writeFileSync(at(2), bytes.get(c.id)!);
+  const uploaded: string[] = [];
+  const source: UploadSource = {
+    episodes: () => entries,
+    files: (e) => [{ name: 'data.parquet', path: at(e.episodeIndex) }],
+    describe: () => ({ codebase_version: 'v3.0', fps: 10, robot_type: 'test', features: {} }),
+    markUploaded: (id, meta, when) => {
+      entries = entries.map((e) => (e.id === id ? { ...e, uploaded: { meta, at: when } } : e));
+      uploaded.push(id);
+    },
+  };
+  const s3 = await store();
+  const f = fleet((doc) => putGrant(doc, s3.url));
+  const { log } = logger();
+  const u = uploader(dir, s3.url, source, f, log);
+  await u.start();
+  try {
+    // A pipe opens for writing without waiting only once its reader (the hash) has it open.
+    await until('hashing the first', () => {
+      try {
+        fd = openSync(at(0), constants.O_WRONLY | constants.O_NONBLOCK);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 30_000);
+    writeSync(fd, Buffer.from('PAR1'));
+    // The disk policy deletes the first episode: the others move down one index, their files too.
+    rmSync(at(0));
+    renameSync(at(1), at(0));
+    renameSync(at(2), at(1));
+    entries = entries.slice(1).map((e) => ({ ...e, episodeIndex: e.episodeIndex - 1 }));
+    closeSync(fd);
+    fd = -1;
+    await until('both uploaded', () => uploaded.length === 2, 30_000);
+    for (const e of [b, c]) assert.deepEqual(s3.objects.get(`/${DEVICE}/${e.id}/data.parquet`), bytes.get(e.id), `episode ${e.id.slice(0, 8)}: its own bytes`);
+  } finally {
+    if (fd >= 0) closeSync(fd);
+    await u.stop();
+    s3.close();
+  }
+});
