@@ -12,7 +12,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { Uploader, type EpisodeEntry, type PendingUploads, type UploadGrant, type UploadSource } from '../src/record/index.js';
+import { Uploader, parsePending, type EpisodeEntry, type PendingUploads, type UploadGrant, type UploadSource } from '../src/record/index.js';
+import { Presigner } from '../src/cli/fleet-uploads.js';
 import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
@@ -379,4 +380,66 @@ test('upload attack: the disk policy renumbering episodes while one is being has
     await u.stop();
     s3.close();
   }
+});
+
+test('upload attack: a pending list the fleet never saw (broker restarted, link down for hours) is asked again, not waited on forever', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[10_000]]);
+  const s3 = await store();
+  // The first list is lost on the way; the grant service answers whatever reaches it after.
+  let lost = 0;
+  const f = fleet((doc) => (lost++ === 0 ? null : putGrant(doc, s3.url)));
+  const { log } = logger();
+  const u = uploader(dir, s3.url, ds.source, f, log, { reaskMs: 300 });
+  await u.start();
+  try {
+    await until('uploaded after asking again', () => ds.uploaded.length === 1, 30_000);
+    assert.ok(f.pending.length >= 2, 'the pending list went out again');
+    assert.notEqual(f.pending[0]!.seq, f.pending[1]!.seq, 'as a new list: a late grant for the lost one is not taken for it');
+  } finally {
+    await u.stop();
+    s3.close();
+  }
+});
+
+test('upload attack: a server answering parts with huge ETags is refused, not written into progress.json part after part', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[6 * MiB]]);
+  const hostile = await server((req, res) => {
+    req.resume();
+    req.on('end', () => void res.writeHead(200, { etag: `"${'f'.repeat(8000)}"` }).end());
+  });
+  const f = fleet((doc) => ({
+    seq: doc.seq,
+    episodes: doc.episodes.map((e) => ({
+      id: e.id,
+      files: e.files.map((x) => (x.bytes > 5 * MiB ? { name: x.name, multipart: { uploadId: 'u1', partBytes: 5 * MiB, parts: [`${hostile.url}/p1`, `${hostile.url}/p2`], complete: `${hostile.url}/c` } } : { name: x.name, put: `${hostile.url}/${x.name}` })),
+    })),
+  }));
+  const { log } = logger();
+  const u = uploader(dir, hostile.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('the ETag refused', () => /ETag/.test(u.status().reason ?? ''), 30_000);
+    assert.equal(ds.uploaded.length, 0);
+  } finally {
+    await u.stop();
+    hostile.close();
+  }
+});
+
+test('upload attack: the grant service makes no key outside <prefix><device>/ whatever device, episode, file name or prefix it is handed', async () => {
+  const presigner = (prefix = 'fleet/') =>
+    new Presigner({ endpoint: 'http://127.0.0.1:9', bucket: 'reflex-fleet', region: 'us-east-1', prefix, expiresS: 60, partBytes: 5 * MiB, credentials: { accessKeyId: 'k', secretAccessKey: 's' } });
+  const doc = (id: string, name: string): PendingUploads => ({ seq: 1, episodes: [{ id, files: [{ name, bytes: 10, sha256: '0'.repeat(64) }] }], waiting: 1, waitingBytes: 10 });
+  const good = randomUUID();
+  const ok = await presigner().grant(DEVICE, doc(good, 'data.parquet'));
+  assert.match((ok.episodes[0]!.files[0] as { put: string }).put, new RegExp(`/reflex-fleet/fleet/${DEVICE}/${good}/data\\.parquet\\?`));
+  for (const device of ['..', '../other-robot', 'a/b', '']) await assert.rejects(presigner().grant(device, doc(good, 'data.parquet')), /not a device id/, device);
+  for (const name of ['../../other-robot/x', '.hidden', 'a/b', '..']) {
+    assert.equal(parsePending(Buffer.from(JSON.stringify(doc(good, name)))), null, `a robot's pending list naming ${name} is refused`);
+    await assert.rejects(presigner().grant(DEVICE, doc(good, name)), /not a plain file name/, name);
+  }
+  await assert.rejects(presigner().grant(DEVICE, doc('../../../../../../../../../../../x', 'data.parquet')), /not an episode id/);
+  for (const prefix of ['../', 'fleet/../', './']) assert.throws(() => presigner(prefix), /--prefix/, prefix);
 });

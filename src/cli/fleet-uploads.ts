@@ -26,6 +26,9 @@ export interface GrantOptions {
 /** Bucket names and prefixes kept to characters that need no escaping in a URL or a signature. */
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const PREFIX = /^([A-Za-z0-9_.-]+\/)*$/;
+/** The pending document's own rules (upload-protocol.ts), checked again where keys are made. */
+const EPISODE = /^[0-9a-f-]{36}$/;
+const FILE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 export class Presigner {
   private readonly base: URL;
@@ -34,11 +37,15 @@ export class Presigner {
     this.base = new URL(o.endpoint);
     if (!/^https?:$/.test(this.base.protocol) || this.base.pathname !== '/') throw new ReflexError('BAD_REQUEST', `--endpoint ${o.endpoint}: want http(s)://host[:port]`);
     if (!BUCKET.test(o.bucket)) throw new ReflexError('BAD_REQUEST', `--bucket ${o.bucket}: not an S3 bucket name`);
-    if (!PREFIX.test(o.prefix)) throw new ReflexError('BAD_REQUEST', `--prefix ${o.prefix}: letters, digits, _ . - in parts ending with /`);
+    if (!PREFIX.test(o.prefix) || o.prefix.split('/').some((p) => p === '.' || p === '..')) throw new ReflexError('BAD_REQUEST', `--prefix ${o.prefix}: letters, digits, _ . - in parts ending with /`);
     if (o.partBytes < MIN_PART_BYTES) throw new ReflexError('BAD_REQUEST', `--part-mb: S3 parts are at least ${MIN_PART_BYTES / 1024 ** 2} MiB`);
   }
 
+  /** Refuses anything that could step out of <prefix><device>/ (grant() may be handed unchecked input). */
   key(device: string, episode: string, file: string): string {
+    if (!isId(device)) throw new ReflexError('BAD_REQUEST', `device ${JSON.stringify(device)}: not a device id`);
+    if (!EPISODE.test(episode)) throw new ReflexError('BAD_REQUEST', `episode ${JSON.stringify(episode)}: not an episode id`);
+    if (!FILE.test(file)) throw new ReflexError('BAD_REQUEST', `file ${JSON.stringify(file)}: not a plain file name`);
     return `${this.o.prefix}${device}/${episode}/${file}`;
   }
 

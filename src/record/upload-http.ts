@@ -70,6 +70,7 @@ export interface RequestOptions {
 }
 
 const MAX_REPLY = 64 * 1024;
+const MAX_ETAG = 256;
 
 function classify(status: number, body: string): UploadError {
   const code = /<Code>([^<]{1,64})<\/Code>/.exec(body)?.[1];
@@ -170,6 +171,8 @@ async function send(method: 'PUT' | 'POST', url: string, body: { file: string; s
 export async function putRange(url: string, file: string, start: number, end: number, o: RequestOptions): Promise<string> {
   const { etag } = await send('PUT', url, { file, start, end }, o);
   if (etag === null) throw new UploadError('refused', 'the server stored the part but sent no ETag');
+  // Every part's ETag is kept in progress.json (rewritten after each part) and sent back in the completion.
+  if (etag.length > MAX_ETAG) throw new UploadError('refused', `the server answered an ETag of ${etag.length} characters (S3's are under 100)`);
   return etag;
 }
 

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, linkSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage, type Logger, type Part } from '../core/index.js';
+import { monoMs } from '../rt/index.js';
 import type { EpisodeEntry } from './dataset.js';
 import { writeFileAtomic } from './files.js';
 import { OFFER_MAX, parseGrant, type GrantedFile, type OfferedFile, type PendingUploads, type UploadGrant } from './upload-protocol.js';
@@ -45,6 +46,11 @@ export interface UploaderOptions {
   backoff?: { minMs: number; maxMs: number };
   /** How often the dataset is looked at for new episodes or marks. */
   pollMs?: number;
+  /**
+   * How long to wait for a grant before asking again (default 10 min): a pending list can be
+   * lost (a broker restarted without its retained messages, a grant service that missed it).
+   */
+  reaskMs?: number;
 }
 
 export interface UploadStatus {
@@ -125,6 +131,8 @@ export class Uploader implements Part {
   /** The offer last published, to publish again only when it changes. */
   private offered = '';
   private renew = false;
+  /** When the pending list last went out (monotonic ms). */
+  private offeredAtMs = 0;
   private failures = 0;
   private retryAtMs: number | null = null;
   private state: UploadStatus['state'] = 'idle';
@@ -209,6 +217,7 @@ export class Uploader implements Part {
         }
         const grant = this.grant?.seq === this.seq ? this.grant : null;
         if (grant === null) {
+          if (monoMs() - this.offeredAtMs >= (this.o.reaskMs ?? 600_000)) this.renew = true;
           this.state = 'waiting';
           await this.wait(this.o.pollMs ?? 2000);
           continue;
@@ -252,6 +261,7 @@ export class Uploader implements Part {
     if (text === this.offered && !this.renew) return;
     this.offered = text;
     this.renew = false;
+    this.offeredAtMs = monoMs();
     // Unique across restarts without a file: a grant for an older list never matches.
     this.seq = Math.max(this.seq + 1, Date.now());
     this.channel.publishPending({ seq: this.seq, ...doc });
