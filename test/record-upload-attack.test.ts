@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -442,4 +443,58 @@ test('upload attack: the grant service makes no key outside <prefix><device>/ wh
   }
   await assert.rejects(presigner().grant(DEVICE, doc('../../../../../../../../../../../x', 'data.parquet')), /not an episode id/);
   for (const prefix of ['../', 'fleet/../', './']) assert.throws(() => presigner(prefix), /--prefix/, prefix);
+});
+
+test('upload attack: an https origin with a certificate nobody vouches for gets no byte; the reason says so', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[10_000]]);
+  const tls = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { encoding: 'utf8' });
+  assert.equal(tls.status, 0, tls.stderr);
+  let requests = 0;
+  const s = createHttpsServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, (req, res) => {
+    requests++;
+    req.resume();
+    req.on('end', () => void res.writeHead(200, { etag: '"e"' }).end());
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const url = `https://127.0.0.1:${(s.address() as { port: number }).port}`;
+  const f = fleet((doc) => putGrant(doc, url));
+  const { log } = logger();
+  const u = uploader(dir, url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('the certificate refused', () => /certificate/i.test(u.status().reason ?? ''), 30_000);
+    assert.equal(requests, 0, 'no request got through');
+    assert.equal(ds.uploaded.length, 0);
+  } finally {
+    await u.stop();
+    s.closeAllConnections();
+    s.close();
+  }
+});
+
+test('upload attack: while the dataset cannot be opened, half-sent uploads are kept (not swept) and status says why nothing moves', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[10_000]]);
+  const id = ds.episodes[0]!.entry.id;
+  // A multipart upload begun in an earlier boot.
+  const snap = join(dir, 'uploads', id);
+  mkdirSync(snap, { recursive: true });
+  writeFileSync(join(snap, 'progress.json'), JSON.stringify({ id, meta: 'm', files: [{ name: 'data.parquet', bytes: 10_000, sha256: '0'.repeat(64), uploadId: 'u1', partBytes: 5 * MiB, etags: ['"a"'], done: false }] }));
+  let open = false;
+  const source: UploadSource = { ...ds.source, episodes: () => (open ? ds.source.episodes() : []), describe: () => (open ? ds.source.describe() : null) };
+  const f = fleet(() => null);
+  const { log } = logger();
+  const u = uploader(dir, 'http://127.0.0.1:9', source, f, log);
+  await u.start();
+  try {
+    await until('status says why', () => /not open/.test(u.status().reason ?? ''), 30_000);
+    assert.ok(readdirSync(snap).includes('progress.json'), 'the half-sent upload is kept');
+    assert.equal(f.pending.length, 0, 'nothing offered');
+    open = true;
+    await until('offered once open', () => f.pending.some((p) => p.episodes.length === 1), 30_000);
+    assert.equal(u.status().reason, null);
+  } finally {
+    await u.stop();
+  }
 });

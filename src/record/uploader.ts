@@ -86,6 +86,7 @@ interface Progress {
 }
 
 const PROGRESS = 'progress.json';
+const NOT_OPEN = 'the dataset is not open (recording unavailable): its episodes wait';
 const EPISODE_JSON = 'episode.json';
 const MB = 1024 ** 2;
 const round1 = (x: number) => Math.round(x * 10) / 10;
@@ -202,6 +203,15 @@ export class Uploader implements Part {
     const backoff = this.o.backoff ?? { minMs: 2000, maxMs: 300_000 };
     while (!this.stopped) {
       try {
+        // Recording unavailable (a config the dataset refuses, a bad disk): its episodes are still
+        // there, and so are the snapshots of those half-sent; none is swept, and status says why.
+        if (this.source.describe() === null) {
+          this.state = 'idle';
+          this.reason = NOT_OPEN;
+          await this.wait(this.o.pollMs ?? 2000);
+          continue;
+        }
+        if (this.reason === NOT_OPEN) this.reason = null;
         const queue = this.queue();
         this.sweep(new Set(queue.map((e) => e.id)));
         const batch: Progress[] = [];
