@@ -498,3 +498,28 @@ test('upload attack: while the dataset cannot be opened, half-sent uploads are k
     await u.stop();
   }
 });
+
+test('upload attack: a grant service that answers every list with a grant for nothing offered is backed off from, not asked every poll', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[10_000]]);
+  const s3 = await store();
+  const f = fleet((doc) => ({ seq: doc.seq, episodes: [{ id: randomUUID(), files: [{ name: 'data.parquet', put: `${s3.url}/x` }] }] }));
+  const { log } = logger();
+  const u = uploader(dir, s3.url, ds.source, f, log, { backoff: { minMs: 50, maxMs: 60_000 } });
+  await u.start();
+  try {
+    await until('backing off', () => u.status().state === 'backoff' && /covers none/.test(u.status().reason ?? ''), 30_000);
+    // Each useless grant doubles the wait (50 ms at first; at least 600 ms after the fifth).
+    let retryInS = 0;
+    await until('a few rounds', () => {
+      const s = u.status();
+      retryInS = s.retryInS ?? 0;
+      return f.pending.length >= 5 && s.state === 'backoff';
+    }, 30_000);
+    assert.ok(retryInS >= 0.1, `retry in ${retryInS} s after ${f.pending.length} lists`);
+    assert.equal(s3.count(), 0);
+  } finally {
+    await u.stop();
+    s3.close();
+  }
+});

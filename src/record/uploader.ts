@@ -238,8 +238,9 @@ export class Uploader implements Part {
           const p = batch.find((b) => b.id === g.id);
           if (p !== undefined && (await this.uploadEpisode(p, g.files))) progressed = true;
         }
-        // A grant that covered nothing left to send is spent: the next offer asks again.
-        if (!progressed) this.renew = true;
+        // A grant for this very list that moves nothing is wrong (a careless or hostile grant
+        // service): asked again only after a backoff, not once per poll forever.
+        if (!progressed) throw new UploadError('refused', 'the grant covers none of the files offered');
         this.failures = 0;
         this.retryAtMs = null;
         this.reason = null;
@@ -354,7 +355,7 @@ export class Uploader implements Part {
     });
   }
 
-  /** Sends what the grant covers of one episode; true when anything was sent. Throws on the first failure. */
+  /** Sends what the grant covers of one episode; true when that moved it on (sent, completed or gone). Throws on the first failure. */
   private async uploadEpisode(p: Progress, granted: readonly GrantedFile[]): Promise<boolean> {
     const dir = join(this.o.dir, p.id);
     let sent = false;
@@ -362,7 +363,7 @@ export class Uploader implements Part {
       if (f.done) continue;
       const g = granted.find((x) => x.name === f.name);
       if (g === undefined) continue;
-      if (!this.source.episodes().some((e) => e.id === p.id)) return sent; // deleted meanwhile: the sweep removes it
+      if (!this.source.episodes().some((e) => e.id === p.id)) return true; // deleted meanwhile: the sweep removes it
       const urls = 'put' in g ? [g.put] : [...g.multipart.parts, g.multipart.complete];
       const bad = urls.find((u) => !this.allowed(u));
       if (bad !== undefined) throw new UploadError('refused', `the grant names ${new URL(bad).origin}, which is not under record.upload.origins`);
@@ -377,6 +378,7 @@ export class Uploader implements Part {
       const bytes = p.files.reduce((a, f) => a + f.bytes, 0);
       this.log.info({ id: p.id, files: p.files.length, mb: round1(bytes / MB) }, 'episode uploaded');
       this.channel.event('episode.uploaded', { id: p.id, at, files: p.files.map(({ name, bytes, sha256 }) => ({ name, bytes, sha256 })) });
+      return true;
     }
     return sent;
   }
