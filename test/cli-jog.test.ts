@@ -1,6 +1,6 @@
 // `reflex jog` in a real pseudo-terminal against the daemon on the simulated robot: a jog that
 // arrives, one that stops when its client is killed (the dead-man), one stopped by Ctrl-C,
-// refusals out of limits.
+// one after a servo's overload and reboot, refusals out of limits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -18,7 +18,7 @@ async function until(what: string, check: () => Promise<boolean>, ms: number): P
   }
 }
 
-test('reflex jog: moves a held joint to its target; stops where it is when the client is killed or on Ctrl-C; refuses outside the limits', async () => {
+test('reflex jog: moves a held joint to its target; stops where it is when the client is killed or on Ctrl-C; moves a rebooted servo after a reset; refuses outside the limits', async () => {
   const e = await startRig({ policy: { bundle: null }, control: LOADED }, 'reflex is running');
   let jog: PtyRun | null = null;
   const elbow = async () => {
@@ -69,6 +69,20 @@ test('reflex jog: moves a held joint to its target; stops where it is when the c
     const nobody = await ptyRun(['jog', '--joint', 'wrist', '--by', '0.1', ...sock]);
     assert.equal(nobody.code, 64, nobody.text);
     assert.match(nobody.text, /no joint wrist \(joints: base, shoulder, elbow\)/);
+
+    // The README's walk-through: an overload shuts the shoulder's servo down (torque off); once
+    // it is rebooted (the rig's clear is that reboot) and the loop reset, a jog moves it again.
+    const status = () => request(e.socket, 'status');
+    const shoulder = async () => (await status()).loop.lastTick!.joints.find((j) => j.name === 'shoulder')!.position;
+    await request(e.rigSocket, 'servo.fault', { id: 2, bits: 0x20 });
+    await until('the loop faults', async () => (await status()).loop.mode === 'fault', 10_000);
+    await request(e.rigSocket, 'servo.clear', { id: 2 });
+    await until('the daemon reads the error cleared', async () => (await status()).joints.find((j) => j.joint === 'shoulder')?.hardwareError === 0, 10_000);
+    await request(e.socket, 'reset', {}, 20_000);
+    const s0 = await shoulder();
+    const rebooted = await ptyRun(['jog', '--joint', 'shoulder', '--by', '0.1', '--speed', '0.5', ...sock]);
+    assert.equal(rebooted.code, 0, rebooted.text);
+    assert.ok(Math.abs((await shoulder()) - (s0 + 0.1)) < 0.02, `the rebooted shoulder moved (${s0} -> ${await shoulder()})`);
 
     await request(e.socket, 'estop');
     const held = await ptyRun(['jog', '--joint', 'elbow', '--by', '0.1', ...sock]);

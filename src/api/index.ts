@@ -1,3 +1,5 @@
+// The api room. A client of the control socket (the technician's `reflex`) imports ./wire.js
+// instead: the protocol and `request` without the server side this file also loads.
 export { command, NO_ARGS, str, num, oneOf, bool, argsMessage, type CommandSpec, type Catalog, type ArgsOf, type ArgsIn, type ResultOf, type Handler, type Handlers } from './command.js';
 export { CommandRegistry, type CommandRunner, type RegistryOptions } from './registry.js';
 export { CATALOG, isDaemonCommand, type JointHealth, type DaemonStatus, type ModeResult, type DaemonCatalog, type DaemonCommand, type DaemonHandlers, type DaemonArgs, type DaemonResult } from './catalog.js';

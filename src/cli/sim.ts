@@ -111,4 +111,22 @@ export function registerSim(program: Command): void {
       print(o, t, () => `task error ${(t.meanErrorM * 100).toFixed(1)} cm mean over ${t.samples} samples; holding still would score ${(t.holdBaselineM * 100).toFixed(1)} cm\n`);
     },
   );
+  // A fault to practise on (README, The technician's shell): what an overloaded servo does.
+  const rigSocket = (c: Command) => c.option('--socket <path>', 'the rig\'s socket', '.run/sim/rig.sock');
+  rigSocket(
+    sim
+      .command('fault')
+      .description('raise a hardware error on a simulated servo (it turns its torque off, the loop faults), as an overload would')
+      .requiredOption('--id <n>', 'the servo (config/dev.yaml: shoulder 2, elbow 3)')
+      .option('--bits <bits>', 'Hardware Error Status bits: 0x20 overload, 0x04 overheating, 0x01 input voltage', '0x20'),
+  ).action(async (o: { socket: string; id: string; bits: string }) => {
+    await request(o.socket, 'servo.fault', { id: Number(o.id), bits: Number(o.bits) });
+    process.stdout.write(`servo ${o.id}: hardware error ${o.bits} raised; \`reflex sim clear --id ${o.id}\` clears it, as rebooting the servo would\n`);
+  });
+  rigSocket(sim.command('clear').description('clear a simulated servo\'s hardware error, as rebooting it would').requiredOption('--id <n>', 'the servo')).action(
+    async (o: { socket: string; id: string }) => {
+      await request(o.socket, 'servo.clear', { id: Number(o.id) });
+      process.stdout.write(`servo ${o.id}: hardware error cleared\n`);
+    },
+  );
 }

@@ -146,6 +146,20 @@ export class DynamixelMotorBus implements MotorBus {
 
   reset(): void {
     this.up.group.reset();
+    if (this.lost !== null) return; // reopen() brings it up, torque and all
+    // A servo that disable() left limp, or that shut down on a hardware error and was rebooted,
+    // has its torque off, and a jog or a policy would command it in vain. Torque on where it
+    // stands, its goal set there first: it must not spring back to a goal from before someone
+    // moved the limp joint by hand. A rare command, not the tick: it may build its packet.
+    try {
+      const q = this.up.group.state.position;
+      for (let i = 0; i < this.goal.length; i++) this.goal[i] = radToTicks(q[i]!);
+      this.up.group.writeGoals(this.goal);
+      const on = build.syncWrite(64, 1, this.ids.map((id) => ({ id, data: [1] })));
+      this.up.io.write(on, on.length);
+    } catch {
+      // best effort: a port that failed is found by the next read
+    }
   }
 
   reopen(): Promise<void> {
