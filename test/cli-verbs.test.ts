@@ -13,6 +13,14 @@ import { tempDir } from '../tools/testkit/daemon.js';
 import { ptyRun } from './helpers/cli-pty.js';
 
 const VERBS_LOADED = { ...LOADED, starvationLimitMs: 5000, firstChunkMs: 20_000 };
+/** The simulated arm (as tools/testkit/e2e.ts has it), its elbow allowed only 0.01 rad either way of where it starts. */
+const NARROW_ELBOW = {
+  joints: [
+    { name: 'base', bus: 'base', id: 1, model: 'dm-j4310', limits: { min: -2.6, max: 2.6 }, can: { kp: 20, kd: 1, effortLimit: 5 } },
+    { name: 'shoulder', bus: 'arm', id: 2, model: 'xm430-w350', limits: { min: -1.6, max: 1.6 } },
+    { name: 'elbow', bus: 'arm', id: 3, model: 'xm430-w350', limits: { min: -0.01, max: 0.01 } },
+  ],
+};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -28,7 +36,8 @@ test('every daemon verb in a terminal: status, policy, estop, faults, reset, cam
   const e = await startRig(
     // The bare swap (no update engine, whose shadow run and trial have tests of their own).
     // A broker URL with a password, which the diagnostics bundle must not carry.
-    { policy: { bundle: join(REPO, 'models', 'reach'), autostart: false }, control: VERBS_LOADED, ota: { enabled: false }, fleet: { enabled: false, url: 'mqtts://robot:hunter2@broker.example:8883' } },
+    // The elbow's limits are narrower than the reach the policy asks of it: its clamps show by joint.
+    { policy: { bundle: join(REPO, 'models', 'reach'), autostart: false }, control: VERBS_LOADED, ota: { enabled: false }, fleet: { enabled: false, url: 'mqtts://robot:hunter2@broker.example:8883' }, robot: NARROW_ELBOW },
     'reflex is running',
   );
   const sock = ['--socket', e.socket];
@@ -76,6 +85,21 @@ test('every daemon verb in a terminal: status, policy, estop, faults, reset, cam
     const ps = JSON.parse((await ptyRun(['policy', 'status', '--json', ...sock])).text) as { mode: string; active: { name: string } };
     assert.equal(ps.mode, 'policy');
     assert.equal(ps.active.name, 'reach');
+
+    // The policy asks the elbow past its narrow limits: the clamps are the elbow's, by joint.
+    await until('the elbow is clamped', async () => ((await status()).loop.safety.byJoint.find((j) => j.joint === 'elbow')?.limitClamps ?? 0) > 0, 15_000);
+    const clamped = JSON.parse((await ptyRun(['status', '--json', ...sock])).text) as DaemonStatus;
+    const by = new Map(clamped.loop.safety.byJoint.map((j) => [j.joint, j]));
+    assert.ok(by.get('elbow')!.limitClamps > 0 && clamped.loop.policyTimeS > 0, JSON.stringify(clamped.loop.safety));
+    assert.equal(by.get('base')!.limitClamps, 0);
+    assert.equal(by.get('shoulder')!.limitClamps, 0);
+    assert.equal(clamped.loop.safety.limitClamps, by.get('elbow')!.limitClamps);
+    assert.deepEqual(clamped.loop.bus.byBus.map((b) => b.name), ['arm', 'base']);
+    const split = await ptyRun(['status', ...sock]);
+    assert.match(split.text, /^by joint\s+clamps and failed reads since start, .* of policy time; retries are counted per bus/m);
+    assert.match(split.text, /^ {2}elbow\s+\d+ limit clamps \([\d.]+ a minute of policy time: (often, the policy asks past this joint's limits; check robot\.joints limits|rare)/m);
+    assert.doesNotMatch(split.text, /^ {2}(base|shoulder)\s+.*limit clamps/m);
+    assert.match(split.text, /^bus arm\s+ok, \d+ failed reads, \d+ retries$/m);
 
     // A servo fault: the loop faults, `reflex faults` names the joint; reset clears it and says so.
     // Raised as the README's walk-through raises it on the simulated robot.
@@ -145,9 +169,9 @@ test('every daemon verb in a terminal: status, policy, estop, faults, reset, cam
     const cfg = ['--config', join(e.dir, 'reflex.yaml')];
     const hw = await ptyRun(['hardware', ...sock, ...cfg]);
     assert.equal(hw.code, 0, hw.text);
-    assert.match(hw.text, /^ {2}arm +dynamixel +\S+dxl0 +ok$/m);
-    assert.match(hw.text, /^ {2}base +can +\S+can0\.sock +ok$/m);
-    assert.match(hw.text, /^ {2}shoulder +bus arm +id 2 +xm430-w350 +-?\d+\.\d{3} rad +\d+ C +\d+\.\d V {2}ok$/m);
+    assert.match(hw.text, /^ {2}arm +dynamixel +\S+dxl0 +\d+ failed reads +\d+ retries {2}ok$/m);
+    assert.match(hw.text, /^ {2}base +can +\S+can0\.sock +\d+ failed reads +\d+ retries {2}ok$/m);
+    assert.match(hw.text, /^ {2}shoulder +bus arm +id 2 +xm430-w350 +-?\d+\.\d{3} rad +\d+ C +\d+\.\d V +\d+ failed reads {2}ok$/m);
     assert.match(hw.text, /^ {2}top +tcpclientsrc .* streaming, \d+\.\d fps, \d+ frames, \d+ failures/m);
 
     // Not under systemd here: the daemon's own newest lines, filtered and readable.
