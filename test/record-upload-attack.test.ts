@@ -523,3 +523,28 @@ test('upload attack: a grant service that answers every list with a grant for no
     s3.close();
   }
 });
+
+test('upload attack: an episode the disk policy deletes while it waits or is being sent frees its bytes at once (its snapshot goes), not after the upload', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[40 * MiB], [20_000]]);
+  // A server that takes the headers and never reads the body: the first upload hangs in flight.
+  const stuck = await server(() => undefined);
+  const f = fleet((doc) => putGrant(doc, stuck.url));
+  const { log } = logger();
+  const u = uploader(dir, stuck.url, ds.source, f, log, { idleMs: 120_000 });
+  await u.start();
+  const outbox = join(dir, 'uploads');
+  const [sending, waiting] = ds.episodes.map((e) => e.entry.id) as [string, string];
+  try {
+    await until('the first in flight', () => u.status().current?.episode === sending, 30_000);
+    assert.ok(readdirSync(outbox).includes(waiting), 'the second is snapshotted, waiting its turn');
+    // The disk policy deletes both (the free space it counts on comes only once the links go too).
+    ds.episodes.splice(0, 2);
+    await until('both snapshots gone', () => readdirSync(outbox).length === 0, 20_000);
+    await until('the upload given up', () => u.status().current === null, 20_000);
+    assert.equal(ds.uploaded.length, 0);
+  } finally {
+    await u.stop();
+    stuck.close();
+  }
+});

@@ -86,6 +86,8 @@ interface Progress {
 }
 
 const PROGRESS = 'progress.json';
+/** How often snapshots of deleted episodes are looked for (the disk policy looks every second). */
+const RELEASE_MS = 500;
 const NOT_OPEN = 'the dataset is not open (recording unavailable): its episodes wait';
 const EPISODE_JSON = 'episode.json';
 const MB = 1024 ** 2;
@@ -132,6 +134,9 @@ export class Uploader implements Part {
   /** The offer last published, to publish again only when it changes. */
   private offered = '';
   private renew = false;
+  /** The file being sent, to be abandoned when the disk policy deletes its episode. */
+  private inFlight: { id: string; gone: AbortController } | null = null;
+  private releaser: NodeJS.Timeout | null = null;
   /** When the pending list last went out (monotonic ms). */
   private offeredAtMs = 0;
   private failures = 0;
@@ -167,11 +172,13 @@ export class Uploader implements Part {
   start(): Promise<void> {
     mkdirSync(this.o.dir, { recursive: true });
     this.running = this.run();
+    this.releaser = setInterval(() => this.release(), RELEASE_MS);
     return Promise.resolve();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.releaser !== null) clearInterval(this.releaser);
     this.abort.abort();
     this.kick();
     await this.running;
@@ -334,6 +341,24 @@ export class Uploader implements Part {
     return p;
   }
 
+  /**
+   * Snapshots of episodes the disk policy deleted go at once, the one being sent included: their
+   * hard links would otherwise keep the bytes the policy counts on freeing (it deletes more when
+   * the free space does not come), for as long as a backoff or a slow upload lasts.
+   */
+  private release(): void {
+    if (this.source.describe() === null) return;
+    const alive = new Set(this.source.episodes().map((e) => e.id));
+    if (this.inFlight !== null && !alive.has(this.inFlight.id)) this.inFlight.gone.abort();
+    try {
+      for (const name of readdirSync(this.o.dir)) {
+        if (!alive.has(name) && name !== this.inFlight?.id) rmSync(join(this.o.dir, name), { recursive: true, force: true });
+      }
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'upload snapshots not released');
+    }
+  }
+
   /** Snapshots of episodes that no longer need an upload (uploaded, or deleted by the disk policy) go. */
   private sweep(keep: ReadonlySet<string>): void {
     for (const name of existsSync(this.o.dir) ? readdirSync(this.o.dir) : []) {
@@ -367,7 +392,19 @@ export class Uploader implements Part {
       const urls = 'put' in g ? [g.put] : [...g.multipart.parts, g.multipart.complete];
       const bad = urls.find((u) => !this.allowed(u));
       if (bad !== undefined) throw new UploadError('refused', `the grant names ${new URL(bad).origin}, which is not under record.upload.origins`);
-      await this.uploadFile(dir, p, f, g);
+      const gone = new AbortController();
+      this.inFlight = { id: p.id, gone };
+      try {
+        await this.uploadFile(dir, p, f, g, AbortSignal.any([this.abort.signal, gone.signal]));
+      } catch (err) {
+        if (gone.signal.aborted && !this.stopped) {
+          this.current = null;
+          return true; // deleted while it was being sent: release() has let its bytes go
+        }
+        throw err;
+      } finally {
+        this.inFlight = null;
+      }
       sent = true;
     }
     if (p.files.every((f) => f.done)) {
@@ -387,11 +424,11 @@ export class Uploader implements Part {
     writeFileAtomic(join(dir, PROGRESS), JSON.stringify(p));
   }
 
-  private async uploadFile(dir: string, p: Progress, f: FileProgress, g: GrantedFile): Promise<void> {
+  private async uploadFile(dir: string, p: Progress, f: FileProgress, g: GrantedFile, signal: AbortSignal): Promise<void> {
     const path = join(dir, f.name);
     const cap = this.o.maxBytesPerS;
     const minBytesPerS = Math.min(this.o.minBytesPerS ?? 4096, cap > 0 ? cap / 2 : Infinity);
-    const opts: RequestOptions = { throttle: this.throttle, idleMs: this.o.idleMs ?? 30_000, minBytesPerS, signal: this.abort.signal };
+    const opts: RequestOptions = { throttle: this.throttle, idleMs: this.o.idleMs ?? 30_000, minBytesPerS, signal };
     this.current = { episode: p.id, file: f.name, sentMb: 0, totalMb: round1(f.bytes / MB) };
     const sentUpTo = (bytes: number) => {
       if (this.current !== null) this.current.sentMb = round1(bytes / MB);
