@@ -548,3 +548,21 @@ test('upload attack: an episode the disk policy deletes while it waits or is bei
     stuck.close();
   }
 });
+
+test('upload attack: an origin written without its trailing slash does not let a grant into a bucket or path that merely starts the same', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[10_000]]);
+  const s3 = await store();
+  const f = fleet((doc) => putGrant(doc, `${s3.url}/reflex-fleet-other-team`));
+  const { log } = logger();
+  const u = new Uploader({ deviceId: DEVICE, dir: join(dir, 'uploads'), origins: [`${s3.url}/reflex-fleet`], maxBytesPerS: 0, backoff: { minMs: 50, maxMs: 200 }, pollMs: 50 }, ds.source, f.channel, log);
+  f.attach(u);
+  await u.start();
+  try {
+    await until('refused', () => /not under record.upload.origins/.test(u.status().reason ?? ''), 30_000);
+    assert.equal(s3.count(), 0, 'nothing sent to the other bucket');
+  } finally {
+    await u.stop();
+    s3.close();
+  }
+});

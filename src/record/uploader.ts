@@ -376,7 +376,9 @@ export class Uploader implements Part {
     if (u.username !== '' || u.password !== '') return false;
     return this.o.origins.some((o) => {
       const a = new URL(o);
-      return a.protocol === u.protocol && a.host === u.host && u.pathname.startsWith(a.pathname);
+      // A path prefix ends at a segment: "/fleet" allows /fleet/..., never /fleet-other-team/.
+      const dirPath = a.pathname.endsWith('/') ? a.pathname : `${a.pathname}/`;
+      return a.protocol === u.protocol && a.host === u.host && (u.pathname === a.pathname || u.pathname.startsWith(dirPath));
     });
   }
 
