@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,6 +18,7 @@ import { Presigner } from '../src/cli/fleet-uploads.js';
 import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
+import { startS3 } from './helpers/s3.js';
 
 const MiB = 1024 ** 2;
 const DEVICE = 'robot-7';
@@ -564,5 +565,66 @@ test('upload attack: an origin written without its trailing slash does not let a
   } finally {
     await u.stop();
     s3.close();
+  }
+});
+
+// A second small tmpfs, few inodes: every progress.json save makes a temporary file, which needs one.
+const mnt2 = join(root, 'tmpfs2');
+mkdirSync(mnt2);
+const mounted2 = mounted && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,nr_inodes=64', 'tmpfs', mnt2]).status === 0;
+after(() => {
+  if (mounted2) spawnSync('umount', ['-l', mnt2]);
+});
+
+test('upload attack: the disk full when progress.json is saved after a part: it backs off saying so, then resumes and every byte arrives', { timeout: 90_000, skip: mounted2 ? false : 'cannot mount a tmpfs here (not root)' }, async () => {
+  const ds = dataset(mnt2, [[11 * MiB]]);
+  const s3 = await startS3();
+  // In front of the bucket: holds the answer to the first part until the disk is full.
+  let release: () => void = () => undefined;
+  const released = new Promise<void>((r) => (release = r));
+  let parts = 0;
+  const proxy = await server((req, res) => {
+    const first = /partNumber=1&/.test(req.url ?? '') && parts++ === 0;
+    const up = httpRequest(`${s3.endpoint}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+      void (first ? released : Promise.resolve()).then(() => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+    });
+    req.pipe(up);
+  });
+  const f = fleet(() => null);
+  const presigner = s3.presigner({ endpoint: proxy.url });
+  f.channel.publishPending = (doc: PendingUploads) => {
+    f.pending.push(doc);
+    if (doc.episodes.length > 0) void presigner.grant(DEVICE, doc).then((g) => u.onGrant(Buffer.from(JSON.stringify(g))));
+  };
+  const { log } = logger();
+  const u = uploader(mnt2, proxy.url, ds.source, f, log);
+  await u.start();
+  const fillers: string[] = [];
+  try {
+    await until('the first part sent', () => parts === 1, 30_000);
+    for (;;) {
+      const p = join(mnt2, `filler-${fillers.length}`);
+      try {
+        writeFileSync(p, '');
+      } catch {
+        break;
+      }
+      fillers.push(p);
+    }
+    release();
+    await until('the full disk reported', () => /ENOSPC/.test(u.status().reason ?? ''), 30_000);
+    assert.equal(ds.uploaded.length, 0);
+    for (const p of fillers.splice(0)) rmSync(p);
+    const { entry, files } = ds.episodes[0]!;
+    await until('uploaded once there is room', () => ds.uploaded.length === 1, 60_000);
+    assert.deepEqual(await s3.get(`${DEVICE}/${entry.id}/data.parquet`), readFileSync(files[0]!.path));
+  } finally {
+    for (const p of fillers) rmSync(p);
+    await u.stop();
+    proxy.close();
+    await s3.stop();
   }
 });
