@@ -1,4 +1,4 @@
-import type { DaemonStatus } from '../api/index.js';
+import type { DaemonStatus } from '../api/wire.js';
 
 type JointInterventions = DaemonStatus['loop']['safety']['byJoint'][number];
 

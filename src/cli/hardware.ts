@@ -1,7 +1,7 @@
 // `reflex hardware`: every bus, motor and camera the daemon drives, with what the config says
 // they are (kind, model, id, source) and what the daemon sees now (state, errors, health).
 import type { Command } from 'commander';
-import { request, type DaemonStatus } from '../api/index.js';
+import { request, type DaemonStatus } from '../api/wire.js';
 import type { Config } from '../config/index.js';
 import { hardwareErrorText } from './format.js';
 import { daemonOptions, optionalConfig, print, socketPath, type DaemonOptions } from './program.js';

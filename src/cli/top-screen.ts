@@ -5,7 +5,7 @@
 import { createElement as h, type ReactElement } from 'react';
 import { Box, Text, render, useInput, type Key } from 'ink';
 import { errorMessage } from '../core/index.js';
-import type { DaemonStatus, FaultHistoryView } from '../api/index.js';
+import type { DaemonStatus, FaultHistoryView } from '../api/wire.js';
 import { Session } from './session.js';
 import { topLines, type LatenessWindow } from './top-view.js';
 

@@ -1,7 +1,7 @@
 // What `reflex top` shows, as plain lines from one status (and the fault history): a pure
 // function, so the screen is the same whatever draws it, and it degrades by dropping the least
 // needed sections when the terminal is small and cutting lines at its width.
-import type { DaemonStatus, FaultHistoryView } from '../api/index.js';
+import type { DaemonStatus, FaultHistoryView } from '../api/wire.js';
 import { hardwareErrorText } from './format.js';
 
 /** Wake-up lateness counts in the status's coarse buckets over a window (see LoopStatus.latenessBuckets). */
