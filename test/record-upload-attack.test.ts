@@ -628,3 +628,23 @@ test('upload attack: the disk full when progress.json is saved after a part: it 
     await s3.stop();
   }
 });
+
+test('upload attack: a bandwidth cap set very low (1 KiB/s) still moves bytes often enough that the idle timeout never cuts the request', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  // A quarter second's burst is 64 KiB at most caps; past it, the rest goes at the cap.
+  const ds = dataset(dir, [[64 * 1024 + 3 * 1024]]);
+  const s3 = await store();
+  const f = fleet((doc) => putGrant(doc, s3.url));
+  const { log } = logger();
+  const u = uploader(dir, s3.url, ds.source, f, log, { maxBytesPerS: 1024, idleMs: 2000 });
+  await u.start();
+  try {
+    await until('uploaded', () => ds.uploaded.length === 1 || /no progress/.test(u.status().reason ?? ''), 45_000);
+    assert.equal(u.status().reason, null, 'no request was cut off');
+    const { entry, files } = ds.episodes[0]!;
+    assert.deepEqual(s3.objects.get(`/${DEVICE}/${entry.id}/data.parquet`), readFileSync(files[0]!.path));
+  } finally {
+    await u.stop();
+    s3.close();
+  }
+});

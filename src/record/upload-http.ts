@@ -24,6 +24,14 @@ export class TokenBucket {
     return Math.max(64 * 1024, this.bytesPerS / 4);
   }
 
+  /**
+   * The most bytes to write at once: half a second's worth under a low cap, so that a request
+   * moves bytes often enough for the idle timeout (a 64 KiB read at 1 KiB/s would be a minute of silence).
+   */
+  get slice(): number {
+    return this.bytesPerS <= 0 ? 64 * 1024 : Math.max(256, Math.min(64 * 1024, Math.floor(this.bytesPerS / 2)));
+  }
+
   async take(n: number, signal?: AbortSignal): Promise<void> {
     if (this.bytesPerS <= 0) return;
     for (;;) {
@@ -133,11 +141,14 @@ async function send(method: 'PUT' | 'POST', url: string, body: { file: string; s
     } else {
       const stream = createReadStream(body.file, { start: body.start, end: body.end - 1, highWaterMark: 64 * 1024 });
       try {
-        for await (const chunk of stream as AsyncIterable<Buffer>) {
-          await o.throttle.take(chunk.length, o.signal);
-          if (req.destroyed || answered) break;
-          written += chunk.length;
-          if (!req.write(chunk)) await Promise.race([once(req, 'drain'), replied]);
+        sending: for await (const chunk of stream as AsyncIterable<Buffer>) {
+          for (let at = 0; at < chunk.length; at += o.throttle.slice) {
+            const piece = chunk.subarray(at, at + o.throttle.slice);
+            await o.throttle.take(piece.length, o.signal);
+            if (req.destroyed || answered) break sending;
+            written += piece.length;
+            if (!req.write(piece)) await Promise.race([once(req, 'drain'), replied]);
+          }
         }
       } finally {
         stream.destroy();
