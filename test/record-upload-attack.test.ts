@@ -648,3 +648,22 @@ test('upload attack: a bandwidth cap set very low (1 KiB/s) still moves bytes of
     s3.close();
   }
 });
+
+test('upload attack: an episode whose files are gone from the disk is not silently left out: status says how many cannot go up', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[10_000], [10_000]]);
+  rmSync(ds.episodes[0]!.files[0]!.path); // a bad card, a technician's rm
+  const s3 = await store();
+  const f = fleet((doc) => putGrant(doc, s3.url));
+  const { log } = logger();
+  const u = uploader(dir, s3.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('the other uploaded', () => ds.uploaded.length === 1, 30_000);
+    await until('status says so', () => /1 episode.*cannot be uploaded/.test(u.status().reason ?? ''), 30_000);
+    assert.equal(u.status().state, 'idle');
+  } finally {
+    await u.stop();
+    s3.close();
+  }
+});

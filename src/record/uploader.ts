@@ -229,6 +229,8 @@ export class Uploader implements Part {
         this.offer(batch, queue);
         if (batch.length === 0) {
           this.state = 'idle';
+          const broken = this.source.episodes().filter((e) => this.broken.has(e.id)).length;
+          if (broken > 0) this.reason = `${broken} episode${broken === 1 ? '' : 's'} cannot be uploaded: files missing on disk (see the log)`;
           await this.wait(this.o.pollMs ?? 2000);
           continue;
         }
@@ -259,7 +261,7 @@ export class Uploader implements Part {
         this.reason = errorMessage(err);
         if (err instanceof UploadError && err.kind !== 'transient') this.renew = true;
         this.state = 'backoff';
-        this.retryAtMs = Date.now() + ms;
+        this.retryAtMs = monoMs() + ms; // monotonic: a clock set by NTP meanwhile does not move it
         this.log.warn({ err: this.reason, retryInS: Math.round(ms / 100) / 10 }, 'upload failed; trying again later');
         await this.wait(ms);
         this.retryAtMs = null;
@@ -484,7 +486,7 @@ export class Uploader implements Part {
       uploaded: this.counts.uploaded,
       sentMb: round1(this.counts.sent / MB),
       current: this.current === null ? null : { ...this.current },
-      retryInS: this.retryAtMs === null ? null : Math.max(0, Math.round((this.retryAtMs - Date.now()) / 100) / 10),
+      retryInS: this.retryAtMs === null ? null : Math.max(0, Math.round((this.retryAtMs - monoMs()) / 100) / 10),
       capKBps: Math.round(this.o.maxBytesPerS / 1024),
     };
   }
