@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Uploader, parsePending, type EpisodeEntry, type PendingUploads, type UploadGrant, type UploadSource } from '../src/record/index.js';
-import { Presigner } from '../src/cli/fleet-uploads.js';
 import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
@@ -430,9 +429,10 @@ test('upload attack: a server answering parts with huge ETags is refused, not wr
   }
 });
 
-test('upload attack: the grant service makes no key outside <prefix><device>/ whatever device, episode, file name or prefix it is handed', async () => {
-  const presigner = (prefix = 'fleet/') =>
-    new Presigner({ endpoint: 'http://127.0.0.1:9', bucket: 'reflex-fleet', region: 'us-east-1', prefix, expiresS: 60, partBytes: 5 * MiB, credentials: { accessKeyId: 'k', secretAccessKey: 's' } });
+test('upload attack: the grant service makes no key outside <prefix><device>/ whatever device, episode, file name or prefix it is handed', { timeout: 60_000 }, async () => {
+  const s3 = await startS3('reflex-fleet');
+  after(() => s3.stop());
+  const presigner = (prefix = 'fleet/') => s3.presigner({ prefix });
   const doc = (id: string, name: string): PendingUploads => ({ seq: 1, episodes: [{ id, files: [{ name, bytes: 10, sha256: '0'.repeat(64) }] }], waiting: 1, waitingBytes: 10 });
   const good = randomUUID();
   const ok = await presigner().grant(DEVICE, doc(good, 'data.parquet'));
