@@ -667,3 +667,24 @@ test('upload attack: an episode whose files are gone from the disk is not silent
     s3.close();
   }
 });
+
+test('upload attack: a long error page (a proxy, a captive portal) is judged by its status: a 503 is retried with the same grant', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[10_000]]);
+  const portal = await server((req, res) => {
+    req.resume();
+    req.on('end', () => void res.writeHead(503, { 'content-type': 'text/html' }).end(`<html>${'<p>please log in</p>'.repeat(20_000)}</html>`));
+  });
+  const f = fleet((doc) => putGrant(doc, portal.url));
+  const { log } = logger();
+  const u = uploader(dir, portal.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('a few tries', () => portal.count() >= 3, 30_000);
+    assert.match(u.status().reason ?? '', /HTTP 503/);
+    assert.equal(f.pending.length, 1, 'no new grant asked for: the server is down, the grant is fine');
+  } finally {
+    await u.stop();
+    portal.close();
+  }
+});

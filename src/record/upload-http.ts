@@ -92,15 +92,19 @@ function classify(status: number, body: string): UploadError {
 }
 
 /** The reply's body; one longer than S3 ever sends (or endless) is cut off, not read to its end. */
-async function readReply(res: IncomingMessage): Promise<string> {
+async function readReply(res: IncomingMessage): Promise<{ text: string; cut: boolean }> {
   const chunks: Buffer[] = [];
   let n = 0;
+  let cut = false;
   for await (const c of res as AsyncIterable<Buffer>) {
+    chunks.push(c.subarray(0, MAX_REPLY - n));
     n += c.length;
-    if (n > MAX_REPLY) throw new UploadError('refused', `HTTP ${res.statusCode ?? 0} with a reply longer than ${MAX_REPLY / 1024} KiB`);
-    chunks.push(c);
+    if (n >= MAX_REPLY) {
+      cut = n > MAX_REPLY || !res.complete;
+      break; // ends the reply (and its connection) here
+    }
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return { text: Buffer.concat(chunks).toString('utf8'), cut };
 }
 
 /**
@@ -157,9 +161,11 @@ async function send(method: 'PUT' | 'POST', url: string, body: { file: string; s
     }
     const res = await replied;
     res.setTimeout?.(o.idleMs, () => res.destroy(new UploadError('transient', `reply stalled for ${o.idleMs / 1000} s`)));
-    const text = await readReply(res);
+    const { text, cut } = await readReply(res);
     const status = res.statusCode ?? 0;
+    // An error page (a proxy's, a captive portal's) is judged by its status, however long.
     if (status < 200 || status >= 300) throw classify(status, text);
+    if (cut) throw new UploadError('refused', `HTTP ${status} with a reply longer than ${MAX_REPLY / 1024} KiB`);
     // Nothing can be stored from bytes not yet sent: a success before them is a broken server or proxy.
     if (typeof body !== 'string' && written < length) throw new UploadError('refused', `HTTP ${status} answered before the whole body was sent`);
     const etag = res.headers.etag ?? null;
