@@ -688,3 +688,48 @@ test('upload attack: a long error page (a proxy, a captive portal) is judged by 
     portal.close();
   }
 });
+
+test('upload attack: asked again after a failure, the robot names the multipart uploads the last grant began, so the fleet begins no orphan ones', { timeout: 90_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[6 * MiB], [6 * MiB]]);
+  const s3 = await startS3();
+  // The first part sent is refused as an expired URL would be: the robot asks for a new grant.
+  let puts = 0;
+  const proxy = await server((req, res) => {
+    if (req.method === 'PUT' && puts++ === 0) {
+      req.resume();
+      res.writeHead(403).end('<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>');
+      return;
+    }
+    const up = httpRequest(`${s3.endpoint}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  const presigner = s3.presigner({ endpoint: proxy.url });
+  const grants: UploadGrant[] = [];
+  const f = fleet(() => null);
+  f.channel.publishPending = (doc: PendingUploads) => {
+    f.pending.push(doc);
+    if (doc.episodes.length > 0)
+      void presigner.grant(DEVICE, doc).then((g) => {
+        grants.push(g);
+        u.onGrant(Buffer.from(JSON.stringify(g)));
+      });
+  };
+  const { log } = logger();
+  const u = uploader(dir, proxy.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('both uploaded', () => ds.uploaded.length === 2, 60_000);
+    const begun = (g: UploadGrant) => g.episodes.flatMap((e) => e.files.flatMap((x) => ('multipart' in x ? [x.multipart.uploadId] : [])));
+    const all = new Set(grants.flatMap(begun));
+    assert.equal(all.size, 2, `one multipart upload per file, not one per grant: ${grants.length} grants began ${all.size}`);
+    for (const { entry, files } of ds.episodes) assert.deepEqual(await s3.get(`${DEVICE}/${entry.id}/data.parquet`), readFileSync(files[0]!.path));
+  } finally {
+    await u.stop();
+    proxy.close();
+    await s3.stop();
+  }
+});

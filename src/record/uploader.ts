@@ -242,6 +242,7 @@ export class Uploader implements Part {
           continue;
         }
         this.state = 'uploading';
+        this.adopt(grant, batch);
         let progressed = false;
         for (const g of grant.episodes) {
           const p = batch.find((b) => b.id === g.id);
@@ -268,6 +269,27 @@ export class Uploader implements Part {
       }
     }
     this.state = 'idle';
+  }
+
+  /**
+   * Keeps at once every multipart upload the grant began, not when its file's turn comes: asked
+   * again meanwhile (a failure on an earlier file), the robot names them and the fleet begins no
+   * new ones (each would be left behind half-made in the bucket).
+   */
+  private adopt(grant: UploadGrant, batch: readonly Progress[]): void {
+    for (const g of grant.episodes) {
+      const p = batch.find((b) => b.id === g.id);
+      if (p === undefined) continue;
+      let changed = false;
+      for (const gf of g.files) {
+        const f = 'multipart' in gf ? p.files.find((x) => x.name === gf.name) : undefined;
+        if (f === undefined || !('multipart' in gf) || f.done || f.etags.length > 0 || f.uploadId === gf.multipart.uploadId) continue;
+        f.uploadId = gf.multipart.uploadId;
+        f.partBytes = gf.multipart.partBytes;
+        changed = true;
+      }
+      if (changed) this.save(join(this.o.dir, p.id), p);
+    }
   }
 
   /** Publishes the pending list when what is offered changed, or a new grant is needed. */
