@@ -733,3 +733,31 @@ test('upload attack: asked again after a failure, the robot names the multipart 
     await s3.stop();
   }
 });
+
+test('upload attack: a careless grant (parts that do not fit the file, URLs for files never offered) sends nothing it should not', { timeout: 60_000 }, async () => {
+  const dir = tempDir('reflex-upatk-');
+  const ds = dataset(dir, [[6 * MiB]]);
+  const s3 = await store();
+  const f = fleet((doc) => ({
+    seq: doc.seq,
+    episodes: doc.episodes.map((e) => ({
+      id: e.id,
+      files: [
+        // 6 MiB in 5 MiB parts is two parts, not three.
+        { name: 'data.parquet', multipart: { uploadId: 'u1', partBytes: 5 * MiB, parts: [1, 2, 3].map((i) => `${s3.url}/p${i}`), complete: `${s3.url}/c` } },
+        { name: 'install.sh', put: `${s3.url}/install.sh` },
+      ],
+    })),
+  }));
+  const { log } = logger();
+  const u = uploader(dir, s3.url, ds.source, f, log);
+  await u.start();
+  try {
+    await until('refused', () => /3 part URLs for data.parquet, which takes 2 parts/.test(u.status().reason ?? ''), 30_000);
+    assert.equal(s3.count(), 0, 'no byte sent');
+    assert.equal(ds.uploaded.length, 0);
+  } finally {
+    await u.stop();
+    s3.close();
+  }
+});
