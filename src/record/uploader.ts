@@ -375,7 +375,7 @@ export class Uploader implements Part {
     const alive = new Set(this.source.episodes().map((e) => e.id));
     if (this.inFlight !== null && !alive.has(this.inFlight.id)) this.inFlight.gone.abort();
     try {
-      for (const name of readdirSync(this.o.dir)) {
+      for (const name of existsSync(this.o.dir) ? readdirSync(this.o.dir) : []) {
         if (!alive.has(name) && name !== this.inFlight?.id) rmSync(join(this.o.dir, name), { recursive: true, force: true });
       }
     } catch (err) {
