@@ -17,7 +17,7 @@ import { Uploader, parsePending, type EpisodeEntry, type PendingUploads, type Up
 import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
-import { startS3 } from './helpers/s3.js';
+import { startS3 } from '../tools/testkit/s3.js';
 
 const MiB = 1024 ** 2;
 const DEVICE = 'robot-7';

@@ -12,7 +12,7 @@ import type { EpisodeEntry } from '../src/record/index.js';
 import { startE2E } from '../tools/testkit/e2e.js';
 import { runReflex, spawnReflex, tempDir } from '../tools/testkit/daemon.js';
 import { Mosquitto, freePort } from '../tools/testkit/mosquitto.js';
-import { S3_KEYS, startS3 } from './helpers/s3.js';
+import { S3_KEYS, startS3 } from '../tools/testkit/s3.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

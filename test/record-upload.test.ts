@@ -14,11 +14,11 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Uploader, type EpisodeEntry, type PendingUploads, type UploadSource } from '../src/record/index.js';
 import { parseGrant } from '../src/record/upload-protocol.js';
-import type { Presigner } from '../src/cli/fleet-uploads.js';
+import type { Presigner } from '../src/record/index.js';
 import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
-import { startS3, type S3 } from './helpers/s3.js';
+import { startS3, type S3 } from '../tools/testkit/s3.js';
 
 const MiB = 1024 ** 2;
 const DEVICE = 'robot-7';

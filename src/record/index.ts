@@ -3,3 +3,4 @@ export { Dataset, type EpisodeEntry, type EpisodeFlag, type Outcome } from './da
 export { featuresOf, infoJson, videoKey, dataPath, videoPath, CODEBASE_VERSION, type DatasetShape, type Feature } from './format.js';
 export { Uploader, UPLOADS_DISABLED, type UploadStatus, type UploadSource, type UploadChannel, type UploaderOptions } from './uploader.js';
 export { uploadTopics, parsePending, GRANT_MAX_BYTES, MIN_PART_BYTES, MAX_PARTS, type PendingUploads, type UploadGrant, type GrantedFile } from './upload-protocol.js';
+export { Presigner, serveGrants, type GrantOptions } from './upload-grants.js';

@@ -4,7 +4,7 @@
 // URL's expiry but not its SigV4 signature: what runs against it proves the robot's side of the
 // protocol, not the signing (that is aws4's).
 import { createRequire } from 'node:module';
-import { Presigner, type GrantOptions } from '../../src/cli/fleet-uploads.js';
+import { Presigner, type GrantOptions } from '../../src/record/index.js';
 import { tempDir } from './daemon.js';
 
 interface S3rverInstance {
