@@ -38,7 +38,7 @@ test('reflex jog: moves a held joint to its target; stops where it is when the c
     const from = await elbow();
     jog = ptyReflex(['jog', '--joint', 'elbow', '--to', String((from + 1.5).toFixed(3)), '--speed', '0.2', ...sock]);
     await jog.waitFor(/elbow: -?\d+\.\d{3} rad -> /);
-    await sleep(1000);
+    await until('the elbow moves', async () => (await elbow()) - from > 0.1, 20_000);
     const client = execFileSync('ps', ['-o', 'pid=', '--ppid', String(jog.proc.pid)], { encoding: 'utf8' }).trim();
     process.kill(Number(client), 'SIGKILL');
     await jog.exited;
@@ -57,6 +57,7 @@ test('reflex jog: moves a held joint to its target; stops where it is when the c
     await until('the elbow moves', async () => back - (await elbow()) > 0.1, 20_000);
     jog.type('\x03');
     assert.equal(await jog.exited, 130, jog.output());
+    await sleep(800); // the servo settling, as after the kill
     const c = await elbow();
     await sleep(1000);
     const d = await elbow();

@@ -11,58 +11,17 @@ import { closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, r
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { Uploader, parsePending, type EpisodeEntry, type PendingUploads, type UploadGrant, type UploadSource } from '../src/record/index.js';
 import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
+import { recordingLogger, uploadDataset } from './helpers/upload-rig.js';
 import { startS3 } from '../tools/testkit/s3.js';
 
 const MiB = 1024 ** 2;
 const DEVICE = 'robot-7';
 
-/** A dataset as the uploader sees it: one episode per entry of `sizes`, real files under `dir`. */
-function dataset(dir: string, sizes: number[][]) {
-  mkdirSync(join(dir, 'files'), { recursive: true });
-  const episodes = sizes.map((fileSizes, i) => {
-    const id = randomUUID();
-    const files = fileSizes.map((bytes, k) => {
-      const name = k === 0 ? 'data.parquet' : `observation.images.cam${k}.mp4`;
-      const path = join(dir, 'files', `${id}-${name}`);
-      writeFileSync(path, bytes > MiB ? Buffer.alloc(bytes, i + k) : randomBytes(bytes));
-      return { name, path };
-    });
-    const entry = {
-      id, episodeIndex: i, length: 10, task: 'fold the towel', from: i * 10, to: i * 10 + 10, flags: [], outcome: null, policy: { name: 'act', version: '1' },
-      startedAt: new Date().toISOString(), repeatedFrames: 0, bytes: fileSizes.reduce((a, b) => a + b, 0), stats: {}, uploaded: null,
-    } as unknown as EpisodeEntry;
-    return { entry, files };
-  });
-  const uploaded: string[] = [];
-  const source: UploadSource = {
-    episodes: () => episodes.map((e) => e.entry),
-    files: (e) => episodes.find((x) => x.entry.id === e.id)!.files,
-    describe: () => ({ codebase_version: 'v3.0', fps: 10, robot_type: 'test', features: {} }),
-    markUploaded: (id, meta, at) => {
-      const e = episodes.find((x) => x.entry.id === id)!;
-      e.entry = { ...e.entry, uploaded: { meta, at } };
-      uploaded.push(id);
-    },
-  };
-  return { episodes, source, uploaded };
-}
 
-function logger(): { log: Logger; lines: { msg: string; err?: string }[] } {
-  const lines: { msg: string; err?: string }[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { msg: string });
-      done();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink), lines };
-}
 
 /** A real HTTP server on loopback that answers every request with `handle`; counts them. */
 async function server(handle: (req: IncomingMessage, res: ServerResponse) => void) {
@@ -130,7 +89,7 @@ function uploader(dir: string, origin: string, source: UploadSource, f: ReturnTy
 
 test('upload attack: a server whose reply never ends is cut off and the episode is not taken for uploaded', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[20_000]]);
+  const ds = uploadDataset(dir, [[20_000]]);
   const chunk = Buffer.alloc(64 * 1024, 'x');
   const endless = await server((req, res) => {
     req.resume();
@@ -144,7 +103,7 @@ test('upload attack: a server whose reply never ends is cut off and the episode 
     });
   });
   const f = fleet((doc) => putGrant(doc, endless.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, endless.url, ds.source, f, log);
   await u.start();
   try {
@@ -160,10 +119,10 @@ test('upload attack: a server whose reply never ends is cut off and the episode 
 test('upload attack: a 200 answered before the body was sent does not count as stored', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
   // Bigger than what loopback's socket buffers hold: the reply must come before the last byte.
-  const ds = dataset(dir, [[32 * MiB]]);
+  const ds = uploadDataset(dir, [[32 * MiB]]);
   const liar = await server((_req, res) => void res.writeHead(200, { etag: '"e"' }).end());
   const f = fleet((doc) => putGrant(doc, liar.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, liar.url, ds.source, f, log);
   await u.start();
   try {
@@ -178,10 +137,10 @@ test('upload attack: a 200 answered before the body was sent does not count as s
 
 test('upload attack: a grant naming an episode or a file twice is refused whole; nothing is sent or counted twice', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[10_000]]);
+  const ds = uploadDataset(dir, [[10_000]]);
   const s3 = await store();
   const f = fleet(() => null);
-  const { log, lines } = logger();
+  const { log, lines } = recordingLogger();
   const u = uploader(dir, s3.url, ds.source, f, log);
   await u.start();
   try {
@@ -206,14 +165,14 @@ test('upload attack: a grant naming an episode or a file twice is refused whole;
 
 test('upload attack: a redirect is not followed; the grant is taken for wrong and a new one asked for', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[10_000]]);
+  const ds = uploadDataset(dir, [[10_000]]);
   const target = await store();
   const redirect = await server((req, res) => {
     req.resume();
     res.writeHead(307, { location: `${target.url}${req.url ?? ''}` }).end();
   });
   const f = fleet((doc) => putGrant(doc, redirect.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, redirect.url, ds.source, f, log);
   await u.start();
   try {
@@ -230,7 +189,7 @@ test('upload attack: a redirect is not followed; the grant is taken for wrong an
 
 test('upload attack: a server that takes bytes at a trickle is abandoned, not waited on for hours', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[24 * MiB]]);
+  const ds = uploadDataset(dir, [[24 * MiB]]);
   // Reads what has come in every 50 ms (at most about 1.6 MiB/s, well under the 8 MiB/s asked
   // for): never quiet long enough for the idle timeout.
   const trickle = await server((req, res) => {
@@ -243,7 +202,7 @@ test('upload attack: a server that takes bytes at a trickle is abandoned, not wa
     res.on('close', () => clearInterval(t));
   });
   const f = fleet((doc) => putGrant(doc, trickle.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, trickle.url, ds.source, f, log, { idleMs: 1000, minBytesPerS: 8 * MiB });
   await u.start();
   try {
@@ -257,7 +216,7 @@ test('upload attack: a server that takes bytes at a trickle is abandoned, not wa
 
 test('upload attack: stopping the uploader while it hashes a file that reads slowly returns at once', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[1000]]);
+  const ds = uploadDataset(dir, [[1000]]);
   // The data file is a pipe that gives a few bytes and then nothing more: hashing never ends by
   // itself (a stand-in for a multi-GB file on a slow SD card).
   const path = ds.episodes[0]!.files[0]!.path;
@@ -267,7 +226,7 @@ test('upload attack: stopping the uploader while it hashes a file that reads slo
   writeSync(fd, Buffer.from('PAR1'));
   const s3 = await store();
   const f = fleet((doc) => putGrant(doc, s3.url));
-  const { log, lines } = logger();
+  const { log, lines } = recordingLogger();
   const u = uploader(dir, s3.url, ds.source, f, log);
   await u.start();
   try {
@@ -293,7 +252,7 @@ after(() => {
 });
 
 test('upload attack: a full disk while snapshotting backs off and says so, and the episode goes up once there is room', { timeout: 60_000, skip: mounted ? false : 'cannot mount a tmpfs here (not root)' }, async () => {
-  const ds = dataset(mnt, [[30_000]]);
+  const ds = uploadDataset(mnt, [[30_000]]);
   mkdirSync(join(mnt, 'uploads'));
   const fillers: string[] = [];
   for (;;) {
@@ -309,7 +268,7 @@ test('upload attack: a full disk while snapshotting backs off and says so, and t
   rmSync(fillers.pop()!);
   const s3 = await store();
   const f = fleet((doc) => putGrant(doc, s3.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(mnt, s3.url, ds.source, f, log);
   await u.start();
   try {
@@ -353,7 +312,7 @@ test('upload attack: the disk policy renumbering episodes while one is being has
   };
   const s3 = await store();
   const f = fleet((doc) => putGrant(doc, s3.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, s3.url, source, f, log);
   await u.start();
   try {
@@ -385,12 +344,12 @@ test('upload attack: the disk policy renumbering episodes while one is being has
 
 test('upload attack: a pending list the fleet never saw (broker restarted, link down for hours) is asked again, not waited on forever', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[10_000]]);
+  const ds = uploadDataset(dir, [[10_000]]);
   const s3 = await store();
   // The first list is lost on the way; the grant service answers whatever reaches it after.
   let lost = 0;
   const f = fleet((doc) => (lost++ === 0 ? null : putGrant(doc, s3.url)));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, s3.url, ds.source, f, log, { reaskMs: 300 });
   await u.start();
   try {
@@ -405,7 +364,7 @@ test('upload attack: a pending list the fleet never saw (broker restarted, link 
 
 test('upload attack: a server answering parts with huge ETags is refused, not written into progress.json part after part', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[6 * MiB]]);
+  const ds = uploadDataset(dir, [[6 * MiB]]);
   const hostile = await server((req, res) => {
     req.resume();
     req.on('end', () => void res.writeHead(200, { etag: `"${'f'.repeat(8000)}"` }).end());
@@ -417,7 +376,7 @@ test('upload attack: a server answering parts with huge ETags is refused, not wr
       files: e.files.map((x) => (x.bytes > 5 * MiB ? { name: x.name, multipart: { uploadId: 'u1', partBytes: 5 * MiB, parts: [`${hostile.url}/p1`, `${hostile.url}/p2`], complete: `${hostile.url}/c` } } : { name: x.name, put: `${hostile.url}/${x.name}` })),
     })),
   }));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, hostile.url, ds.source, f, log);
   await u.start();
   try {
@@ -448,7 +407,7 @@ test('upload attack: the grant service makes no key outside <prefix><device>/ wh
 
 test('upload attack: an https origin with a certificate nobody vouches for gets no byte; the reason says so', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[10_000]]);
+  const ds = uploadDataset(dir, [[10_000]]);
   const tls = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { encoding: 'utf8' });
   assert.equal(tls.status, 0, tls.stderr);
   let requests = 0;
@@ -460,7 +419,7 @@ test('upload attack: an https origin with a certificate nobody vouches for gets 
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   const url = `https://127.0.0.1:${(s.address() as { port: number }).port}`;
   const f = fleet((doc) => putGrant(doc, url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, url, ds.source, f, log);
   await u.start();
   try {
@@ -476,7 +435,7 @@ test('upload attack: an https origin with a certificate nobody vouches for gets 
 
 test('upload attack: while the dataset cannot be opened, half-sent uploads are kept (not swept) and status says why nothing moves', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[10_000]]);
+  const ds = uploadDataset(dir, [[10_000]]);
   const id = ds.episodes[0]!.entry.id;
   // A multipart upload begun in an earlier boot.
   const snap = join(dir, 'uploads', id);
@@ -485,7 +444,7 @@ test('upload attack: while the dataset cannot be opened, half-sent uploads are k
   let open = false;
   const source: UploadSource = { ...ds.source, episodes: () => (open ? ds.source.episodes() : []), describe: () => (open ? ds.source.describe() : null) };
   const f = fleet(() => null);
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, 'http://127.0.0.1:9', source, f, log);
   await u.start();
   try {
@@ -502,10 +461,10 @@ test('upload attack: while the dataset cannot be opened, half-sent uploads are k
 
 test('upload attack: a grant service that answers every list with a grant for nothing offered is backed off from, not asked every poll', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[10_000]]);
+  const ds = uploadDataset(dir, [[10_000]]);
   const s3 = await store();
   const f = fleet((doc) => ({ seq: doc.seq, episodes: [{ id: randomUUID(), files: [{ name: 'data.parquet', put: `${s3.url}/x` }] }] }));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, s3.url, ds.source, f, log, { backoff: { minMs: 50, maxMs: 60_000 } });
   await u.start();
   try {
@@ -527,11 +486,11 @@ test('upload attack: a grant service that answers every list with a grant for no
 
 test('upload attack: an episode the disk policy deletes while it waits or is being sent frees its bytes at once (its snapshot goes), not after the upload', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[40 * MiB], [20_000]]);
+  const ds = uploadDataset(dir, [[40 * MiB], [20_000]]);
   // A server that takes the headers and never reads the body: the first upload hangs in flight.
   const stuck = await server(() => undefined);
   const f = fleet((doc) => putGrant(doc, stuck.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, stuck.url, ds.source, f, log, { idleMs: 120_000 });
   await u.start();
   const outbox = join(dir, 'uploads');
@@ -552,10 +511,10 @@ test('upload attack: an episode the disk policy deletes while it waits or is bei
 
 test('upload attack: an origin written without its trailing slash does not let a grant into a bucket or path that merely starts the same', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[10_000]]);
+  const ds = uploadDataset(dir, [[10_000]]);
   const s3 = await store();
   const f = fleet((doc) => putGrant(doc, `${s3.url}/reflex-fleet-other-team`));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = new Uploader({ deviceId: DEVICE, dir: join(dir, 'uploads'), origins: [`${s3.url}/reflex-fleet`], maxBytesPerS: 0, backoff: { minMs: 50, maxMs: 200 }, pollMs: 50 }, ds.source, f.channel, log);
   f.attach(u);
   await u.start();
@@ -577,7 +536,7 @@ after(() => {
 });
 
 test('upload attack: the disk full when progress.json is saved after a part: it backs off saying so, then resumes and every byte arrives', { timeout: 90_000, skip: mounted2 ? false : 'cannot mount a tmpfs here (not root)' }, async () => {
-  const ds = dataset(mnt2, [[11 * MiB]]);
+  const ds = uploadDataset(mnt2, [[11 * MiB]]);
   const s3 = await startS3();
   // In front of the bucket: holds the answer to the first part until the disk is full.
   let release: () => void = () => undefined;
@@ -599,7 +558,7 @@ test('upload attack: the disk full when progress.json is saved after a part: it 
     f.pending.push(doc);
     if (doc.episodes.length > 0) void presigner.grant(DEVICE, doc).then((g) => u.onGrant(Buffer.from(JSON.stringify(g))));
   };
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(mnt2, proxy.url, ds.source, f, log);
   await u.start();
   const fillers: string[] = [];
@@ -632,10 +591,10 @@ test('upload attack: the disk full when progress.json is saved after a part: it 
 test('upload attack: a bandwidth cap set very low (1 KiB/s) still moves bytes often enough that the idle timeout never cuts the request', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
   // A quarter second's burst is 64 KiB at most caps; past it, the rest goes at the cap.
-  const ds = dataset(dir, [[64 * 1024 + 3 * 1024]]);
+  const ds = uploadDataset(dir, [[64 * 1024 + 3 * 1024]]);
   const s3 = await store();
   const f = fleet((doc) => putGrant(doc, s3.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, s3.url, ds.source, f, log, { maxBytesPerS: 1024, idleMs: 2000 });
   await u.start();
   try {
@@ -651,11 +610,11 @@ test('upload attack: a bandwidth cap set very low (1 KiB/s) still moves bytes of
 
 test('upload attack: an episode whose files are gone from the disk is not silently left out: status says how many cannot go up', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[10_000], [10_000]]);
+  const ds = uploadDataset(dir, [[10_000], [10_000]]);
   rmSync(ds.episodes[0]!.files[0]!.path); // a bad card, a technician's rm
   const s3 = await store();
   const f = fleet((doc) => putGrant(doc, s3.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, s3.url, ds.source, f, log);
   await u.start();
   try {
@@ -670,13 +629,13 @@ test('upload attack: an episode whose files are gone from the disk is not silent
 
 test('upload attack: a long error page (a proxy, a captive portal) is judged by its status: a 503 is retried with the same grant', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[10_000]]);
+  const ds = uploadDataset(dir, [[10_000]]);
   const portal = await server((req, res) => {
     req.resume();
     req.on('end', () => void res.writeHead(503, { 'content-type': 'text/html' }).end(`<html>${'<p>please log in</p>'.repeat(20_000)}</html>`));
   });
   const f = fleet((doc) => putGrant(doc, portal.url));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, portal.url, ds.source, f, log);
   await u.start();
   try {
@@ -691,7 +650,7 @@ test('upload attack: a long error page (a proxy, a captive portal) is judged by 
 
 test('upload attack: asked again after a failure, the robot names the multipart uploads the last grant began, so the fleet begins no orphan ones', { timeout: 90_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[6 * MiB], [6 * MiB]]);
+  const ds = uploadDataset(dir, [[6 * MiB], [6 * MiB]]);
   const s3 = await startS3();
   // The first part sent is refused as an expired URL would be: the robot asks for a new grant.
   let puts = 0;
@@ -718,7 +677,7 @@ test('upload attack: asked again after a failure, the robot names the multipart 
         u.onGrant(Buffer.from(JSON.stringify(g)));
       });
   };
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, proxy.url, ds.source, f, log);
   await u.start();
   try {
@@ -736,7 +695,7 @@ test('upload attack: asked again after a failure, the robot names the multipart 
 
 test('upload attack: a careless grant (parts that do not fit the file, URLs for files never offered) sends nothing it should not', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upatk-');
-  const ds = dataset(dir, [[6 * MiB]]);
+  const ds = uploadDataset(dir, [[6 * MiB]]);
   const s3 = await store();
   const f = fleet((doc) => ({
     seq: doc.seq,
@@ -749,7 +708,7 @@ test('upload attack: a careless grant (parts that do not fit the file, URLs for 
       ],
     })),
   }));
-  const { log } = logger();
+  const { log } = recordingLogger();
   const u = uploader(dir, s3.url, ds.source, f, log);
   await u.start();
   try {

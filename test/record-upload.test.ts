@@ -6,70 +6,23 @@
 // real Mosquitto and `reflex fleet uploads`, is in record-upload-daemon.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { Uploader, type EpisodeEntry, type PendingUploads, type UploadSource } from '../src/record/index.js';
+import { Uploader, type PendingUploads } from '../src/record/index.js';
 import { parseGrant } from '../src/record/upload-protocol.js';
 import type { Presigner } from '../src/record/index.js';
-import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
+import { recordingLogger, uploadDataset } from './helpers/upload-rig.js';
 import { startS3, type S3 } from '../tools/testkit/s3.js';
 
 const MiB = 1024 ** 2;
 const DEVICE = 'robot-7';
 
-interface Episode {
-  entry: EpisodeEntry;
-  files: { name: string; path: string }[];
-}
 
-/** A dataset as the uploader sees it: episodes with real files on disk. */
-function dataset(dir: string, sizes: number[][], flags: string[][] = []) {
-  const episodes: Episode[] = sizes.map((fileSizes, i) => {
-    const id = randomUUID();
-    const files = fileSizes.map((bytes, k) => {
-      const name = k === 0 ? 'data.parquet' : `observation.images.cam${k}.mp4`;
-      const path = join(dir, 'files', `${id}-${name}`);
-      mkdirSync(join(dir, 'files'), { recursive: true });
-      writeFileSync(path, randomBytes(bytes));
-      return { name, path };
-    });
-    const entry = {
-      id, episodeIndex: i, length: 10, task: 'fold the towel', from: i * 10, to: i * 10 + 10, flags: flags[i] ?? [], outcome: null, policy: { name: 'act', version: '1' },
-      startedAt: new Date().toISOString(), repeatedFrames: 0, bytes: fileSizes.reduce((a, b) => a + b, 0), stats: {}, uploaded: null,
-    } as unknown as EpisodeEntry;
-    return { entry, files };
-  });
-  const uploaded: string[] = [];
-  const source: UploadSource = {
-    episodes: () => episodes.map((e) => e.entry),
-    files: (e) => episodes.find((x) => x.entry.id === e.id)!.files,
-    describe: () => ({ codebase_version: 'v3.0', fps: 10, robot_type: 'test', features: {} }),
-    markUploaded: (id, meta, at) => {
-      const e = episodes.find((x) => x.entry.id === id)!;
-      e.entry = { ...e.entry, uploaded: { meta, at } };
-      uploaded.push(id);
-    },
-  };
-  return { episodes, source, uploaded };
-}
 
-/** A logger whose records the test reads back. */
-function logger(): { log: Logger; lines: { msg: string; err?: string }[] } {
-  const lines: { msg: string; err?: string }[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { msg: string });
-      done();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink), lines };
-}
 
 /** The fleet link and `reflex fleet uploads` folded into one: each pending list is granted at once. */
 function grantingChannel(presigner: () => Presigner) {
@@ -107,12 +60,12 @@ async function withS3(fn: (s3: S3) => Promise<void>): Promise<void> {
 test('upload: a multipart upload stopped half-way resumes at the first part not stored; every byte arrives; the bandwidth cap holds', { timeout: 120_000 }, async () => {
   await withS3(async (s3) => {
     const dir = tempDir('reflex-upload-');
-    const ds = dataset(dir, [[12 * MiB, 200_000]], [['fault']]);
+    const ds = uploadDataset(dir, [[12 * MiB, 200_000]], [['fault']]);
     const outbox = join(dir, 'uploads');
     const cap = 4 * MiB;
     const opts = { deviceId: DEVICE, dir: outbox, origins: [`${s3.endpoint}/${s3.bucket}/`], maxBytesPerS: cap, backoff: { minMs: 100, maxMs: 1000 }, pollMs: 100 };
     const g1 = grantingChannel(() => s3.presigner());
-    const { log } = logger();
+    const { log } = recordingLogger();
     const first = new Uploader(opts, ds.source, g1.channel, log);
     g1.attach(first);
     await first.start();
@@ -163,9 +116,9 @@ test('upload: URLs that expire mid-upload are renewed with a new grant; flagged 
   await withS3(async (s3) => {
     const dir = tempDir('reflex-upload-');
     // Three parts at 2 MiB/s take over a second each: the 1 s URLs of the later ones expire.
-    const ds = dataset(dir, [[100_000], [11 * MiB]], [[], ['estop']]);
+    const ds = uploadDataset(dir, [[100_000], [11 * MiB]], [[], ['estop']]);
     const g = grantingChannel(() => s3.presigner({ expiresS: 1 }));
-    const { log, lines } = logger();
+    const { log, lines } = recordingLogger();
     const u = new Uploader({ deviceId: DEVICE, dir: join(dir, 'uploads'), origins: [`${s3.endpoint}/`], maxBytesPerS: 2 * MiB, backoff: { minMs: 50, maxMs: 200 }, pollMs: 100 }, ds.source, g.channel, log);
     g.attach(u);
     await u.start();
@@ -218,11 +171,11 @@ async function gate(answer: (n: number) => 'pass' | 'stall' | number, to?: strin
 test('upload: a grant naming a host outside record.upload.origins is refused and nothing is sent there; a malformed grant is ignored', { timeout: 60_000 }, async () => {
   await withS3(async (s3) => {
     const dir = tempDir('reflex-upload-');
-    const ds = dataset(dir, [[50_000]]);
+    const ds = uploadDataset(dir, [[50_000]]);
     const elsewhere = await gate(() => 200);
     try {
       const g = grantingChannel(() => s3.presigner({ endpoint: elsewhere.url }));
-      const { log, lines } = logger();
+      const { log, lines } = recordingLogger();
       const u = new Uploader({ deviceId: DEVICE, dir: join(dir, 'uploads'), origins: [`${s3.endpoint}/${s3.bucket}/`], maxBytesPerS: 0, backoff: { minMs: 50, maxMs: 200 }, pollMs: 100 }, ds.source, g.channel, log);
       g.attach(u);
       u.onGrant(Buffer.from('{"seq": 1, "episodes": [{"id": "../../etc", "files": []}]}'));
@@ -246,12 +199,12 @@ test('upload: a grant naming a host outside record.upload.origins is refused and
 test('upload: a server that fails or stalls is retried with backoff, and the upload completes once it recovers', { timeout: 90_000 }, async () => {
   await withS3(async (s3) => {
     const dir = tempDir('reflex-upload-');
-    const ds = dataset(dir, [[300_000, 20_000]]);
+    const ds = uploadDataset(dir, [[300_000, 20_000]]);
     // Two 503s, one request left hanging, then the real server.
     const flaky = await gate((n) => (n <= 2 ? 503 : n === 3 ? 'stall' : 'pass'), s3.endpoint);
     try {
       const g = grantingChannel(() => s3.presigner({ endpoint: flaky.url }));
-      const { log, lines } = logger();
+      const { log, lines } = recordingLogger();
       const u = new Uploader({ deviceId: DEVICE, dir: join(dir, 'uploads'), origins: [`${flaky.url}/`], maxBytesPerS: 0, idleMs: 1000, backoff: { minMs: 100, maxMs: 400 }, pollMs: 100 }, ds.source, g.channel, log);
       g.attach(u);
       const states = new Set<string>();
@@ -278,10 +231,10 @@ test('upload: a server that fails or stalls is retried with backoff, and the upl
 
 test('upload: an episode deleted by the disk policy before it went up is dropped from the queue and its snapshot removed', { timeout: 60_000 }, async () => {
   const dir = tempDir('reflex-upload-');
-  const ds = dataset(dir, [[40_000], [40_000]]);
+  const ds = uploadDataset(dir, [[40_000], [40_000]]);
   const outbox = join(dir, 'uploads');
   const pending: PendingUploads[] = [];
-  const { log } = logger();
+  const { log } = recordingLogger();
   // No grant ever comes: both episodes wait, snapshotted.
   const u = new Uploader({ deviceId: DEVICE, dir: outbox, origins: ['http://127.0.0.1:9/'], maxBytesPerS: 0, pollMs: 50 }, ds.source, { publishPending: (d) => void pending.push(d), event: () => undefined }, log);
   await u.start();
