@@ -24,15 +24,24 @@ const notify = await NotifyListener.open(join(tempDir('reflex-bench-notify-'), '
 const e = await startE2E({ debug: { faultInjection: false } }, { NOTIFY_SOCKET: notify.path });
 const status = async () => await request(e.socket, 'status');
 const samples: number[] = [];
+const faultsAtStart: string[] = [];
 try {
   await notify.waitFor((m) => m.split('\n').includes('READY=1'), 60_000);
   const readyMs = notify.times[notify.messages.findIndex((m) => m.split('\n').includes('READY=1'))]! - e.daemonSpawnedAt;
   progress(`READY=1 ${readyMs} ms after the daemon was spawned`);
   await e.daemon.waitForLog((l) => l.msg === 'policy ready', 30_000);
-  // Bounded: a loop that faulted at boot (a loaded machine) must end the benchmark, not hang it.
-  const startBy = Date.now() + 60_000;
+  // A loop that faults at boot (on a loaded machine the rig's CAN motor can miss its 100 ms
+  // budget) is reset and the policy started, as a technician would; each is counted and reported
+  // in the result. Bounded: a loop that never runs ends the benchmark, not hangs it.
+  const startBy = Date.now() + 90_000;
   for (let st = await status(); st.loop.mode !== 'policy'; st = await status()) {
-    if (Date.now() > startBy) throw new Error(`the policy did not start within 60 s: mode ${st.loop.mode}, faults ${st.faults.join('; ')}`);
+    if (Date.now() > startBy) throw new Error(`the policy did not start within 90 s: mode ${st.loop.mode}, faults ${st.faults.join('; ')}`);
+    if (st.loop.mode === 'fault') {
+      faultsAtStart.push(st.faults.join('; '));
+      progress(`the loop faulted before the policy ran (${st.faults.join('; ')}): reset and start it`);
+      await request(e.socket, 'reset').catch(() => undefined);
+      await request(e.socket, 'policy.start').catch(() => undefined);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   await new Promise((r) => setTimeout(r, 3000));
@@ -52,6 +61,8 @@ try {
   result({
     seconds: SECONDS,
     machine: machine(),
+    /** Faults before the policy first ran (reset and started again); none on a quiet machine. */
+    faults_at_start: faultsAtStart,
     task_error: { mean: round(score.meanErrorM, 4), hold_baseline: round(score.holdBaselineM, 4), unit: 'm', samples: score.samples },
     lateness_us: s.loop.latenessUs,
     missed_deadlines: s.loop.missedDeadlines - s0.loop.missedDeadlines,
