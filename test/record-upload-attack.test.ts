@@ -15,7 +15,7 @@ import { Uploader, parsePending, type EpisodeEntry, type PendingUploads, type Up
 import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
-import { recordingLogger, uploadDataset } from './helpers/upload-rig.js';
+import { fleetChannel, recordingLogger, uploadDataset } from './helpers/upload-rig.js';
 import { startS3 } from '../tools/testkit/s3.js';
 
 const MiB = 1024 ** 2;
@@ -61,25 +61,7 @@ function putGrant(doc: PendingUploads, base: string): UploadGrant {
   return { seq: doc.seq, episodes: doc.episodes.map((e) => ({ id: e.id, files: e.files.map((f) => ({ name: f.name, put: `${base}/${DEVICE}/${e.id}/${f.name}` })) })) };
 }
 
-/** The fleet link with a grant service that answers every pending list with `answer`. */
-function fleet(answer: (doc: PendingUploads) => UploadGrant | null) {
-  const pending: PendingUploads[] = [];
-  const events: { kind: string; data: unknown }[] = [];
-  let target: Uploader | null = null;
-  return {
-    pending,
-    events,
-    attach: (u: Uploader) => (target = u),
-    channel: {
-      publishPending: (doc: PendingUploads) => {
-        pending.push(doc);
-        const g = doc.episodes.length === 0 ? null : answer(doc);
-        if (g !== null) setImmediate(() => target?.onGrant(Buffer.from(JSON.stringify(g))));
-      },
-      event: (kind: string, data: unknown) => void events.push({ kind, data }),
-    },
-  };
-}
+const fleet = fleetChannel;
 
 function uploader(dir: string, origin: string, source: UploadSource, f: ReturnType<typeof fleet>, log: Logger, extra: Partial<ConstructorParameters<typeof Uploader>[0]> = {}): Uploader {
   const u = new Uploader({ deviceId: DEVICE, dir: join(dir, 'uploads'), origins: [`${origin}/`], maxBytesPerS: 0, backoff: { minMs: 50, maxMs: 200 }, pollMs: 50, ...extra }, source, f.channel, log);

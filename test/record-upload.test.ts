@@ -15,7 +15,7 @@ import { parseGrant } from '../src/record/upload-protocol.js';
 import type { Presigner } from '../src/record/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
-import { recordingLogger, uploadDataset } from './helpers/upload-rig.js';
+import { fleetChannel, recordingLogger, uploadDataset } from './helpers/upload-rig.js';
 import { startS3, type S3 } from '../tools/testkit/s3.js';
 
 const MiB = 1024 ** 2;
@@ -25,26 +25,7 @@ const DEVICE = 'robot-7';
 
 
 /** The fleet link and `reflex fleet uploads` folded into one: each pending list is granted at once. */
-function grantingChannel(presigner: () => Presigner) {
-  const pending: PendingUploads[] = [];
-  const events: { kind: string; data: unknown }[] = [];
-  let target: Uploader | null = null;
-  return {
-    pending,
-    events,
-    attach: (u: Uploader) => (target = u),
-    channel: {
-      publishPending: (doc: PendingUploads) => {
-        pending.push(doc);
-        if (doc.episodes.length === 0) return;
-        void presigner()
-          .grant(DEVICE, doc)
-          .then((g) => target?.onGrant(Buffer.from(JSON.stringify(g))));
-      },
-      event: (kind: string, data: unknown) => void events.push({ kind, data }),
-    },
-  };
-}
+const grantingChannel = (presigner: () => Presigner) => fleetChannel((doc) => presigner().grant(DEVICE, doc));
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

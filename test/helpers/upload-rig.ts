@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { EpisodeEntry, UploadSource } from '../../src/record/index.js';
+import type { EpisodeEntry, PendingUploads, UploadGrant, UploadSource, Uploader } from '../../src/record/index.js';
 import type { Logger } from '../../src/core/index.js';
 
 const MiB = 1024 ** 2;
@@ -55,4 +55,29 @@ export function recordingLogger(): { log: Logger; lines: { msg: string; err?: st
     },
   });
   return { log: pino({ level: 'info' }, sink), lines };
+}
+
+/**
+ * The fleet link with a grant service folded in: every pending list with episodes is answered
+ * with `answer`'s grant (none when it gives null), delivered to the attached uploader.
+ */
+export function fleetChannel(answer: (doc: PendingUploads) => UploadGrant | null | Promise<UploadGrant | null>) {
+  const pending: PendingUploads[] = [];
+  const events: { kind: string; data: unknown }[] = [];
+  let target: Uploader | null = null;
+  return {
+    pending,
+    events,
+    attach: (u: Uploader) => (target = u),
+    channel: {
+      publishPending: (doc: PendingUploads) => {
+        pending.push(doc);
+        if (doc.episodes.length === 0) return;
+        void Promise.resolve(answer(doc)).then((g) => {
+          if (g !== null) setImmediate(() => target?.onGrant(Buffer.from(JSON.stringify(g))));
+        });
+      },
+      event: (kind: string, data: unknown) => void events.push({ kind, data }),
+    },
+  };
 }
