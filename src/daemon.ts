@@ -279,7 +279,7 @@ export class Daemon {
     const u = config.record.upload;
     if (!config.record.enabled || u.origins.length === 0) return null;
     const id = config.deviceId;
-    const dir = join(config.record.dir ?? defaultRecordDir(config.paths.stateDir), '.reflex', 'uploads');
+    const dir = join(this.recorder.dir, '.reflex', 'uploads');
     const log = logging.child('uploads');
     let uploader: Uploader | null = null;
     const source = this.recorder.uploadSource(() => uploader!.status());

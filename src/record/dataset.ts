@@ -52,6 +52,14 @@ interface State {
   moves?: Move[];
 }
 
+/**
+ * Something went wrong in it or a technician said so: the disk policy keeps it longest and the
+ * uploader sends it first. Repeated frames and a crash recovery alone do not count.
+ */
+export function isFlagged(e: EpisodeEntry): boolean {
+  return e.flags.some((f) => f !== 'frames_repeated' && f !== 'recovered') || e.outcome === 'failure';
+}
+
 /** What the recorder hands over when an episode's rows and videos are final. */
 export interface FinishedEpisode {
   rows: readonly Float64Array[];

@@ -13,7 +13,7 @@ import { Intervention, monoMs, type TickReader, type TickRecord, type TickRing }
 import { MODE_NAMES } from '../control/index.js';
 import type { RawFrameSource } from '../hardware/camera/index.js';
 import type { DaemonHandlers } from '../api/index.js';
-import { Dataset, type EpisodeEntry, type EpisodeFlag, type Outcome } from './dataset.js';
+import { Dataset, isFlagged, type EpisodeEntry, type EpisodeFlag, type Outcome } from './dataset.js';
 import { LiveEpisode, finishStaged, stagedEpisodes, type FinishResult, type Tools } from './episode.js';
 import { FrameFeed, sampleStats } from './frames.js';
 import { HighlightRing } from './highlight.js';
@@ -158,6 +158,11 @@ export class Recorder implements Part {
     const keep = Math.round((o.highlightS ?? 0) * o.fps);
     this.ring = keep > 0 ? new HighlightRing(keep, this.layout, o.cameras) : null;
     this.shape = { fps: o.fps, robotType: o.robotType, joints: o.joints, cameras: o.cameras.map((c) => ({ name: c.name, width: c.width, height: c.height })) };
+  }
+
+  /** The dataset's directory. */
+  get dir(): string {
+    return this.o.dir;
   }
 
   /** Opens the dataset and starts reading ticks; crash leftovers are finished in the background. */
@@ -520,7 +525,7 @@ export class Recorder implements Part {
     const eps = this.dataset?.episodes ?? [];
     // Uploaded episodes are safe at home: they go first, whatever their flags.
     const sent = (e: EpisodeEntry) => e.uploaded !== null;
-    const order = [...eps.filter(sent), ...eps.filter((e) => !sent(e) && !flagged(e)), ...eps.filter((e) => !sent(e) && flagged(e))];
+    const order = [...eps.filter(sent), ...eps.filter((e) => !sent(e) && !isFlagged(e)), ...eps.filter((e) => !sent(e) && isFlagged(e))];
     const drop = new Set<number>();
     let freed = 0;
     for (const e of order) {
@@ -537,7 +542,7 @@ export class Recorder implements Part {
     try {
       const gone = ds.evict(drop);
       this.evicted.episodes += gone.length;
-      this.evicted.flagged += gone.filter(flagged).length;
+      this.evicted.flagged += gone.filter(isFlagged).length;
       const unsent = gone.filter((e) => e.uploaded === null);
       this.evicted.unsent += unsent.length;
       this.evicted.last = reason;
@@ -711,10 +716,6 @@ export class Recorder implements Part {
   }
 }
 
-/** Kept longest by the disk policy: something went wrong in it, or a technician said so. */
-function flagged(e: EpisodeEntry): boolean {
-  return e.flags.some((f) => f !== 'frames_repeated' && f !== 'recovered') || e.outcome === 'failure';
-}
 
 function addFlag(flags: EpisodeFlag[], flag: EpisodeFlag, ep: LiveEpisode): void {
   if (flags.includes(flag)) return;

@@ -10,7 +10,7 @@ import { createReadStream, existsSync, linkSync, mkdirSync, readFileSync, readdi
 import { join } from 'node:path';
 import { errorMessage, type Logger, type Part } from '../core/index.js';
 import { monoMs } from '../rt/index.js';
-import type { EpisodeEntry } from './dataset.js';
+import { isFlagged, type EpisodeEntry } from './dataset.js';
 import { writeFileAtomic } from './files.js';
 import { OFFER_MAX, parseGrant, type GrantedFile, type OfferedFile, type PendingUploads, type UploadGrant } from './upload-protocol.js';
 import { TokenBucket, UploadError, completeMultipart, putRange, type RequestOptions } from './upload-http.js';
@@ -117,10 +117,6 @@ function metaHash(e: EpisodeEntry): string {
   return h;
 }
 
-/** Something went wrong in it or a technician said so (the same test as the disk policy's). */
-function isFlagged(e: EpisodeEntry): boolean {
-  return e.flags.some((f) => f !== 'frames_repeated' && f !== 'recovered') || e.outcome === 'failure';
-}
 
 export class Uploader implements Part {
   readonly name = 'uploads';
