@@ -18,7 +18,7 @@ async function until(what: string, check: () => Promise<boolean>, ms: number): P
   }
 }
 
-test('reflex jog: moves a held joint to its target; stops where it is when the client is killed or on Ctrl-C; moves a rebooted servo after a reset; refuses outside the limits', async () => {
+test('reflex jog: moves a held joint to its target; stops where it is when the client is killed or on Ctrl-C; moves a rebooted servo after a reset; a second overload while faulted is its own fault entry; refuses outside the limits', async () => {
   const e = await startRig({ policy: { bundle: null }, control: LOADED }, 'reflex is running');
   let jog: PtyRun | null = null;
   const elbow = async () => {
@@ -77,8 +77,18 @@ test('reflex jog: moves a held joint to its target; stops where it is when the c
     const shoulder = async () => (await status()).loop.lastTick!.joints.find((j) => j.name === 'shoulder')!.position;
     await request(e.rigSocket, 'servo.fault', { id: 2, bits: 0x20 });
     await until('the loop faults', async () => (await status()).loop.mode === 'fault', 10_000);
+    // A second servo overloading while the loop already holds is an entry of its own in
+    // `reflex faults`, reported once; the first stays the cause status names.
+    await request(e.rigSocket, 'servo.fault', { id: 3, bits: 0x20 });
+    const history = () => request(e.socket, 'faults', {});
+    await until('the elbow overload is in the fault history', async () => (await history()).entries.some((f) => f.joint === 'elbow'), 10_000);
+    await sleep(300);
+    const held = (await history()).entries.filter((f) => f.cleared === null);
+    assert.deepEqual(held.map((f) => f.joint), ['shoulder', 'elbow'], JSON.stringify(held));
+    assert.match((await status()).loop.fault ?? '', /joint shoulder/);
     await request(e.rigSocket, 'servo.clear', { id: 2 });
-    await until('the daemon reads the error cleared', async () => (await status()).joints.find((j) => j.joint === 'shoulder')?.hardwareError === 0, 10_000);
+    await request(e.rigSocket, 'servo.clear', { id: 3 });
+    await until('the daemon reads the errors cleared', async () => (await status()).joints.every((j) => j.hardwareError === 0), 10_000);
     await request(e.socket, 'reset', {}, 20_000);
     const s0 = await shoulder();
     const rebooted = await ptyRun(['jog', '--joint', 'shoulder', '--by', '0.1', '--speed', '0.5', ...sock]);
@@ -86,9 +96,9 @@ test('reflex jog: moves a held joint to its target; stops where it is when the c
     assert.ok(Math.abs((await shoulder()) - (s0 + 0.1)) < 0.02, `the rebooted shoulder moved (${s0} -> ${await shoulder()})`);
 
     await request(e.socket, 'estop');
-    const held = await ptyRun(['jog', '--joint', 'elbow', '--by', '0.1', ...sock]);
-    assert.equal(held.code, 1, held.text);
-    assert.match(held.text, /jog only while holding; the loop is in estop/);
+    const stopped = await ptyRun(['jog', '--joint', 'elbow', '--by', '0.1', ...sock]);
+    assert.equal(stopped.code, 1, stopped.text);
+    assert.match(stopped.text, /jog only while holding; the loop is in estop/);
   } finally {
     jog?.kill();
     await e.stop();

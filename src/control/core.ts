@@ -18,7 +18,8 @@ interface JointRef {
 
 /** Rare events the core reports out of the tick (the worker posts them to the main thread). */
 export interface CoreEvents {
-  fault(reason: string): void;
+  /** `further`: another fault while the loop already holds in fault (it changes nothing, but a technician must see it). */
+  fault(reason: string, further?: boolean): void;
   warning(message: string): void;
   /** A bus's port went away (bus.lost says why): the loop leaves it alone until it is reopened. */
   lost(bus: string, reason: string): void;
@@ -60,6 +61,8 @@ export class ControlCore {
   private readonly away: Uint8Array;
   /** Per bus, this tick: 0 read ok, 1 some motors did not answer (see bus.fresh), 2 not read at all. */
   private readonly readOutcome: Uint8Array;
+  /** Per joint, the motor's hardware error last reported, so each new one is reported once. */
+  private readonly hwReported: Uint8Array;
   /** Per bus: its driver's retry count at the last tick (a reopened bus starts its count again). */
   private readonly retriesSeen: Float64Array;
   /** Per bus: the CAN controller state last reported, and the tick it was reported at. */
@@ -98,6 +101,7 @@ export class ControlCore {
     this.loadWarned = new Uint8Array(buses.length);
     this.away = new Uint8Array(buses.length);
     this.readOutcome = new Uint8Array(buses.length);
+    this.hwReported = new Uint8Array(cfg.joints.length);
     this.retriesSeen = new Float64Array(buses.length);
     this.controllerSeen = buses.map(() => 'error-active');
     this.controllerSeenAt = new Float64Array(buses.length).fill(-Infinity);
@@ -347,10 +351,16 @@ export class ControlCore {
       this.measure(j);
       this.motorRec.temperature[j] = bus.temperature[r.motor]!;
       this.motorRec.voltage[j] = bus.voltage[r.motor]!;
-      this.motorRec.hardwareError[j] = bus.hardwareError[r.motor]!;
-      if (bus.hardwareError[r.motor] !== 0 && this.mode !== Mode.FAULT) {
-        this.fault(`joint ${this.cfg.joints[j]!.name} (bus ${bus.name}, motor ${bus.ids[r.motor]}): ${bus.errorText(r.motor)}`);
+      const hw = bus.hardwareError[r.motor]!;
+      this.motorRec.hardwareError[j] = hw;
+      // A standing error faults the loop again after every reset; one that appears while the
+      // loop already holds in fault (a second servo overloads) is reported once, not lost.
+      if (hw !== 0 && (this.mode !== Mode.FAULT || hw !== this.hwReported[j])) {
+        const reason = `joint ${this.cfg.joints[j]!.name} (bus ${bus.name}, motor ${bus.ids[r.motor]}): ${bus.errorText(r.motor)}`;
+        if (this.mode === Mode.FAULT) this.events.fault(reason, true);
+        else this.fault(reason);
       }
+      this.hwReported[j] = hw;
     }
     this.shared.motors.write(this.motorRec.data);
     return ok;

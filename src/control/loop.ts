@@ -119,7 +119,7 @@ export interface LoopStatus {
 /**
  * The main thread's handle on the control worker: starts it, reads its metrics, and sends it
  * commands (e-stop, reset, policy start and stop, safe, stop). Emits 'fault' (reason) when the
- * loop faults, and 'died' (Error) if the worker exits on its own.
+ * loop faults and for each further fault while it holds, and 'died' (Error) if the worker exits on its own.
  */
 export class ControlLoop extends EventEmitter implements Part {
   readonly name = 'control-loop';
@@ -202,8 +202,13 @@ export class ControlLoop extends EventEmitter implements Part {
         this.warnings = [...this.warnings.slice(-19), m.message];
         break;
       case 'fault':
-        this.lastFault = m.reason;
-        this.log.error({ reason: m.reason }, 'control loop fault: holding; reset to clear');
+        // The first fault is what status names as the cause; a further one is logged and
+        // emitted (fault history, fleet) but does not replace it.
+        if (m.further === true) this.log.error({ reason: m.reason }, 'a further fault while the loop holds in fault');
+        else {
+          this.lastFault = m.reason;
+          this.log.error({ reason: m.reason }, 'control loop fault: holding; reset to clear');
+        }
         this.emit('fault', m.reason);
         break;
       case 'bus': {

@@ -20,7 +20,8 @@ export interface ControlWorkerData {
 
 /** Events to the main thread: rare ones only. */
 export type ControlEvent =
-  | { type: 'fault'; reason: string }
+  /** `further`: reported while the loop already held in fault. */
+  | { type: 'fault'; reason: string; further?: boolean }
   | { type: 'warning'; message: string }
   /** A bus was lost, is being reopened, is back (ok), or could not be reopened (lost, with why). */
   | { type: 'bus'; name: string; state: BusStateName; reason: string | null };
@@ -211,7 +212,7 @@ async function main(): Promise<void> {
   }
   const report = (name: string, state: BusStateName, reason: string | null) => post({ type: 'bus', name, state, reason });
   const core = new ControlCore(cfg, buses, shared, {
-    fault: (reason) => post({ type: 'fault', reason }),
+    fault: (reason, further) => post({ type: 'fault', reason, further: further === true }),
     warning: (message) => post({ type: 'warning', message }),
     lost: (name, reason) => report(name, 'lost', reason),
   });
