@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pinnedNode } from './node-pin.mjs';
+import { scratch } from './scratch.mjs';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const dir = join(root, 'dist', 'bench');
@@ -21,7 +22,9 @@ const cmd = [pinnedNode(), ...flags, join(dir, `${name}.js`), ...args];
 // As root, run with the memory-lock limit a deployed unit has (LimitMEMLOCK=infinity), so the
 // control thread's mlockall is measured as it runs on a robot.
 const prlimit = process.getuid?.() === 0 && spawnSync('prlimit', ['--memlock=unlimited:unlimited', 'true'], { stdio: 'ignore' }).status === 0;
+const tmp = scratch(`reflex-bench-${name}-`);
 const r = prlimit
-  ? spawnSync('prlimit', ['--memlock=unlimited:unlimited', ...cmd], { stdio: 'inherit', cwd: root })
-  : spawnSync(cmd[0], cmd.slice(1), { stdio: 'inherit', cwd: root });
+  ? spawnSync('prlimit', ['--memlock=unlimited:unlimited', ...cmd], { stdio: 'inherit', cwd: root, env: tmp.env })
+  : spawnSync(cmd[0], cmd.slice(1), { stdio: 'inherit', cwd: root, env: tmp.env });
+tmp.finish(r.status === 0);
 process.exit(r.status ?? 1);

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { pinnedNode } from './node-pin.mjs';
+import { scratch } from './scratch.mjs';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const filters = process.argv.slice(2);
@@ -36,5 +37,7 @@ try {
   process.exit(1);
 }
 process.stderr.write(`tests on Node ${node === process.execPath ? process.versions.node : node}\n`);
-const r = spawnSync(node, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit', cwd: root });
+const tmp = scratch('reflex-suite-');
+const r = spawnSync(node, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit', cwd: root, env: tmp.env });
+tmp.finish(r.status === 0);
 process.exit(r.status ?? 1);
