@@ -1,17 +1,24 @@
 // `reflex top` in a real pseudo-terminal against the daemon on the simulated robot: the screen
 // read back shows a joint's temperature and the loop's numbers, the lateness histogram, a silent
-// motor's failed reads in its own joint's row, its keys e-stop and reset, q leaves the alternate
+// motor's failed reads in its own joint's row (and in the fleet's telemetry), its keys e-stop and reset, q leaves the alternate
 // screen, and a small terminal still gets a screen that fits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from '../src/api/index.js';
 import { LOADED, startRig } from './helpers/cli-rig.js';
+import { Mosquitto, freePort, subscriber } from '../tools/testkit/mosquitto.js';
+import { tempDir } from '../tools/testkit/daemon.js';
 import { plain, ptyReflex, ptyRun, type PtyRun } from './helpers/cli-pty.js';
 
 const ESC = '\x1b';
 
 test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset keys, q restores the terminal', async () => {
-  const e = await startRig({ policy: { bundle: null }, control: LOADED }, 'reflex is running');
+  // The fleet watches too: the telemetry names the joint whose motor fails, as the screen does.
+  const broker = new Mosquitto(tempDir('reflex-top-mqtt-'), await freePort());
+  await broker.start();
+  const url = `mqtt://127.0.0.1:${broker.port}`;
+  const fleet = await subscriber(url, 'reflex/v1/test-01/telemetry');
+  const e = await startRig({ policy: { bundle: null }, control: LOADED, fleet: { enabled: true, url, telemetryHz: 5 } }, 'reflex is running');
   const screens: PtyRun[] = [];
   try {
     // The CAN base reports a temperature the technician must see.
@@ -76,6 +83,17 @@ test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset 
     assert.ok(motors.get('base')! >= after.get('base')!, hw.text);
     for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, motors) < grew('base') / 5, hw.text);
     assert.match(hw.text, /retries are counted per bus/);
+    type Telemetry = { motors: { joint: string; failedReads: number; limitClamps: number; deltaClamps: number }[] };
+    const telemetryReads = () => {
+      const last = fleet.messages.at(-1);
+      return new Map(last === undefined ? [] : (JSON.parse(last.payload) as Telemetry).motors.map((m) => [m.joint, m.failedReads]));
+    };
+    const tEnd = Date.now() + 10_000;
+    while (!((telemetryReads().get('base') ?? 0) >= after.get('base')!)) {
+      assert.ok(Date.now() < tEnd, `the base's failed reads in the fleet telemetry: ${fleet.messages.at(-1)?.payload}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, telemetryReads()) < grew('base') / 5, `${j} in the telemetry: ${telemetryReads().get(j)}`);
     // The loop may have faulted meanwhile on a loaded machine (the base past its error budget): the keys below start from hold.
     if ((await request(e.socket, 'status')).loop.mode === 'fault') await request(e.socket, 'reset', {}, 20_000);
 
@@ -104,5 +122,7 @@ test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset 
   } finally {
     for (const s of screens) s.kill();
     await e.stop();
+    await fleet.client.endAsync();
+    await broker.stop();
   }
 });

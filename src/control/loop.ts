@@ -472,12 +472,20 @@ export class ControlLoop extends EventEmitter implements Part {
     return `${health} ${loopHeadline(s)}`;
   }
 
-  telemetry(): { loop: object; motors: ReturnType<ControlLoop['motors']> } {
+  /**
+   * Per joint, its motor's health and its counts since start (failed reads, clamps): what points
+   * the fleet at one cable or one motor across robots without a technician on site.
+   */
+  telemetry(): { loop: object; motors: (ReturnType<ControlLoop['motors']>[number] & Omit<JointInterventions, 'joint'>)[] } {
     const l = this.status();
     const t = l.tickDurationUs;
+    const counts = l.safety.byJoint;
     return {
       loop: { mode: l.mode, hz: l.rateHz, latenessUs: l.latenessUs, tickUs: { p50: t.p50, p99: t.p99, max: t.max }, missed: l.missedDeadlines, overruns: l.overruns, starved: l.starvedTicks, faults: l.safety.faults, busFailedReads: l.bus.failedReads, canLoadPct: l.bus.loadPct },
-      motors: this.motors(),
+      motors: this.motors().map((m, i) => {
+        const { joint: _, ...c } = counts[i]!;
+        return { ...m, ...c };
+      }),
     };
   }
 
