@@ -11,10 +11,10 @@ import { closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, r
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
-import { Uploader, parsePending, type EpisodeEntry, type PendingUploads, type UploadGrant, type UploadSource } from '../src/record/index.js';
+import { Uploader, parsePending, serveGrants, type EpisodeEntry, type PendingUploads, type UploadGrant, type UploadSource } from '../src/record/index.js';
 import type { Logger } from '../src/core/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
-import { until } from '../tools/testkit/mosquitto.js';
+import { Mosquitto, freePort, subscriber, until } from '../tools/testkit/mosquitto.js';
 import { fleetChannel, recordingLogger, uploadDataset } from './helpers/upload-rig.js';
 import { startS3 } from '../tools/testkit/s3.js';
 
@@ -385,6 +385,36 @@ test('upload attack: the grant service makes no key outside <prefix><device>/ wh
   }
   await assert.rejects(presigner().grant(DEVICE, doc('../../../../../../../../../../../x', 'data.parquet')), /not an episode id/);
   for (const prefix of ['../', 'fleet/../', './']) assert.throws(() => presigner(prefix), /--prefix/, prefix);
+});
+
+test('upload attack: a device flooding pending lists is answered no faster than the service allows, for its newest list, not once per list (each a multipart upload begun)', { timeout: 60_000 }, async () => {
+  const s3 = await startS3('reflex-fleet');
+  const broker = new Mosquitto(tempDir('reflex-upatk-mqtt-'), await freePort());
+  await broker.start();
+  const url = `mqtt://127.0.0.1:${broker.port}`;
+  const lines: string[] = [];
+  const service = await serveGrants(url, s3.presigner({ prefix: 'fleet/' }), (l) => lines.push(l), 500);
+  const robot = await subscriber(url, `reflex/v1/${DEVICE}/uploads/grant`);
+  try {
+    // Every list offers a file of three parts: each grant begins a multipart upload on the bucket.
+    const episode = randomUUID();
+    const list = (seq: number) => JSON.stringify({ seq, episodes: [{ id: episode, files: [{ name: 'data.parquet', bytes: 12 * MiB, sha256: '0'.repeat(64) }] }], waiting: 1, waitingBytes: 12 * MiB });
+    const t0 = Date.now();
+    for (let seq = 0; seq < 400; seq++) await robot.client.publishAsync(`reflex/v1/${DEVICE}/uploads/pending`, list(seq), { qos: 1, retain: true });
+    const newest = () => robot.messages.map((m) => (JSON.parse(m.payload) as UploadGrant).seq).at(-1);
+    await until('the newest list answered', () => newest() === 399, 30_000);
+    const grants = lines.filter((l) => l.includes('granted'));
+    const bound = Math.ceil((Date.now() - t0) / 500) + 1;
+    assert.ok(grants.length <= bound, `${grants.length} grants for 400 lists in ${Date.now() - t0} ms (at most ${bound})`);
+    const g = JSON.parse(robot.messages.at(-1)!.payload) as UploadGrant;
+    assert.equal(g.episodes[0]!.id, episode);
+    assert.equal((g.episodes[0]!.files[0] as { multipart: { parts: string[] } }).multipart.parts.length, 3);
+  } finally {
+    await robot.client.endAsync();
+    await service.stop();
+    await broker.stop();
+    await s3.stop();
+  }
 });
 
 test('upload attack: an https origin with a certificate nobody vouches for gets no byte; the reason says so', { timeout: 60_000 }, async () => {

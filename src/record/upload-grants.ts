@@ -29,6 +29,9 @@ const PREFIX = /^([A-Za-z0-9_.-]+\/)*$/;
 const EPISODE = /^[0-9a-f-]{36}$/;
 const FILE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
+/** The least time between two grants for one device. */
+export const GRANT_INTERVAL_MS = 1000;
+
 export class Presigner {
   private readonly base: URL;
 
@@ -101,12 +104,44 @@ export class Presigner {
 }
 
 /** Answers every device's pending list until stopped; `say` gets a line per grant or refusal. */
-export async function serveGrants(broker: string, presigner: Presigner, say: (line: string) => void): Promise<{ client: MqttClient; stop: () => Promise<void> }> {
+export async function serveGrants(broker: string, presigner: Presigner, say: (line: string) => void, minIntervalMs = GRANT_INTERVAL_MS): Promise<{ client: MqttClient; stop: () => Promise<void> }> {
   const client = await mqtt.connectAsync(broker, { protocolVersion: 5, connectTimeout: 10_000, reconnectPeriod: 2000 }).catch((err: unknown) => {
     throw new ReflexError('NOT_CONNECTED', `cannot reach the broker at ${broker}: ${errorMessage(err)}`, { disconnected: true });
   });
-  // One device's lists are answered in order; a slow CreateMultipartUpload does not reorder them.
-  const chains = new Map<string, Promise<void>>();
+  // Per device, only its newest list waits, and lists are answered at most once a
+  // minInterval: a device that floods lists (a bug, or a hostile one) costs one presign and at
+  // most a few CreateMultipartUploads a second, never a queue that grows with the flood.
+  const newest = new Map<string, PendingUploads>();
+  const serving = new Set<string>();
+  const lastAt = new Map<string, number>();
+  let stopped = false;
+  const serve = async (device: string) => {
+    serving.add(device);
+    try {
+      for (let pending = newest.get(device); pending !== undefined && !stopped; pending = newest.get(device)) {
+        const wait = (lastAt.get(device) ?? -Infinity) + minIntervalMs - Date.now();
+        if (wait > 0) {
+          await new Promise((r) => setTimeout(r, wait));
+          continue; // a newer list may have come meanwhile
+        }
+        newest.delete(device);
+        lastAt.set(device, Date.now());
+        // Only the times still able to delay a grant are worth keeping, whatever ids appear.
+        if (lastAt.size > 10_000) for (const [d, t] of lastAt) if (Date.now() - t >= minIntervalMs) lastAt.delete(d);
+        if (pending.episodes.length === 0) continue;
+        try {
+          const grant = await presigner.grant(device, pending);
+          await client.publishAsync(uploadTopics.grant(device), JSON.stringify(grant), { qos: 1, retain: true });
+          const files = grant.episodes.reduce((a, e) => a + e.files.length, 0);
+          say(`${device}: granted ${grant.episodes.length} episodes, ${files} files (${pending.waiting} waiting, ${(pending.waitingBytes / 1024 ** 2).toFixed(1)} MB)`);
+        } catch (err) {
+          say(`${device}: no grant: ${errorMessage(err)}`);
+        }
+      }
+    } finally {
+      serving.delete(device);
+    }
+  };
   client.on('message', (topic, payload) => {
     const device = topic.split('/')[2] ?? '';
     if (!isId(device) || payload.length === 0) return;
@@ -115,19 +150,15 @@ export async function serveGrants(broker: string, presigner: Presigner, say: (li
       say(`${device}: pending list refused (not a pending document)`);
       return;
     }
-    const next = (chains.get(device) ?? Promise.resolve()).then(async () => {
-      if (pending.episodes.length === 0) return;
-      try {
-        const grant = await presigner.grant(device, pending);
-        await client.publishAsync(uploadTopics.grant(device), JSON.stringify(grant), { qos: 1, retain: true });
-        const files = grant.episodes.reduce((a, e) => a + e.files.length, 0);
-        say(`${device}: granted ${grant.episodes.length} episodes, ${files} files (${pending.waiting} waiting, ${(pending.waitingBytes / 1024 ** 2).toFixed(1)} MB)`);
-      } catch (err) {
-        say(`${device}: no grant: ${errorMessage(err)}`);
-      }
-    });
-    chains.set(device, next);
+    newest.set(device, pending);
+    if (!serving.has(device)) void serve(device);
   });
   await client.subscribeAsync(uploadTopics.allPending, { qos: 1 });
-  return { client, stop: async () => void (await client.endAsync()) };
+  return {
+    client,
+    stop: async () => {
+      stopped = true;
+      await client.endAsync();
+    },
+  };
 }
