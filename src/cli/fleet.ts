@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import mqtt, { type MqttClient } from 'mqtt';
 import tar from 'tar-stream';
 import { EXIT, ReflexError, errorMessage } from '../core/index.js';
+import { registerFleetDataset } from './fleet-dataset.js';
 import { registerFleetUploads } from './fleet-uploads.js';
 import { TERMINAL_STATES, isId, jobReportSchema, topics, type BundleRef, type JobReport } from '../ota/index.js';
 
@@ -227,4 +228,5 @@ export function registerFleet(program: Command): void {
     .option('--json', 'print JSON for scripts')
     .action((opts: { broker: string; wait: string; json?: boolean }) => status(opts));
   registerFleetUploads(fleet);
+  registerFleetDataset(fleet);
 }

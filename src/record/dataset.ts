@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } fr
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { ReflexError } from '../core/index.js';
-import { writeFileAtomic, moveIntoPlace, sweepTemporaries } from './files.js';
+import { copyIntoPlace, writeFileAtomic, moveIntoPlace, sweepTemporaries } from './files.js';
 import { EPISODES_PATH, INFO_PATH, STATS_PATH, TASKS_PATH, chunkOf, dataPath, featuresOf, infoJson, sameShape, videoKey, videoPath, type DatasetShape } from './format.js';
 import {
   boolColumn, fixedBoolColumn, fixedFloat32Column, float32Column, float64Column, int64Column, int64ListColumn, nestedFloat64Column, parquetBytes,
@@ -17,7 +17,8 @@ import {
 } from './parquet.js';
 import { CAM, ROW, type RowLayout } from './row.js';
 import { aggregateStats, imageStats, vectorStats, emptyPixelSums, type EpisodeStats, type FeatureStats } from './stats.js';
-import { applyMoves, clearStage, stageEpisode, type Move } from './evict.js';
+import { applyMoves, clearStage, renumberedColumns, stageEpisode, type Move } from './evict.js';
+import { columnStats, type AdoptedEpisode } from './episode-table.js';
 
 /** Why an episode was flagged: technician marks and what the loop reported. */
 export type EpisodeFlag = 'highlight' | 'intervention' | 'fault' | 'estop' | 'starvation' | 'safety_clamp' | 'recovered' | 'frames_repeated';
@@ -41,6 +42,8 @@ export interface EpisodeEntry {
   stats: EpisodeStats;
   /** When the episode's files were uploaded, and the hash of the metadata sent with them (a later mark sends it again). */
   uploaded: { at: string; meta: string } | null;
+  /** The robot it was recorded on, for an episode brought in from a fleet's uploads (merge.ts). */
+  device?: string;
 }
 
 interface State {
@@ -96,9 +99,7 @@ export class Dataset {
     const file = join(dir, STATE_FILE);
     let state: State = { version: 1, shape, tasks: [], episodes: [] };
     if (existsSync(file)) {
-      const st = statSync(file);
-      if (!st.isFile() || st.size > MAX_STATE_BYTES) throw new ReflexError('CONFIG_INVALID', `${file} is not a regular file of bounded size`);
-      state = JSON.parse(readFileSync(file, 'utf8')) as State;
+      state = readState(file);
       // Datasets written before episodes had ids (or upload state) get them once.
       if (state.episodes.some((e) => e.id === undefined || e.uploaded === undefined)) {
         state = { ...state, episodes: state.episodes.map((e) => ({ ...e, id: e.id ?? randomUUID(), uploaded: e.uploaded ?? null })) };
@@ -121,6 +122,12 @@ export class Dataset {
     ds.removeOrphans();
     ds.writeMeta();
     return ds;
+  }
+
+  /** The shape of the dataset reflex keeps at `dir`; null when there is none there yet. */
+  static shapeAt(dir: string): DatasetShape | null {
+    const file = join(dir, STATE_FILE);
+    return existsSync(file) ? readState(file).shape : null;
   }
 
   get shape(): DatasetShape {
@@ -178,6 +185,64 @@ export class Dataset {
     this.state = next;
     this.writeMeta();
     return entry;
+  }
+
+  /**
+   * Appends episodes recorded elsewhere (a fleet's uploads, checked by merge.ts against this
+   * shape): each one's rows rewritten with its new episode_index, index and task_index as evict
+   * rewrites them, its stats computed from those rows, its videos copied; then one commit for
+   * them all and the meta files. A crash before the commit leaves the dataset as it was (open
+   * removes the files past the last episode). Episodes whose id is already here are left out.
+   * Returns the new entries.
+   */
+  adopt(list: readonly AdoptedEpisode[]): EpisodeEntry[] {
+    const s = this.state;
+    const features = featuresOf(s.shape);
+    const known = new Set(s.episodes.map((e) => e.id));
+    const tasks = [...s.tasks];
+    const added: EpisodeEntry[] = [];
+    let from = this.totalFrames;
+    for (const ep of list) {
+      if (known.has(ep.id)) continue;
+      known.add(ep.id);
+      const index = s.episodes.length + added.length;
+      let taskIndex = tasks.indexOf(ep.task);
+      if (taskIndex < 0) taskIndex = tasks.push(ep.task) - 1;
+      const n = ep.table.numRows;
+      const columns = renumberedColumns(ep.table, index, from, taskIndex);
+      const dataFile = join(this.dir, dataPath(index));
+      writeFileAtomic(dataFile, parquetBytes(columns));
+      let bytes = statSync(dataFile).size;
+      s.shape.cameras.forEach((c, i) => {
+        const to = join(this.dir, videoPath(videoKey(c.name), index));
+        copyIntoPlace(ep.videos[i]!, to);
+        bytes += statSync(to).size;
+      });
+      added.push({
+        id: ep.id,
+        episodeIndex: index,
+        length: n,
+        task: ep.task,
+        from,
+        to: from + n,
+        flags: ep.flags,
+        outcome: ep.outcome,
+        policy: ep.policy,
+        startedAt: ep.startedAt,
+        repeatedFrames: ep.repeatedFrames,
+        bytes,
+        stats: { ...columnStats(columns, features), ...ep.videoStats },
+        uploaded: null,
+        device: ep.device,
+      });
+      from += n;
+    }
+    if (added.length === 0) return [];
+    const next: State = { ...s, tasks, episodes: [...s.episodes, ...added] };
+    writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
+    this.state = next;
+    this.writeMeta();
+    return added;
   }
 
   /** Marks a committed episode (a technician's mark that came after it ended). */
@@ -430,6 +495,7 @@ export class Dataset {
     cols['reflex/policy_version'] = stringColumn(episodes.map((e) => e.policy?.version ?? ''));
     cols['reflex/started_at'] = stringColumn(episodes.map((e) => e.startedAt));
     cols['reflex/repeated_frames'] = int64Column(episodes.map((e) => e.repeatedFrames));
+    cols['reflex/device'] = stringColumn(episodes.map((e) => e.device ?? ''));
     return parquetBytes(cols);
   }
 
@@ -437,6 +503,12 @@ export class Dataset {
   features(): ReturnType<typeof featuresOf> {
     return featuresOf(this.state.shape);
   }
+}
+
+function readState(file: string): State {
+  const st = statSync(file);
+  if (!st.isFile() || st.size > MAX_STATE_BYTES) throw new ReflexError('CONFIG_INVALID', `${file} is not a regular file of bounded size`);
+  return JSON.parse(readFileSync(file, 'utf8')) as State;
 }
 
 /**

@@ -5,7 +5,7 @@
 // the moves after it are renames that a restart repeats for whatever is still staged.
 import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
+import { tableFromIPC, type Table } from 'apache-arrow';
 import { readParquet } from 'parquet-wasm/node';
 import { fsyncDir, writeFileAtomic } from './files.js';
 import { int64Column, parquetBytes, type Column } from './parquet.js';
@@ -18,16 +18,30 @@ export interface Move {
   to: string;
 }
 
-/** An episode's data file with its rows renumbered: episode `episodeIndex`, dataset rows from `from`. */
-export function renumberedData(bytes: Uint8Array, episodeIndex: number, from: number): Uint8Array {
-  const table = tableFromIPC(readParquet(bytes).intoIPCStream());
+/** An episode's data file, read back as an Arrow table. */
+export function readTable(bytes: Uint8Array): Table {
+  return tableFromIPC(readParquet(bytes).intoIPCStream());
+}
+
+/**
+ * The table's columns in file order, its rows renumbered: episode `episodeIndex`, dataset rows
+ * from `from`, and task `taskIndex` when given (an episode from another dataset, whose tasks are
+ * numbered differently).
+ */
+export function renumberedColumns(table: Table, episodeIndex: number, from: number, taskIndex?: number): Record<string, Column> {
   const n = table.numRows;
   const columns: Record<string, Column> = {};
   for (const f of table.schema.fields) columns[f.name] = table.getChild(f.name)!;
   columns.episode_index = int64Column(Array.from({ length: n }, () => episodeIndex));
   columns.index = int64Column(Array.from({ length: n }, (_, i) => from + i));
+  if (taskIndex !== undefined) columns.task_index = int64Column(Array.from({ length: n }, () => taskIndex));
   // Same column order as written, so the file reads as the others do.
-  return parquetBytes(Object.fromEntries(table.schema.fields.map((f) => [f.name, columns[f.name]!])) as Record<string, Column>);
+  return Object.fromEntries(table.schema.fields.map((f) => [f.name, columns[f.name]!])) as Record<string, Column>;
+}
+
+/** An episode's data file with its rows renumbered: episode `episodeIndex`, dataset rows from `from`. */
+export function renumberedData(bytes: Uint8Array, episodeIndex: number, from: number): Uint8Array {
+  return parquetBytes(renumberedColumns(readTable(bytes), episodeIndex, from));
 }
 
 /** Stages the data file `dataFrom` renumbered, and hard links of `videos` [from, to], under EVICT_DIR; returns the moves. */
