@@ -8,7 +8,7 @@
 // skipped with the reason, the others go in. No name from episode.json becomes a path except a
 // camera name that passed a strict pattern; the episode's folder is found by the layout, and
 // symbolic links in it are neither followed nor read through.
-import { closeSync, lstatSync, readSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
+import { closeSync, existsSync, lstatSync, readSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
@@ -17,7 +17,7 @@ import { Dataset, type EpisodeEntry, type EpisodeFlag } from './dataset.js';
 import { columnsDiffer, type AdoptedEpisode } from './episode-table.js';
 import { readTable } from './evict.js';
 import { openRegular, readRegular } from './files.js';
-import { CODEBASE_VERSION, featuresOf, videoKey, type DatasetShape } from './format.js';
+import { CODEBASE_VERSION, INFO_PATH, featuresOf, videoKey, type DatasetShape } from './format.js';
 import type { EpisodeStats } from './stats.js';
 
 /** episode.json is a few KiB; anything near this is not one. */
@@ -122,9 +122,12 @@ export function mergeEpisodes(o: MergeOptions, say: (line: string) => void): Mer
     report.skipped.push({ path: rel, reason });
     say(`skipped ${rel}: ${reason}`);
   };
-  const found = findEpisodes(root, skip);
-  report.found = found.length;
   const existing = Dataset.shapeAt(o.out);
+  if (existing === null && existsSync(join(o.out, INFO_PATH))) throw new ReflexError('BAD_REQUEST', `--out ${o.out} holds a dataset reflex did not write; choose another --out`);
+  // The dataset itself may sit inside --from (./episodes/dataset): it is not an episode folder.
+  const outReal = existsSync(o.out) ? realpathSync(o.out) : null;
+  const found = findEpisodes(root, outReal, skip);
+  report.found = found.length;
   const known = new Set<string>();
   let ds: Dataset | null = null;
   if (existing !== null) {
@@ -220,7 +223,7 @@ function isEntry(dir: string, name: string): boolean {
  * one device's folder. Symbolic links are reported and not followed; a folder that holds an
  * episode's files but no episode.json (an upload not finished: it goes last) is reported.
  */
-function findEpisodes(root: string, skip: (rel: string, reason: string) => void): Found[] {
+function findEpisodes(root: string, exclude: string | null, skip: (rel: string, reason: string) => void): Found[] {
   const out: Found[] = [];
   const rel = (p: string) => relative(root, p) || basename(root);
   const visit = (dir: string, depth: number) => {
@@ -230,7 +233,7 @@ function findEpisodes(root: string, skip: (rel: string, reason: string) => void)
         skip(rel(p), 'a symbolic link (not followed)');
         continue;
       }
-      if (!d.isDirectory()) continue;
+      if (!d.isDirectory() || p === exclude) continue;
       if (isEntry(p, 'episode.json')) out.push({ rel: rel(p), dir: p });
       else if (depth === 0 && !isEntry(p, 'data.parquet')) visit(p, 1);
       else skip(rel(p), 'no episode.json (its upload is not finished?)');
