@@ -79,7 +79,7 @@ function toBucket(bucket: string, rec: Recorded, id: string): string {
 /** The parts of episode.json the attacks change. */
 interface Doc {
   dataset: { fps: number; features: Record<string, { info?: Record<string, unknown> }> };
-  episode: { id: string; length: number };
+  episode: { id: string; length: number; outcome: string | null; flags: string[] };
 }
 
 /** A copy of an episode's folder under a new id (folder and episode.json), changed by `spoil` (true: it wrote episode.json itself). */
@@ -198,6 +198,10 @@ test('reflex fleet dataset: two robots\' uploads become one LeRobot dataset; a r
   const pathInJson = clone(bucket, a, src, (_d, doc) => {
     doc.dataset.features['observation.images.../../../etc'] = doc.dataset.features['observation.images.top']!;
   });
+  // A video from another episode: a valid MP4, but not one frame per row.
+  const other = a.entries.find((e) => e.length !== a.entries[0]!.length);
+  assert.ok(other !== undefined, 'robot A recorded episodes of different lengths');
+  const wrongFrames = clone(bucket, a, src, (d) => cpSync(join(a.uploads.get(other.id)!, 'observation.images.top.mp4'), join(d, 'observation.images.top.mp4')));
   // A device folder that is a link to somewhere else: never walked into.
   symlinkSync(join(dir, 'robot-a'), join(bucket, 'robot-z'));
 
@@ -212,13 +216,14 @@ test('reflex fleet dataset: two robots\' uploads become one LeRobot dataset; a r
     [linked, /data\.parquet: a symbolic link \(not followed\)/],
     [pathInJson, /is not observation\.images\.<camera>/],
     ['robot-z', /a symbolic link \(not followed\)/],
+    [wrongFrames, /observation\.images\.top\.mp4 has \d+ frames, the episode \d+ rows/],
   ];
   for (const [path, why] of reasons) {
     const line = run2.stdout.split('\n').find((l) => l.startsWith(`skipped ${path}:`));
     assert.ok(line !== undefined, `a line says why ${path} is skipped:\n${run2.stdout}`);
     assert.match(line, why);
   }
-  assert.match(run2.stdout, /added 1 episode \(\d+ frames\); 4 already there; 8 skipped/);
+  assert.match(run2.stdout, /added 1 episode \(\d+ frames\); 4 already there; 9 skipped/);
   const all = [...first, await expect(b, b.entries[1]!)];
   await readBack(out, all);
 
@@ -227,10 +232,23 @@ test('reflex fleet dataset: two robots\' uploads become one LeRobot dataset; a r
   writeFileSync(join(out, 'data/chunk-000/file-005.parquet'), 'half an episode');
   writeFileSync(join(out, 'data/chunk-000/file-006.parquet.reflex-tmp'), 'half a file');
   writeFileSync(join(out, 'videos/observation.images.top/chunk-000/file-005.mp4'), 'half a video');
+  // Robot B's technician marked its last episode a failure after it went up: the robot sent
+  // episode.json again, and the label follows into the dataset.
+  const marked = join(bucket, 'robot-b', b.entries[1]!.id, 'episode.json');
+  const doc = JSON.parse(readFileSync(marked, 'utf8')) as Doc;
+  doc.episode.outcome = 'failure';
+  doc.episode.flags.push('intervention');
+  writeFileSync(marked, JSON.stringify(doc));
   const run3 = await runReflex(['fleet', 'dataset', '--from', join(bucket, 'robot-b'), '--out', out, '--device', 'robot-b']);
   assert.equal(run3.code, 0, run3.stdout + run3.stderr);
-  assert.match(run3.stdout, /added 0 episodes \(0 frames\); 2 already there/);
-  await readBack(out, all);
+  assert.match(run3.stdout, /added 0 episodes \(0 frames\); 2 already there \(1 relabeled\)/);
+  assert.match(run3.stdout, /relabeled episode 4 from .*: outcome failure, flags (\S+,)?intervention/);
+  const labeled = await readBack(out, all);
+  assert.deepEqual(labeled.map((e) => e['reflex/outcome']), ['', '', '', '', 'failure']);
+  assert.ok((labeled[4]!['reflex/flags'] as string[]).includes('intervention'), JSON.stringify(labeled[4]!['reflex/flags']));
+  const again = await runReflex(['fleet', 'dataset', '--from', join(bucket, 'robot-b'), '--out', out]);
+  assert.equal(again.code, 0, again.stdout);
+  assert.doesNotMatch(again.stdout, /relabeled/, 'the same labels again change nothing');
   assert.deepEqual(readdirSync(join(out, 'data/chunk-000')), [0, 1, 2, 3, 4].map((i) => `file-00${i}.parquet`));
   assert.deepEqual(readdirSync(join(out, 'videos/observation.images.top/chunk-000')), [0, 1, 2, 3, 4].map((i) => `file-00${i}.mp4`));
 

@@ -25,13 +25,13 @@ export function registerFleetDataset(fleet: Command): void {
     .requiredOption('--out <dir>', 'the LeRobot dataset to create or add to')
     .option('--device <id>', 'only episodes of this device (repeatable)', collect)
     .option('--task <text>', 'only episodes of this task')
-    .action((opts: DatasetCliOptions) => {
+    .action(async (opts: DatasetCliOptions) => {
       const say = (s: string) => process.stdout.write(`${s}\n`);
       try {
-        const r = mergeEpisodes({ from: opts.from, out: opts.out, ...(opts.device ? { devices: opts.device } : {}), ...(opts.task !== undefined ? { task: opts.task } : {}) }, say);
+        const r = await mergeEpisodes({ from: opts.from, out: opts.out, ...(opts.device ? { devices: opts.device } : {}), ...(opts.task !== undefined ? { task: opts.task } : {}) }, say);
         const frames = r.added.reduce((a, e) => a + e.length, 0);
         const parts = [`added ${plural(r.added.length, 'episode')} (${plural(frames, 'frame')})`];
-        if (r.already > 0) parts.push(`${r.already} already there`);
+        if (r.already > 0) parts.push(`${r.already} already there${r.relabeled.length > 0 ? ` (${r.relabeled.length} relabeled)` : ''}`);
         if (r.filtered > 0) parts.push(`${r.filtered} not asked for`);
         if (r.skipped.length > 0) parts.push(`${r.skipped.length} skipped (above, each with why)`);
         say(`${parts.join('; ')}; found ${plural(r.found, 'episode folder')} under ${opts.from}`);

@@ -262,6 +262,25 @@ export class Dataset {
     return entry;
   }
 
+  /**
+   * Takes a committed episode's later labels (its robot marked it after the upload): the outcome
+   * given, and every flag given added to its own. The entry when that changed anything, else null.
+   */
+  relabel(id: string, label: { outcome: Outcome | null; flags: readonly EpisodeFlag[] }): EpisodeEntry | null {
+    const s = this.state;
+    const old = s.episodes.find((e) => e.id === id);
+    if (old === undefined) return null;
+    const outcome = label.outcome ?? old.outcome;
+    const added = label.flags.filter((f) => !old.flags.includes(f));
+    if (outcome === old.outcome && added.length === 0) return null;
+    const entry: EpisodeEntry = { ...old, outcome, flags: [...old.flags, ...new Set(added)] };
+    const next: State = { ...s, episodes: s.episodes.map((e) => (e.id === id ? entry : e)) };
+    writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
+    this.state = next;
+    this.writeMeta();
+    return entry;
+  }
+
   /** Records that episode `id` is uploaded with metadata `meta` (its hash); false when it is gone. */
   setUploaded(id: string, meta: string, at: string): boolean {
     const s = this.state;

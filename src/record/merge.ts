@@ -8,6 +8,7 @@
 // skipped with the reason, the others go in. No name from episode.json becomes a path except a
 // camera name that passed a strict pattern; the episode's folder is found by the layout, and
 // symbolic links in it are neither followed nor read through.
+import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, readSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -19,6 +20,7 @@ import { readTable } from './evict.js';
 import { openRegular, readRegular } from './files.js';
 import { CODEBASE_VERSION, INFO_PATH, featuresOf, videoKey, type DatasetShape } from './format.js';
 import type { EpisodeStats } from './stats.js';
+import { countFrames } from './video.js';
 
 /** episode.json is a few KiB; anything near this is not one. */
 export const EPISODE_JSON_MAX_BYTES = 4 * 1024 * 1024;
@@ -82,6 +84,8 @@ export interface MergeOptions {
   devices?: readonly string[];
   /** Only episodes of this task. */
   task?: string;
+  /** ffprobe, which counts each video's frames against its rows (default: the one on PATH). */
+  ffprobe?: string;
 }
 
 export interface MergeReport {
@@ -90,6 +94,8 @@ export interface MergeReport {
   added: EpisodeEntry[];
   /** Already in the dataset (by id): a run again adds only what is new. */
   already: number;
+  /** Of those, the ones whose outcome or flags changed since (a mark on the robot after the upload). */
+  relabeled: EpisodeEntry[];
   /** Left out by --device or --task. */
   filtered: number;
   /** Refused, with why; the path is relative to `from`. */
@@ -109,7 +115,10 @@ interface Candidate extends Found {
 }
 
 /** Merges the episodes under `o.from` into the dataset at `o.out`; `say` hears a line per episode added or skipped. */
-export function mergeEpisodes(o: MergeOptions, say: (line: string) => void): MergeReport {
+export async function mergeEpisodes(o: MergeOptions, say: (line: string) => void): Promise<MergeReport> {
+  const ffprobe = o.ffprobe ?? 'ffprobe';
+  // Without it a video with a frame missing would go in, and fail LeRobot's loader at training.
+  if (spawnSync(ffprobe, ['-version'], { stdio: 'ignore' }).status !== 0) throw new ReflexError('COMMAND_FAILED', `${ffprobe} cannot be run: install ffmpeg (each video's frames are counted against its rows)`);
   let root: string;
   try {
     root = realpathSync(o.from);
@@ -117,7 +126,7 @@ export function mergeEpisodes(o: MergeOptions, say: (line: string) => void): Mer
   } catch (err) {
     throw new ReflexError('BAD_REQUEST', `--from ${o.from}: ${errorMessage(err)}`);
   }
-  const report: MergeReport = { found: 0, added: [], already: 0, filtered: 0, skipped: [], dataset: null };
+  const report: MergeReport = { found: 0, added: [], already: 0, relabeled: [], filtered: 0, skipped: [], dataset: null };
   const skip = (rel: string, reason: string) => {
     report.skipped.push({ path: rel, reason });
     say(`skipped ${rel}: ${reason}`);
@@ -155,6 +164,12 @@ export function mergeEpisodes(o: MergeOptions, say: (line: string) => void): Mer
     }
     if (known.has(doc.episode.id)) {
       report.already++;
+      // The robot sends episode.json again after a mark: the label follows, the rows stay.
+      const e = ds!.relabel(doc.episode.id, { outcome: doc.episode.outcome, flags: doc.episode.flags as EpisodeFlag[] });
+      if (e !== null) {
+        report.relabeled.push(e);
+        say(`relabeled episode ${e.episodeIndex} from ${f.rel}: outcome ${e.outcome ?? 'none'}, flags ${e.flags.join(',') || 'none'}`);
+      }
       continue;
     }
     const twin = seen.get(doc.episode.id);
@@ -188,7 +203,7 @@ export function mergeEpisodes(o: MergeOptions, say: (line: string) => void): Mer
       skip(c.rel, `another robot's shape (${differs}); one dataset holds one shape: merge it into another --out, or choose with --device`);
       continue;
     }
-    const r = checkFiles(c);
+    const r = await checkFiles(c, ffprobe);
     if (typeof r === 'string') {
       skip(c.rel, r);
       continue;
@@ -322,7 +337,7 @@ function fileProblem(err: unknown, max: number): string {
 }
 
 /** The episode's data file and videos checked against its episode.json; the episode to adopt, or why not. */
-function checkFiles(c: Candidate): AdoptedEpisode | string {
+async function checkFiles(c: Candidate, ffprobe: string): Promise<AdoptedEpisode | string> {
   const { doc, shape } = c;
   let bytes: Buffer;
   try {
@@ -353,6 +368,8 @@ function checkFiles(c: Candidate): AdoptedEpisode | string {
     const path = join(c.dir, `${key}.mp4`);
     const problem = notMp4(path);
     if (problem !== null) return `${key}.mp4: ${problem}`;
+    const frames = await countFrames(ffprobe, path);
+    if (frames !== doc.episode.length) return `${key}.mp4 has ${frames} frames, the episode ${doc.episode.length} rows (LeRobot wants one frame per row)`;
     videos.push(path);
     const s = imageStatsSchema.safeParse(doc.episode.stats[key]);
     if (!s.success) return `episode.json: stats of ${key}: ${s.error.issues[0]!.path.join('.') || 'missing'}: ${s.error.issues[0]!.message}`;
