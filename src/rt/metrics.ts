@@ -99,16 +99,27 @@ export class Histogram {
    * upper edge clipped to the overall max, since the exact max of a window is not kept.
    */
   since(before: Float64Array, digits = 1): HistogramSummary {
-    const d = new Float64Array(Histogram.LENGTH);
+    const window = new Histogram(new Float64Array(Histogram.LENGTH));
+    window.addSince(this, before);
+    return window.summary(digits);
+  }
+
+  /**
+   * Adds what `from` recorded after `before` (its snapshot) to this one: windows of one kind
+   * pooled (a benchmark's alternating phases). The window's max is taken as in `since`.
+   */
+  addSince(from: Histogram, before: Float64Array): void {
+    const a = this.a;
     let top = -1;
     for (let i = FIRST_BUCKET; i < Histogram.LENGTH; i++) {
-      d[i] = this.a[i]! - before[i]!;
-      if (d[i]! > 0) top = i - FIRST_BUCKET;
+      const d = from.a[i]! - before[i]!;
+      a[i]! += d;
+      if (d > 0) top = i - FIRST_BUCKET;
     }
-    d[COUNT] = this.a[COUNT]! - before[COUNT]!;
-    d[SUM] = this.a[SUM]! - before[SUM]!;
-    d[MAX] = top < 0 ? 0 : Math.min(bucketUpper(top), this.a[MAX]!);
-    return summaryOf(d, digits);
+    a[COUNT]! += from.a[COUNT]! - before[COUNT]!;
+    a[SUM]! += from.a[SUM]! - before[SUM]!;
+    const max = top < 0 ? 0 : Math.min(bucketUpper(top), from.a[MAX]!);
+    if (max > a[MAX]!) a[MAX] = max;
   }
 }
 
