@@ -54,7 +54,7 @@ test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset 
     let after = before;
     try {
       const end = Date.now() + 15_000;
-      while ((after = await reads()).get('base')! - before.get('base')! < 15) {
+      while ((after = await reads()).get('base')! - before.get('base')! < 40) {
         assert.ok(Date.now() < end, 'the silent motor\'s failed reads are counted');
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -63,7 +63,7 @@ test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset 
     }
     const grew = (j: string, now: Map<string, number> = after) => now.get(j)! - before.get(j)!;
     // The servos may miss a reply now and then on a loaded machine; the silent motor is the base.
-    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j) < grew('base') / 5, `${j}: ${grew(j)} more failed reads, base ${grew('base')} more`);
+    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j) < grew('base') / 4, `${j}: ${grew(j)} more failed reads, base ${grew('base')} more`);
     const onScreen = () => {
       const rows = new Map<string, number>();
       for (const m of plain(top.output()).matchAll(/^(base|shoulder|elbow) +\d+ +\d+ +\d+ +(\d+) *$/gm)) rows.set(m[1]!, Number(m[2]));
@@ -76,12 +76,12 @@ test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset 
     }
     const screen2 = plain(top.output());
     assert.match(screen2, /INTERVENTIONS +limit +velocity +NaN\/Inf +failed reads +since start, \d+ s of policy/);
-    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, onScreen()) < grew('base') / 5, `${j} on the screen: ${onScreen().get(j)}, before ${before.get(j)}`);
+    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, onScreen()) < grew('base') / 4, `${j} on the screen: ${onScreen().get(j)}, before ${before.get(j)}`);
     const hw = await ptyRun(['hardware', '--socket', e.socket]);
     assert.equal(hw.code, 0, hw.text);
     const motors = new Map([...hw.text.matchAll(/^ {2}(base|shoulder|elbow) .* (\d+) failed reads {2}\S/gm)].map((m) => [m[1]!, Number(m[2])]));
     assert.ok(motors.get('base')! >= after.get('base')!, hw.text);
-    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, motors) < grew('base') / 5, hw.text);
+    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, motors) < grew('base') / 4, hw.text);
     assert.match(hw.text, /retries are counted per bus/);
     type Telemetry = { motors: { joint: string; failedReads: number; limitClamps: number; deltaClamps: number }[] };
     const telemetryReads = () => {
@@ -93,7 +93,7 @@ test('reflex top: a joint\'s temperature, the loop\'s numbers, e-stop and reset 
       assert.ok(Date.now() < tEnd, `the base's failed reads in the fleet telemetry: ${fleet.messages.at(-1)?.payload}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, telemetryReads()) < grew('base') / 5, `${j} in the telemetry: ${telemetryReads().get(j)}`);
+    for (const j of ['shoulder', 'elbow']) assert.ok(grew(j, telemetryReads()) < grew('base') / 4, `${j} in the telemetry: ${telemetryReads().get(j)}`);
     // The loop may have faulted meanwhile on a loaded machine (the base past its error budget): the keys below start from hold.
     if ((await request(e.socket, 'status')).loop.mode === 'fault') await request(e.socket, 'reset', {}, 20_000);
 

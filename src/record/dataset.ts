@@ -154,14 +154,7 @@ export class Dataset {
     const tasks = taskIndex < 0 ? [...s.tasks, ep.task] : s.tasks;
     if (taskIndex < 0) taskIndex = tasks.length - 1;
     const { columns, stats, repeated } = this.dataColumns(ep, index, from, taskIndex);
-    const dataFile = join(this.dir, dataPath(index));
-    writeFileAtomic(dataFile, parquetBytes(columns));
-    let bytes = statSync(dataFile).size;
-    s.shape.cameras.forEach((c, i) => {
-      const to = join(this.dir, videoPath(videoKey(c.name), index));
-      moveIntoPlace(ep.videos[i]!, to);
-      bytes += statSync(to).size;
-    });
+    const bytes = this.placeEpisode(index, columns, ep.videos, moveIntoPlace);
     const flags = [...ep.flags];
     if (repeated > 0 && !flags.includes('frames_repeated')) flags.push('frames_repeated');
     const entry: EpisodeEntry = {
@@ -210,14 +203,7 @@ export class Dataset {
       if (taskIndex < 0) taskIndex = tasks.push(ep.task) - 1;
       const n = ep.table.numRows;
       const columns = renumberedColumns(ep.table, index, from, taskIndex);
-      const dataFile = join(this.dir, dataPath(index));
-      writeFileAtomic(dataFile, parquetBytes(columns));
-      let bytes = statSync(dataFile).size;
-      s.shape.cameras.forEach((c, i) => {
-        const to = join(this.dir, videoPath(videoKey(c.name), index));
-        copyIntoPlace(ep.videos[i]!, to);
-        bytes += statSync(to).size;
-      });
+      const bytes = this.placeEpisode(index, columns, ep.videos, copyIntoPlace);
       added.push({
         id: ep.id,
         episodeIndex: index,
@@ -243,6 +229,19 @@ export class Dataset {
     this.state = next;
     this.writeMeta();
     return added;
+  }
+
+  /** Writes episode `index`'s data file and puts its videos in place (moved or copied); their bytes. */
+  private placeEpisode(index: number, columns: Parameters<typeof parquetBytes>[0], videos: readonly string[], place: (from: string, to: string) => void): number {
+    const dataFile = join(this.dir, dataPath(index));
+    writeFileAtomic(dataFile, parquetBytes(columns));
+    let bytes = statSync(dataFile).size;
+    this.state.shape.cameras.forEach((c, i) => {
+      const to = join(this.dir, videoPath(videoKey(c.name), index));
+      place(videos[i]!, to);
+      bytes += statSync(to).size;
+    });
+    return bytes;
   }
 
   /** Marks a committed episode (a technician's mark that came after it ended). */
