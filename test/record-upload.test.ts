@@ -6,8 +6,10 @@
 // real Mosquitto and `reflex fleet uploads`, is in record-upload-daemon.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { join } from 'node:path';
 import { Uploader, type PendingUploads } from '../src/record/index.js';
@@ -16,7 +18,8 @@ import type { Presigner } from '../src/record/index.js';
 import { tempDir } from '../tools/testkit/daemon.js';
 import { until } from '../tools/testkit/mosquitto.js';
 import { fleetChannel, recordingLogger, uploadDataset } from './helpers/upload-rig.js';
-import { startS3, type S3 } from '../tools/testkit/s3.js';
+import { S3_KEYS, startS3, type S3 } from '../tools/testkit/s3.js';
+import type { UploadChildManifest } from './helpers/upload-child.js';
 
 const MiB = 1024 ** 2;
 const DEVICE = 'robot-7';
@@ -38,23 +41,29 @@ async function withS3(fn: (s3: S3) => Promise<void>): Promise<void> {
   }
 }
 
-test('upload: a multipart upload stopped half-way resumes at the first part not stored; every byte arrives; the bandwidth cap holds', { timeout: 120_000 }, async () => {
+test('upload: a multipart upload cut half-way by kill -9 resumes at the first part not stored; every byte arrives; the bandwidth cap holds', { timeout: 120_000 }, async () => {
   await withS3(async (s3) => {
     const dir = tempDir('reflex-upload-');
     const ds = uploadDataset(dir, [[12 * MiB, 200_000]], [['fault']]);
     const outbox = join(dir, 'uploads');
     const cap = 4 * MiB;
     const opts = { deviceId: DEVICE, dir: outbox, origins: [`${s3.endpoint}/${s3.bucket}/`], maxBytesPerS: cap, backoff: { minMs: 100, maxMs: 1000 }, pollMs: 100 };
-    const g1 = grantingChannel(() => s3.presigner());
-    const { log } = recordingLogger();
-    const first = new Uploader(opts, ds.source, g1.channel, log);
-    g1.attach(first);
-    await first.start();
+    // The first attempt runs in a process of its own, killed (-9, as a power cut) once the first
+    // 5 MiB part is stored, whatever it was doing then: sending the next part, or saving progress.
+    const manifest: UploadChildManifest = { device: DEVICE, opts, grants: { endpoint: s3.endpoint, bucket: s3.bucket, region: 'us-east-1', prefix: '', expiresS: 600, partBytes: 5 * MiB, credentials: S3_KEYS }, episodes: ds.episodes };
+    writeFileSync(join(dir, 'uploader.json'), JSON.stringify(manifest));
+    const first = spawn(process.execPath, [join(import.meta.dirname, 'helpers', 'upload-child.js'), join(dir, 'uploader.json')], { stdio: ['ignore', 'ignore', 'inherit'] });
     const id = ds.episodes[0]!.entry.id;
     const progress = () => JSON.parse(readFileSync(join(outbox, id, 'progress.json'), 'utf8')) as { files: { name: string; uploadId?: string; etags: string[] }[] };
-    // The robot loses power (here: stops) once the first 5 MiB part is stored.
-    await until('one part stored', () => existsSync(join(outbox, id, 'progress.json')) && (progress().files.find((f) => f.name === 'data.parquet')?.etags.length ?? 0) >= 1, 60_000);
-    await first.stop();
+    const exited = once(first, 'exit');
+    try {
+      await until('one part stored', () => first.exitCode !== null || (existsSync(join(outbox, id, 'progress.json')) && (progress().files.find((f) => f.name === 'data.parquet')?.etags.length ?? 0) >= 1), 60_000);
+    } finally {
+      first.kill('SIGKILL');
+    }
+    await exited;
+    assert.equal(first.signalCode, 'SIGKILL', `the uploader's process ended on its own (exit ${first.exitCode})`);
+    const { log } = recordingLogger();
     const begun = progress().files.find((f) => f.name === 'data.parquet')!;
     assert.ok(begun.uploadId, 'a multipart upload was begun');
     assert.ok(begun.etags.length < 3, 'stopped before the last part');
