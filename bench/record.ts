@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ControlLoop, type ControlConfig } from '../src/control/index.js';
-import { FrameSlot, Histogram } from '../src/rt/index.js';
+import { FrameSlot, Histogram, keepThreadsOffCpu } from '../src/rt/index.js';
 import { rawSlotLength, type RawFrameSource } from '../src/hardware/camera/index.js';
 import { Recorder, UPLOADS_DISABLED, Uploader, dataPath, videoKey, videoPath } from '../src/record/index.js';
 import { startS3 } from '../tools/testkit/s3.js';
@@ -33,6 +33,11 @@ const H = 480;
 const CAMERA_FPS = 30;
 /** The upload phase's cap, KiB/s (an LTE uplink's share). */
 const UPLOAD_KBPS = argNumber('upload-kbps', 2048);
+/**
+ * `--cpu N`: the control thread pinned to CPU N (realtime.cpu) and everything else of the
+ * process kept off it, as on a robot with a CPU set aside; -1 (no flag): no CPU set aside.
+ */
+const CONTROL_CPU = process.argv.includes('--cpu') ? argNumber('cpu', 0) : -1;
 
 /**
  * A camera at 30 fps: a second of frames made up front (a gradient, a moving disc, and sensor
@@ -73,10 +78,13 @@ function cpuSeconds(): { self: number; children: number } {
   return { self: (Number(f[11]) + Number(f[12])) / hz, children: (Number(f[13]) + Number(f[14])) / hz };
 }
 
+// The simulated servos stand for hardware: with a CPU set aside for the control thread they are
+// kept off it too, as a robot's servos (on their own bus, not on its CPUs) would be.
+if (CONTROL_CPU >= 0) keepThreadsOffCpu(CONTROL_CPU);
 const sim = await startSimDynamixel(SERVOS);
 const config: ControlConfig = armConfig(
   sim.link,
-  { softStartTicks: 50, firstChunkTicks: 100, realtime: { priority: 80, cpu: null, lockMemory: false } },
+  { softStartTicks: 50, firstChunkTicks: 100, realtime: { priority: 80, cpu: CONTROL_CPU < 0 ? null : CONTROL_CPU, lockMemory: false } },
   Array.from({ length: SERVOS }, (_, i) => ({ name: `j${i + 1}`, bus: 'arm', id: i + 1, min: -1.5, max: 1.5, maxVelocity: 3, offset: 0, direction: 1 as const })),
 );
 const log = pino({ level: 'warn' }, pino.destination(2));

@@ -112,6 +112,21 @@ Napi::Value RtSetup(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// keepThreadsOffCpu(cpu) -> { moved, error }: every thread of the process now kept off `cpu`.
+Napi::Value KeepThreadsOffCpu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+#ifdef __linux__
+  reflex::KeepOffResult r = reflex::KeepThreadsOffCpu(info[0].As<Napi::Number>().Int32Value());
+  out.Set("moved", Napi::Number::New(env, r.moved));
+  out.Set("error", Napi::Number::New(env, r.error));
+#else
+  out.Set("moved", Napi::Number::New(env, 0));
+  out.Set("error", Napi::Number::New(env, 95));
+#endif
+  return out;
+}
+
 Napi::Value UnlockMemory(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), reflex::UnlockMemory());
 }
@@ -246,6 +261,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("serialDiscardInput", Napi::Function::New(env, SerialDiscardInput));
   exports.Set("rtSetup", Napi::Function::New(env, RtSetup));
   exports.Set("unlockMemory", Napi::Function::New(env, UnlockMemory));
+  exports.Set("keepThreadsOffCpu", Napi::Function::New(env, KeepThreadsOffCpu));
   exports.Set("sleepThenSpin", Napi::Function::New(env, SleepThenSpin));
   exports.Set("clockInto", Napi::Function::New(env, ClockInto));
   return exports;

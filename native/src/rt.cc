@@ -2,7 +2,9 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <ctime>
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -34,6 +36,38 @@ RtResult SetupRealtime(int priority, int cpu, bool lock_memory) {
 }
 
 int UnlockMemory() { return munlockall() == 0 ? 0 : errno; }
+
+KeepOffResult KeepThreadsOffCpu(int cpu) {
+  KeepOffResult r;
+  if (cpu < 0 || cpu >= CPU_SETSIZE) {
+    r.error = EINVAL;
+    return r;
+  }
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) {
+    r.error = errno;
+    return r;
+  }
+  while (dirent* e = readdir(tasks)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int err = 0;
+    if (sched_getaffinity(tid, sizeof(set), &set) != 0) {
+      err = errno;
+    } else if (CPU_ISSET(cpu, &set)) {
+      CPU_CLR(cpu, &set);
+      // A thread with no other CPU stays where it is: moving it nowhere would fail anyway.
+      if (CPU_COUNT(&set) == 0) err = EINVAL;
+      else if (sched_setaffinity(tid, sizeof(set), &set) != 0) err = errno;
+      else r.moved++;
+    }
+    if (err != 0 && err != ESRCH && r.error == 0) r.error = err;
+  }
+  closedir(tasks);
+  return r;
+}
 
 int SleepThenSpinMs(double deadline_ms, double spin_ms) {
   int e = 0;

@@ -12,6 +12,15 @@ struct RtResult {
 // Runtime's pool keep their ordinary priority. mlockall is process-wide by nature.
 RtResult SetupRealtime(int priority, int cpu, bool lock_memory);
 
+// Every thread the process has now is kept off `cpu` (each keeps its other CPUs); threads they
+// start and processes they spawn inherit that. With the control thread then pinned to `cpu`,
+// nothing else of reflex (V8's GC, ONNX Runtime's pool, the recorder's ffmpeg) runs there.
+struct KeepOffResult {
+  int moved = 0;  // threads whose affinity changed
+  int error = 0;  // errno of the first thread that could not be moved (threads that ended meanwhile aside)
+};
+KeepOffResult KeepThreadsOffCpu(int cpu);
+
 // munlockall: V8 aborts while tearing down a heap whose pages are locked (its mprotect to
 // no-access fails), so memory is unlocked before the process exits.
 int UnlockMemory();

@@ -214,7 +214,7 @@ export function configSchemaFor(registry: MotorRegistry) {
             .object({
               /** SCHED_FIFO priority of the control thread alone; 0 leaves it an ordinary thread. */
               priority: z.number().int().min(0).max(99).default(80),
-              /** CPU to pin the control thread to; null leaves it free. */
+              /** CPU to pin the control thread to, with every other thread of reflex and its children kept off it; null leaves it free. */
               cpu: z.number().int().min(0).max(255).nullable().default(null),
               /** mlockall (only when RLIMIT_MEMLOCK is unlimited: LimitMEMLOCK=infinity). */
               lockMemory: z.boolean().default(true),

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { ReflexError, type Logger, type Part } from '../core/index.js';
-import { MotorHealth, WorkerHost, interventionNames, monoMs, type HistogramSummary, type InterventionName, type RealtimeReport, type TickReader, type TickRing } from '../rt/index.js';
+import { MotorHealth, WorkerHost, interventionNames, keepThreadsOffCpu, monoMs, type HistogramSummary, type InterventionName, type RealtimeReport, type TickReader, type TickRing } from '../rt/index.js';
 import type { ControlConfig } from './config.js';
 import {
   Command, JOG, LOOP_STATE_NAMES, MODE_NAMES, allocShared, viewShared,
@@ -159,6 +159,9 @@ export class ControlLoop extends EventEmitter implements Part {
 
   async start(signal: AbortSignal): Promise<void> {
     const data: ControlWorkerData = { buffers: this.buffers, config: this.cfg };
+    // Before the worker starts: it inherits the others' CPUs, then pins itself to its own.
+    const cpu = this.cfg.realtime.cpu;
+    const keptOff = cpu === null ? null : keepThreadsOffCpu(cpu);
     const timeoutMs = this.opts.startTimeoutMs ?? 15_000;
     // A small, fixed young generation: the loop allocates next to nothing, so scavenges are rare
     // and short; a large old generation is never needed in this thread.
@@ -187,7 +190,7 @@ export class ControlLoop extends EventEmitter implements Part {
       const e = err as Error & { timeout?: boolean };
       throw new ReflexError('START_FAILED', e.message, { timeout: e.timeout === true });
     }
-    this.realtime = ready.realtime;
+    this.realtime = keptOff === null ? ready.realtime : { ...ready.realtime, notes: [...ready.realtime.notes, keptOff] };
     this.warnings = ready.warnings;
     for (const w of ready.warnings) this.log.warn(w);
     if (ready.realtime.notes.length > 0) this.log.warn({ notes: ready.realtime.notes }, 'control thread runs without full real-time set-up');

@@ -16,6 +16,7 @@ interface Addon {
   serialDiscardInput(this: void, fd: number): number;
   rtSetup(this: void, priority: number, cpu: number, lockMemory: boolean): { fifo?: number; affinity?: number; mlock?: number };
   unlockMemory(this: void): number;
+  keepThreadsOffCpu?(this: void, cpu: number): { moved: number; error: number };
   sleepThenSpin(this: void, deadlineMs: number, spinMs: number, out: Float64Array): void;
   clockInto(this: void, out: Float64Array, index: number): void;
   canOpen(this: void, ifname: string): number;
@@ -233,6 +234,21 @@ export function setupRealtime(priority: number, cpu: number, lockMemory: boolean
     memoryLocked: lockMemory && !r.mlock,
     notes,
   };
+}
+
+/**
+ * Keeps every thread the process has now off `cpu` (each keeps its other CPUs; threads they
+ * start and processes they spawn inherit it), so that the control thread pinned there has that
+ * CPU to itself: on a machine without isolated cores, an encoder or an upload on the control
+ * thread's CPU delays its wake-ups even at real-time priority. Returns what could not be done,
+ * in words, or null.
+ */
+export function keepThreadsOffCpu(cpu: number): string | null {
+  const a = load();
+  if (a === null) return `native addon unavailable: ${loadError ?? '?'}`;
+  if (a.keepThreadsOffCpu === undefined) return 'the native addon predates keepThreadsOffCpu (npm run build:native)';
+  const r = a.keepThreadsOffCpu(cpu);
+  return r.error ? `keeping the other threads off CPU ${cpu}: ${errnoName(r.error)}` : null;
 }
 
 /**
