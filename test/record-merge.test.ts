@@ -202,6 +202,11 @@ test('reflex fleet dataset: two robots\' uploads become one LeRobot dataset; a r
   const other = a.entries.find((e) => e.length !== a.entries[0]!.length);
   assert.ok(other !== undefined, 'robot A recorded episodes of different lengths');
   const wrongFrames = clone(bucket, a, src, (d) => cpSync(join(a.uploads.get(other.id)!, 'observation.images.top.mp4'), join(d, 'observation.images.top.mp4')));
+  // A named pipe where the data file should be: opening it must not wait for a writer.
+  const fifo = clone(bucket, a, src, (d) => {
+    rmSync(join(d, 'data.parquet'));
+    execFileSync('mkfifo', [join(d, 'data.parquet')]);
+  });
   // A device folder that is a link to somewhere else: never walked into.
   symlinkSync(join(dir, 'robot-a'), join(bucket, 'robot-z'));
 
@@ -217,13 +222,14 @@ test('reflex fleet dataset: two robots\' uploads become one LeRobot dataset; a r
     [pathInJson, /is not observation\.images\.<camera>/],
     ['robot-z', /a symbolic link \(not followed\)/],
     [wrongFrames, /observation\.images\.top\.mp4 has \d+ frames, the episode \d+ rows/],
+    [fifo, /data\.parquet: not a regular file/],
   ];
   for (const [path, why] of reasons) {
     const line = run2.stdout.split('\n').find((l) => l.startsWith(`skipped ${path}:`));
     assert.ok(line !== undefined, `a line says why ${path} is skipped:\n${run2.stdout}`);
     assert.match(line, why);
   }
-  assert.match(run2.stdout, /added 1 episode \(\d+ frames\); 4 already there; 9 skipped/);
+  assert.match(run2.stdout, /added 1 episode \(\d+ frames\); 4 already there; 10 skipped/);
   const all = [...first, await expect(b, b.entries[1]!)];
   await readBack(out, all);
 

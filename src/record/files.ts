@@ -50,9 +50,10 @@ export function moveIntoPlace(from: string, to: string): void {
 /**
  * Opens `path` for reading if it is a regular file, never through a symbolic link (O_NOFOLLOW):
  * files from outside (a bucket synced by hand) are read as what they are, not what they point at.
+ * O_NONBLOCK: a named pipe in their place would otherwise hang the open until a writer came.
  */
 export function openRegular(path: string): { fd: number; size: number } {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   const st = fstatSync(fd);
   if (!st.isFile()) {
     closeSync(fd);
