@@ -193,7 +193,7 @@ export class ControlLoop extends EventEmitter implements Part {
     this.realtime = keptOff === null ? ready.realtime : { ...ready.realtime, notes: [...ready.realtime.notes, keptOff] };
     this.warnings = ready.warnings;
     for (const w of ready.warnings) this.log.warn(w);
-    if (ready.realtime.notes.length > 0) this.log.warn({ notes: ready.realtime.notes }, 'control thread runs without full real-time set-up');
+    if (this.realtime.notes.length > 0) this.log.warn({ notes: this.realtime.notes }, 'control thread runs without full real-time set-up');
     await this.firstTick(signal, 2000);
     this.rateSample = { ticks: this.tickCount, deadlineMs: this.shared.counters.get('lastDeadlineMs'), atMs: monoMs(), hz: 0 };
   }

@@ -173,10 +173,7 @@ export class Dataset {
       stats,
       uploaded: null,
     };
-    const next: State = { ...s, tasks, episodes: [...s.episodes, entry] };
-    writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
-    this.state = next;
-    this.writeMeta();
+    this.save({ ...s, tasks, episodes: [...s.episodes, entry] });
     return entry;
   }
 
@@ -224,11 +221,15 @@ export class Dataset {
       from += n;
     }
     if (added.length === 0) return [];
-    const next: State = { ...s, tasks, episodes: [...s.episodes, ...added] };
+    this.save({ ...s, tasks, episodes: [...s.episodes, ...added] });
+    return added;
+  }
+
+  /** Commits `next`: the list file first (synced, renamed), then this object, then the meta files unless `meta` is false. */
+  private save(next: State, meta = true): void {
     writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
     this.state = next;
-    this.writeMeta();
-    return added;
+    if (meta) this.writeMeta();
   }
 
   /** Writes episode `index`'s data file and puts its videos in place (moved or copied); their bytes. */
@@ -254,39 +255,38 @@ export class Dataset {
       outcome: mark.outcome ?? old.outcome,
       flags: mark.flag !== undefined && !old.flags.includes(mark.flag) ? [...old.flags, mark.flag] : old.flags,
     };
-    const next: State = { ...s, episodes: s.episodes.map((e, i) => (i === index ? entry : e)) };
-    writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
-    this.state = next;
-    this.writeMeta();
+    this.save({ ...s, episodes: s.episodes.map((e, i) => (i === index ? entry : e)) });
     return entry;
   }
 
   /**
-   * Takes a committed episode's later labels (its robot marked it after the upload): the outcome
-   * given, and every flag given added to its own. The entry when that changed anything, else null.
+   * Takes committed episodes' later labels (their robots marked them after the upload): the
+   * outcome given, and every flag given added to their own; one commit for them all. Returns the
+   * entries that changed.
    */
-  relabel(id: string, label: { outcome: Outcome | null; flags: readonly EpisodeFlag[] }): EpisodeEntry | null {
-    const s = this.state;
-    const old = s.episodes.find((e) => e.id === id);
-    if (old === undefined) return null;
-    const outcome = label.outcome ?? old.outcome;
-    const added = label.flags.filter((f) => !old.flags.includes(f));
-    if (outcome === old.outcome && added.length === 0) return null;
-    const entry: EpisodeEntry = { ...old, outcome, flags: [...old.flags, ...new Set(added)] };
-    const next: State = { ...s, episodes: s.episodes.map((e) => (e.id === id ? entry : e)) };
-    writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
-    this.state = next;
-    this.writeMeta();
-    return entry;
+  relabel(labels: readonly { id: string; outcome: Outcome | null; flags: readonly EpisodeFlag[] }[]): EpisodeEntry[] {
+    const byId = new Map(labels.map((l) => [l.id, l]));
+    const changed: EpisodeEntry[] = [];
+    const episodes = this.state.episodes.map((old) => {
+      const label = byId.get(old.id);
+      if (label === undefined) return old;
+      const outcome = label.outcome ?? old.outcome;
+      const added = label.flags.filter((f) => !old.flags.includes(f));
+      if (outcome === old.outcome && added.length === 0) return old;
+      const entry: EpisodeEntry = { ...old, outcome, flags: [...old.flags, ...new Set(added)] };
+      changed.push(entry);
+      return entry;
+    });
+    if (changed.length > 0) this.save({ ...this.state, episodes });
+    return changed;
   }
 
   /** Records that episode `id` is uploaded with metadata `meta` (its hash); false when it is gone. */
   setUploaded(id: string, meta: string, at: string): boolean {
     const s = this.state;
     if (!s.episodes.some((e) => e.id === id)) return false;
-    const next: State = { ...s, episodes: s.episodes.map((e) => (e.id === id ? { ...e, uploaded: { at, meta } } : e)) };
-    writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
-    this.state = next;
+    // Not in the meta files: nothing there changes.
+    this.save({ ...s, episodes: s.episodes.map((e) => (e.id === id ? { ...e, uploaded: { at, meta } } : e)) }, false);
     return true;
   }
 
@@ -330,9 +330,7 @@ export class Dataset {
       kept.push({ ...e, episodeIndex: index, from, to: from + n, stats });
       from += n;
     }
-    const next: State = { ...s, episodes: kept, moves };
-    writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(next));
-    this.state = next;
+    this.save({ ...s, episodes: kept, moves }, false);
     this.finishEviction();
     this.removeOrphans();
     this.writeMeta();
@@ -345,8 +343,7 @@ export class Dataset {
     if (moves !== undefined) {
       applyMoves(this.dir, moves);
       const { moves: _done, ...rest } = this.state;
-      writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(rest));
-      this.state = rest;
+      this.save(rest, false);
     }
     clearStage(this.dir);
   }

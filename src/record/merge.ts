@@ -146,7 +146,9 @@ export async function mergeEpisodes(o: MergeOptions, say: (line: string) => void
 
   // First every episode.json (small): the order and the dataset's shape are known before any data is read.
   const candidates: Candidate[] = [];
-  const seen = new Map<string, string>();
+  const labels: Parameters<Dataset['relabel']>[0][number][] = [];
+  /** Each episode's folder (relative to --from), by id: what the lines say, and how a twin is found. */
+  const relOf = new Map<string, string>();
   for (const f of found) {
     const r = readDoc(f);
     if (typeof r === 'string') {
@@ -165,20 +167,21 @@ export async function mergeEpisodes(o: MergeOptions, say: (line: string) => void
     if (known.has(doc.episode.id)) {
       report.already++;
       // The robot sends episode.json again after a mark: the label follows, the rows stay.
-      const e = ds!.relabel(doc.episode.id, { outcome: doc.episode.outcome, flags: doc.episode.flags as EpisodeFlag[] });
-      if (e !== null) {
-        report.relabeled.push(e);
-        say(`relabeled episode ${e.episodeIndex} from ${f.rel}: outcome ${e.outcome ?? 'none'}, flags ${e.flags.join(',') || 'none'}`);
-      }
+      labels.push({ id: doc.episode.id, outcome: doc.episode.outcome, flags: doc.episode.flags as EpisodeFlag[] });
+      relOf.set(doc.episode.id, f.rel);
       continue;
     }
-    const twin = seen.get(doc.episode.id);
+    const twin = relOf.get(doc.episode.id);
     if (twin !== undefined) {
       skip(f.rel, `the same episode id as ${twin}`);
       continue;
     }
-    seen.set(doc.episode.id, f.rel);
+    relOf.set(doc.episode.id, f.rel);
     candidates.push({ ...f, ...r });
+  }
+  if (ds !== null && labels.length > 0) {
+    report.relabeled = ds.relabel(labels);
+    for (const e of report.relabeled) say(`relabeled episode ${e.episodeIndex} from ${relOf.get(e.id)}: outcome ${e.outcome ?? 'none'}, flags ${e.flags.join(',') || 'none'}`);
   }
   candidates.sort((a, b) => Date.parse(a.doc.episode.startedAt) - Date.parse(b.doc.episode.startedAt) || (a.doc.episode.id < b.doc.episode.id ? -1 : 1));
 
@@ -193,7 +196,7 @@ export async function mergeEpisodes(o: MergeOptions, say: (line: string) => void
     } catch (err) {
       throw new ReflexError('COMMAND_FAILED', `writing ${o.out} after adding ${report.added.length} episodes: ${errorMessage(err)} (the dataset holds what was added before; run again to add the rest)`);
     }
-    for (const e of added) say(`added ${relOf(candidates, e.id)} as episode ${e.episodeIndex} (${e.length} frames)`);
+    for (const e of added) say(`added ${relOf.get(e.id)} as episode ${e.episodeIndex} (${e.length} frames)`);
     report.added.push(...added);
     batch = [];
   };
@@ -214,10 +217,6 @@ export async function mergeEpisodes(o: MergeOptions, say: (line: string) => void
   flush();
   if (ds !== null) report.dataset = { episodes: ds.episodes.length, frames: ds.totalFrames, tasks: new Set(ds.episodes.map((e) => e.task)).size };
   return report;
-}
-
-function relOf(candidates: readonly Candidate[], id: string): string {
-  return candidates.find((c) => c.doc.episode.id === id)?.rel ?? id;
 }
 
 function entries(dir: string): Dirent[] {
@@ -304,16 +303,17 @@ function shapeOf(doc: EpisodeDoc, rawFeatures: unknown): DatasetShape | string {
 
 /** The shape most episodes have (the earliest's, between equals): what a new dataset takes. */
 function commonShape(candidates: readonly Candidate[]): DatasetShape | null {
-  let best: DatasetShape | null = null;
-  let bestCount = 0;
+  // shapeOf builds every shape with the same keys in the same order: equal shapes, equal JSON.
+  const counts = new Map<string, { shape: DatasetShape; n: number }>();
   for (const c of candidates) {
-    const n = candidates.filter((x) => shapeDifference(x.shape, c.shape) === null).length;
-    if (n > bestCount) {
-      best = c.shape;
-      bestCount = n;
-    }
+    const key = JSON.stringify(c.shape);
+    const seen = counts.get(key);
+    if (seen) seen.n++;
+    else counts.set(key, { shape: c.shape, n: 1 });
   }
-  return best;
+  let best: { shape: DatasetShape; n: number } | null = null;
+  for (const e of counts.values()) if (best === null || e.n > best.n) best = e;
+  return best?.shape ?? null;
 }
 
 /** What differs between the dataset's shape `ds` and an episode's `ep`, in words; null when nothing. */
